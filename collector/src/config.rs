@@ -1,0 +1,141 @@
+//! The collector's command line, every flag with an `SCOPE_*` environment variable, and the
+//! cross-field rules checked before anything runs.
+
+use std::{path::PathBuf, time::Duration};
+
+use scope_kafka::KafkaArgs;
+
+use crate::Error;
+
+pub const DEFAULT_SPY_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_secs(3);
+pub const DEFAULT_FULL_EVERY: u32 = 5;
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+
+/// Settings of one collector (one per host).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CollectorArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Stable id of this host in every record and node id [default: the host name].
+    #[arg(long, env = "SCOPE_HOST_ID")]
+    pub host_id: Option<String>,
+    /// How often /proc is read for processes and connections.
+    #[arg(long, env = "SCOPE_SPY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub spy_interval: Duration,
+    /// How often the host and process reporters publish a report delta.
+    #[arg(long, env = "SCOPE_PUBLISH_INTERVAL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub publish_interval: Duration,
+    /// Every Nth publish is a full report (all nodes), and re-announces open connections.
+    #[arg(long, env = "SCOPE_FULL_EVERY", default_value_t = DEFAULT_FULL_EVERY)]
+    pub full_every: u32,
+    /// Where the host's procfs is mounted (e.g. /host/proc in a container).
+    #[arg(long, env = "SCOPE_PROC_ROOT", default_value = DEFAULT_PROC_ROOT)]
+    pub proc_root: PathBuf,
+}
+
+impl CollectorArgs {
+    /// The defaults, publishing to `kafka`.
+    pub fn new(kafka: KafkaArgs) -> Self {
+        CollectorArgs {
+            kafka,
+            host_id: None,
+            spy_interval: DEFAULT_SPY_INTERVAL,
+            publish_interval: DEFAULT_PUBLISH_INTERVAL,
+            full_every: DEFAULT_FULL_EVERY,
+            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+        }
+    }
+
+    /// Checks the rules between fields, without I/O.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.kafka.brokers.trim().is_empty() {
+            return invalid("--brokers must name at least one broker".into());
+        }
+        if let Some(host_id) = &self.host_id {
+            // Node ids are `<host_id>;<pid>`: a ';' would make them ambiguous.
+            if host_id.trim().is_empty() || host_id.contains(';') {
+                return invalid(format!("--host-id {host_id:?} must be non-empty and contain no ';'"));
+            }
+        }
+        if self.spy_interval.is_zero() || self.publish_interval.is_zero() {
+            return invalid("--spy-interval and --publish-interval must be above zero".into());
+        }
+        if self.publish_interval < self.spy_interval {
+            return invalid(format!(
+                "--publish-interval ({}) must not be shorter than --spy-interval ({}): it would \
+                 publish the same spy twice",
+                humantime::format_duration(self.publish_interval),
+                humantime::format_duration(self.spy_interval)
+            ));
+        }
+        if self.full_every == 0 {
+            return invalid("--full-every must be at least 1".into());
+        }
+        if self.proc_root.as_os_str().is_empty() {
+            return invalid("--proc-root must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CollectorArgs,
+    }
+
+    fn parse(argv: &[&str]) -> CollectorArgs {
+        Cli::try_parse_from(std::iter::once("scope").chain(argv.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn parses_flags_and_defaults() {
+        let args = parse(&[
+            "--brokers", "k:9092", "--host-id", "node-1", "--spy-interval", "500ms",
+            "--publish-interval", "2s", "--full-every", "3", "--proc-root", "/host/proc",
+        ]);
+        assert_eq!(args.kafka.brokers, "k:9092");
+        assert_eq!(args.host_id.as_deref(), Some("node-1"));
+        assert_eq!(args.spy_interval, Duration::from_millis(500));
+        assert_eq!(args.publish_interval, Duration::from_secs(2));
+        assert_eq!(args.full_every, 3);
+        assert_eq!(args.proc_root, PathBuf::from("/host/proc"));
+        args.validate().unwrap();
+
+        let defaults = parse(&[]);
+        let expected = CollectorArgs::new(defaults.kafka.clone());
+        assert_eq!(defaults.host_id, None);
+        assert_eq!(
+            (defaults.spy_interval, defaults.publish_interval, defaults.full_every, &defaults.proc_root),
+            (expected.spy_interval, expected.publish_interval, expected.full_every, &expected.proc_root)
+        );
+        assert!(Cli::try_parse_from(["scope", "--spy-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_inconsistent_settings() {
+        let ok = CollectorArgs::new(KafkaArgs::new("127.0.0.1:9092"));
+        ok.validate().unwrap();
+        let bad = [
+            CollectorArgs { host_id: Some("a;b".into()), ..ok.clone() },
+            CollectorArgs { host_id: Some(" ".into()), ..ok.clone() },
+            CollectorArgs { spy_interval: Duration::ZERO, ..ok.clone() },
+            CollectorArgs { publish_interval: Duration::from_millis(500), ..ok.clone() },
+            CollectorArgs { full_every: 0, ..ok.clone() },
+            CollectorArgs { kafka: KafkaArgs::new(""), ..ok.clone() },
+        ];
+        for args in bad {
+            let error = args.validate().unwrap_err();
+            assert!(matches!(error, Error::InvalidConfig(_)), "{args:?}");
+            assert!(!error.is_retryable());
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The collector's errors: only what stops it. Everything that goes wrong while it runs (a
+//! process exiting mid-read, a dead broker, a record that cannot be delivered) is counted in
+//! [`crate::Stats`], logged and survived, so it never becomes an [`Error`].
+
+use std::{io, path::PathBuf};
+
+use rdkafka::error::KafkaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid collector configuration: {0}")]
+    InvalidConfig(String),
+    #[error("reading {path} (is --proc-root a procfs mount?): {source}")]
+    ProcRoot { path: PathBuf, source: io::Error },
+    #[error("finding the host name for the default --host-id: {0}")]
+    Hostname(#[source] io::Error),
+    #[error("creating the Kafka producer: {0}")]
+    CreateProducer(#[source] KafkaError),
+    #[error("running a spy of /proc: {0}")]
+    Spy(#[source] tokio::task::JoinError),
+}
+
+impl Error {
+    /// Whether running again unchanged may succeed. None of these errors is: each is a
+    /// configuration or environment mistake (or a bug, for [`Error::Spy`]) that a restart
+    /// repeats; transient trouble never surfaces as an error.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::InvalidConfig(_)
+            | Error::ProcRoot { .. }
+            | Error::Hostname(_)
+            | Error::CreateProducer(_)
+            | Error::Spy(_) => false,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The process reporter: one Weave Scope `process` node per process of the host.
+//!
+//! CPU usage is a rate, so it needs two samples of the same process: the reporter keeps each
+//! process's CPU time from the previous spy, keyed by pid and start time so that a reused pid
+//! does not inherit a stranger's history.
+
+use std::{collections::HashMap, time::Instant};
+
+use scope_schemas::{
+    Metric, Node,
+    report::{host_node_id, keys, process_node_id},
+};
+
+use crate::scan::{ProcessSample, Scan, clock_ticks};
+
+#[derive(Debug)]
+pub struct ProcessReporter {
+    host_id: String,
+    ticks_per_second: f64,
+    /// pid -> (start time, CPU ticks, when sampled).
+    previous: HashMap<i32, (u64, u64, Instant)>,
+    nodes: Vec<Node>,
+}
+
+impl ProcessReporter {
+    pub fn new(host_id: impl Into<String>) -> Self {
+        ProcessReporter {
+            host_id: host_id.into(),
+            ticks_per_second: clock_ticks(),
+            previous: HashMap::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Feeds one spy; the nodes describe it until the next one.
+    pub fn observe(&mut self, scan: &Scan) {
+        let mut previous = HashMap::with_capacity(scan.processes.len());
+        let host = host_node_id(&self.host_id);
+        self.nodes = scan
+            .processes
+            .iter()
+            .map(|p| {
+                let cpu = match self.previous.get(&p.pid) {
+                    Some(&(start, ticks, at)) if start == p.start_ticks => {
+                        cpu_percent(ticks, p.cpu_ticks, self.ticks_per_second, scan.at - at)
+                    }
+                    _ => None,
+                };
+                previous.insert(p.pid, (p.start_ticks, p.cpu_ticks, scan.at));
+                process_node(&self.host_id, &host, p, cpu, scan.timestamp_us)
+            })
+            .collect();
+        self.previous = previous;
+    }
+
+    /// The nodes of the latest spy.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+}
+
+/// CPU use over an interval, in percent of one CPU (above 100 for multi-threaded work).
+pub fn cpu_percent(
+    before_ticks: u64,
+    after_ticks: u64,
+    ticks_per_second: f64,
+    elapsed: std::time::Duration,
+) -> Option<f64> {
+    let seconds = elapsed.as_secs_f64();
+    if seconds <= 0.0 || ticks_per_second <= 0.0 {
+        return None;
+    }
+    let used = after_ticks.saturating_sub(before_ticks) as f64 / ticks_per_second;
+    Some(100.0 * used / seconds)
+}
+
+fn process_node(
+    host_id: &str,
+    host_node: &str,
+    p: &ProcessSample,
+    cpu: Option<f64>,
+    now_us: i64,
+) -> Node {
+    let mut node = Node::new(keys::PROCESS, process_node_id(host_id, p.pid))
+        .with_latest(keys::PID, p.pid, now_us)
+        .with_latest(keys::PPID, p.ppid, now_us)
+        .with_latest(keys::NAME, &p.name, now_us)
+        .with_latest(keys::THREADS, p.threads, now_us);
+    if !p.cmdline.is_empty() {
+        node = node.with_latest(keys::CMDLINE, &p.cmdline, now_us);
+    }
+    if let Some(cpu) = cpu {
+        node.metrics.insert(keys::CPU_USAGE_PERCENT.into(), Metric::single(now_us, cpu));
+    }
+    node.metrics
+        .insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(now_us, p.rss_bytes as f64));
+    if let Some(open) = p.open_files {
+        node.metrics.insert(keys::OPEN_FILES_COUNT.into(), Metric::single(now_us, open as f64));
+    }
+    node.parents.insert(keys::HOST.into(), vec![host_node.to_owned()]);
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::{BTreeMap, HashMap},
+        time::Duration,
+    };
+
+    use super::*;
+
+    fn sample(pid: i32, start_ticks: u64, cpu_ticks: u64) -> ProcessSample {
+        ProcessSample {
+            pid,
+            ppid: 1,
+            name: "python3".into(),
+            cmdline: "python3 -m http.server".into(),
+            threads: 2,
+            cpu_ticks,
+            start_ticks,
+            rss_bytes: 4096,
+            open_files: Some(5),
+            netns: Some(1),
+            sockets: vec![],
+        }
+    }
+
+    fn scan(at: Instant, processes: Vec<ProcessSample>) -> Scan {
+        Scan {
+            timestamp_us: 1_000,
+            at,
+            processes,
+            tcp: BTreeMap::new(),
+            socket_owner: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn cpu_percent_is_a_rate() {
+        assert_eq!(cpu_percent(100, 150, 100.0, Duration::from_secs(1)), Some(50.0));
+        assert_eq!(cpu_percent(100, 500, 100.0, Duration::from_secs(2)), Some(200.0));
+        assert_eq!(cpu_percent(100, 50, 100.0, Duration::from_secs(1)), Some(0.0));
+        assert_eq!(cpu_percent(0, 1, 100.0, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn builds_process_nodes_with_cpu_from_the_previous_spy() {
+        let mut reporter = ProcessReporter::new("h1");
+        reporter.ticks_per_second = 100.0;
+        let t0 = Instant::now();
+        reporter.observe(&scan(t0, vec![sample(42, 7, 100), sample(43, 7, 0)]));
+        let node = &reporter.nodes()[0];
+        assert_eq!((node.topology.as_str(), node.id.as_str()), ("process", "h1;42"));
+        assert_eq!(node.latest(keys::PID), Some("42"));
+        assert_eq!(node.latest(keys::PPID), Some("1"));
+        assert_eq!(node.latest(keys::NAME), Some("python3"));
+        assert_eq!(node.latest(keys::CMDLINE), Some("python3 -m http.server"));
+        assert_eq!(node.latest(keys::THREADS), Some("2"));
+        assert_eq!(node.metric(keys::MEMORY_USAGE_BYTES), Some(4096.0));
+        assert_eq!(node.metric(keys::OPEN_FILES_COUNT), Some(5.0));
+        assert_eq!(node.parents[keys::HOST], ["h1;<host>"]);
+        // One sample: no rate yet.
+        assert_eq!(node.metric(keys::CPU_USAGE_PERCENT), None);
+
+        // pid 43 was replaced by a new process with the same pid (other start time).
+        let t1 = t0 + Duration::from_secs(1);
+        reporter.observe(&scan(t1, vec![sample(42, 7, 125), sample(43, 9, 50)]));
+        assert_eq!(reporter.nodes()[0].metric(keys::CPU_USAGE_PERCENT), Some(25.0));
+        assert_eq!(reporter.nodes()[1].metric(keys::CPU_USAGE_PERCENT), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! End to end: a real collector spying this machine's /proc, publishing to an embedded
+//! broker, while two real processes open, hold and drop a TCP connection.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    Message,
+    consumer::{Consumer, StreamConsumer},
+};
+use scope_collector::{CollectorArgs, Stats};
+use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_schemas::{
+    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Record, ReportDelta,
+    report::{host_node_id, keys, process_node_id},
+    topics,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Listens on a free loopback port, prints it, accepts one connection and holds it.
+const SERVER: &str = r#"
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+conn, _ = s.accept()
+time.sleep(3600)
+"#;
+
+/// Connects to the port in argv[1], prints its own port, holds the connection.
+const CLIENT: &str = r#"
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print(c.getsockname()[1], flush=True)
+time.sleep(3600)
+"#;
+
+fn python() -> &'static str {
+    // The system interpreter directly: a pyenv shim would add a shell in front of it.
+    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
+/// Starts `python3 -c script args...` and reads the first line it prints.
+async fn spawn_python(script: &str, args: &[&str]) -> (Child, u32, String, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let pid = child.id().expect("running child has a pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("child printed in time")
+        .expect("child stdout readable")
+        .expect("child printed a line");
+    (child, pid, line.trim().to_owned(), lines)
+}
+
+/// Everything of our host read so far.
+#[derive(Default)]
+struct Seen {
+    events: Vec<ConnectionEvent>,
+    deltas: Vec<ReportDelta>,
+}
+
+/// Consumes until `done` holds, failing after [`WAIT`].
+async fn consume_until(
+    consumer: &StreamConsumer,
+    seen: &mut Seen,
+    host_id: &str,
+    what: &str,
+    done: impl Fn(&Seen) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    while !done(seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = match tokio::time::timeout(left, consumer.recv()).await {
+            Err(_) => panic!(
+                "timed out waiting for {what}; saw {} events: {:#?}\nand {} deltas",
+                seen.events.len(),
+                seen.events,
+                seen.deltas.len()
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "consumer error; retrying");
+                continue;
+            }
+            Ok(Ok(message)) => message,
+        };
+        // This broker only holds this collector's records, all keyed by its host id.
+        assert_eq!(message.key(), Some(host_id.as_bytes()));
+        let payload = message.payload().expect("records have values");
+        match message.topic() {
+            topics::CONNECTIONS => {
+                let event = ConnectionEvent::decode(payload).expect("valid ConnectionEvent");
+                if event.host_id == host_id {
+                    seen.events.push(event);
+                }
+            }
+            topics::REPORTS => {
+                let delta = ReportDelta::decode(payload).expect("valid ReportDelta");
+                if delta.host_id == host_id {
+                    seen.deltas.push(delta);
+                }
+            }
+            other => panic!("unexpected topic {other}"),
+        }
+    }
+}
+
+fn find_event(
+    seen: &Seen,
+    kind: ConnectionEventKind,
+    pid: u32,
+    local_port: &str,
+) -> Option<ConnectionEvent> {
+    seen.events
+        .iter()
+        .find(|e| {
+            e.kind == kind
+                && e.pid == Some(pid as i32)
+                && e.local_port.to_string() == local_port
+                && !e.refresh
+        })
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_real_processes_and_their_connection() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+
+    let host_id = format!("collector-test-{}", std::process::id());
+    let mut args = CollectorArgs::new(kafka.clone());
+    args.host_id = Some(host_id.clone());
+    args.spy_interval = Duration::from_millis(100);
+    args.publish_interval = Duration::from_millis(300);
+    args.full_every = 2;
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(scope_collector::run_with_stats(args, shutdown.clone(), stats.clone()));
+
+    let consumer: StreamConsumer = kafka
+        .client_config(&[
+            ("group.id", &format!("collector-test-{}-{:?}", std::process::id(), Instant::now())),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ])
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topics::CONNECTIONS, topics::REPORTS]).unwrap();
+
+    // Two real processes holding one loopback connection.
+    let (_server, server_pid, server_port, _server_out) = spawn_python(SERVER, &[]).await;
+    let (mut client, client_pid, client_port, _client_out) =
+        spawn_python(CLIENT, &[&server_port]).await;
+
+    let mut seen = Seen::default();
+    consume_until(&consumer, &mut seen, &host_id, "connect and accept events", |s| {
+        find_event(s, ConnectionEventKind::Connect, client_pid, &client_port).is_some()
+            && find_event(s, ConnectionEventKind::Accept, server_pid, &server_port).is_some()
+    })
+    .await;
+    let connect = find_event(&seen, ConnectionEventKind::Connect, client_pid, &client_port).unwrap();
+    assert_eq!(
+        (connect.family, connect.local_addr.as_str(), connect.remote_addr.as_str()),
+        (AddressFamily::Ipv4, "127.0.0.1", "127.0.0.1")
+    );
+    assert_eq!(connect.remote_port.to_string(), server_port);
+    assert_eq!(connect.source, EventSource::Procfs);
+    assert!(connect.process_name.as_deref().is_some_and(|n| n.starts_with("python")), "{connect:?}");
+    assert!(connect.netns > 0);
+    let accept = find_event(&seen, ConnectionEventKind::Accept, server_pid, &server_port).unwrap();
+    assert_eq!(accept.remote_port.to_string(), client_port);
+    assert_eq!(accept.netns, connect.netns);
+
+    // Reports: the server's process node and the host node with its loopback network.
+    let server_node = process_node_id(&host_id, server_pid as i32);
+    let host_node = host_node_id(&host_id);
+    consume_until(&consumer, &mut seen, &host_id, "process and host nodes", |s| {
+        let nodes = || s.deltas.iter().flat_map(|d| &d.upserts);
+        nodes().any(|n| n.id == server_node)
+            && nodes().any(|n| {
+                n.id == host_node
+                    && n.sets.get(keys::LOCAL_NETWORKS).is_some_and(|nets| nets.iter().any(|c| c == "127.0.0.1/8"))
+            })
+    })
+    .await;
+    let process = seen.deltas.iter().flat_map(|d| &d.upserts).find(|n| n.id == server_node).unwrap();
+    assert_eq!(process.topology, keys::PROCESS);
+    assert_eq!(process.latest(keys::PID), Some(server_pid.to_string().as_str()));
+    assert_eq!(process.latest(keys::PPID), Some(std::process::id().to_string().as_str()));
+    assert!(process.latest(keys::CMDLINE).is_some_and(|c| c.contains("s.listen()")));
+    assert_eq!(process.parents[keys::HOST], [host_node.clone()]);
+    let host = seen.deltas.iter().flat_map(|d| &d.upserts).find(|n| n.id == host_node).unwrap();
+    assert_eq!(host.latest(keys::TRACKER_MODE), Some("procfs"));
+
+    // The first delta of each reporter is full, and seq only goes up.
+    for reporter in [keys::HOST, keys::PROCESS] {
+        let deltas: Vec<&ReportDelta> = seen.deltas.iter().filter(|d| d.reporter == reporter).collect();
+        assert!(deltas[0].full, "first {reporter} delta is full");
+        assert!(deltas.windows(2).all(|w| w[0].seq < w[1].seq), "{reporter} seqs increase");
+    }
+
+    // The client exits: its end of the connection closes, and so does the server's.
+    client.kill().await.unwrap();
+    consume_until(&consumer, &mut seen, &host_id, "close events", |s| {
+        find_event(s, ConnectionEventKind::Close, client_pid, &client_port).is_some()
+            && find_event(s, ConnectionEventKind::Close, server_pid, &server_port).is_some()
+    })
+    .await;
+    let close = find_event(&seen, ConnectionEventKind::Close, client_pid, &client_port).unwrap();
+    assert!(close.timestamp_us >= connect.timestamp_us);
+    assert_eq!(close.remote_port, connect.remote_port);
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, collector).await.expect("collector stops").unwrap().unwrap();
+    let metrics = stats.metrics();
+    assert!(stats.events_published.load(std::sync::atomic::Ordering::Relaxed) >= 4, "{metrics:?}");
+    assert!(stats.deltas_published.load(std::sync::atomic::Ordering::Relaxed) >= 2, "{metrics:?}");
+    assert_eq!(stats.publish_failures.load(std::sync::atomic::Ordering::Relaxed), 0, "{metrics:?}");
+}

@@ -1,0 +1,136 @@
+//! What every Scope process shares: Kafka plumbing and the process life cycle.
+//!
+//! # Layout
+//! - [`KafkaArgs`]: `--brokers` and `-X key=value` librdkafka properties, the one way every
+//!   component configures its Kafka clients.
+//! - [`ensure_topics`]: creates the pipeline's topics (idempotent), with the retention or
+//!   compaction their [`TopicSpec`] asks for.
+//! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
+//!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
+//!   and loses messages under load.
+//! - [`service`]: logging, signals, `--check-config` and exit codes for every binary.
+
+#[cfg(feature = "embedded")]
+mod embedded;
+pub mod service;
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::KafkaError,
+    types::RDKafkaErrorCode,
+};
+use scope_schemas::topics::{Cleanup, TopicSpec};
+
+#[cfg(feature = "embedded")]
+pub use embedded::EmbeddedBroker;
+
+/// Kafka connection settings, flattened into every component's command line.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port, comma-separated).
+    #[arg(long, env = "SCOPE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// A librdkafka property for every client, as key=value (repeatable), e.g.
+    /// `-X security.protocol=SASL_SSL`. Applied after Scope's own defaults, so it wins.
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE",
+          value_parser = parse_property, env = "SCOPE_KAFKA_PROPERTIES", value_delimiter = ',')]
+    pub properties: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+impl KafkaArgs {
+    /// Settings for the given bootstrap servers and no extra properties.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaArgs { brokers: brokers.into(), properties: Vec::new() }
+    }
+
+    /// A client configuration: bootstrap servers, then `defaults`, then the user's properties.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("creating a Kafka admin client: {0}")]
+    Admin(#[source] KafkaError),
+    #[error("creating topic {topic}: {source}")]
+    CreateTopic { topic: String, source: KafkaError },
+    #[cfg(feature = "embedded")]
+    #[error("starting the embedded broker on {addr}: {reason}")]
+    Embedded { addr: std::net::SocketAddr, reason: String },
+}
+
+impl Error {
+    /// A dead or unreachable broker may come back; a rejected request will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Admin(_) => false,
+            Error::CreateTopic { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure)
+            ),
+            #[cfg(feature = "embedded")]
+            Error::Embedded { .. } => false,
+        }
+    }
+}
+
+/// Creates every topic in `specs` that does not exist yet. An existing topic is left as it is.
+pub async fn ensure_topics(kafka: &KafkaArgs, specs: &[TopicSpec]) -> Result<(), Error> {
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client_config(&[]).create().map_err(Error::Admin)?;
+    let configs: Vec<Vec<(&str, String)>> = specs.iter().map(|s| topic_config(s.cleanup)).collect();
+    let new_topics: Vec<NewTopic> = specs
+        .iter()
+        .zip(&configs)
+        .map(|(spec, config)| {
+            config.iter().fold(
+                NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(-1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|source| Error::CreateTopic { topic: "*".into(), source })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::CreateTopic { topic, source: KafkaError::AdminOp(code) });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn topic_config(cleanup: Cleanup) -> Vec<(&'static str, String)> {
+    match cleanup {
+        Cleanup::Delete { retention_ms } => {
+            vec![("cleanup.policy", "delete".into()), ("retention.ms", retention_ms.to_string())]
+        }
+        Cleanup::Compact => vec![("cleanup.policy", "compact".into())],
+    }
+}

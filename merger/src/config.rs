@@ -1,0 +1,194 @@
+//! The merger's command line, and the rules between its flags checked before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scope_kafka::KafkaArgs;
+
+use crate::Error;
+
+/// Flags of `scope merger`. Every flag also reads an environment variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MergerArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Kafka consumer group; mergers in one group share the input partitions (by host).
+    #[arg(long, env = "SCOPE_MERGER_GROUP_ID", default_value = "scope-merger")]
+    pub group_id: String,
+
+    /// Length of the window each snapshot covers: a snapshot at T holds the hosts that
+    /// reported and the sockets that were open within [T - window, T].
+    #[arg(long, env = "SCOPE_WINDOW", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub window: Duration,
+
+    /// How often a snapshot is cut, aligned to multiples of this on the wall clock.
+    #[arg(long, env = "SCOPE_MERGER_TICK", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tick: Duration,
+
+    /// Directory of the snapshot Parquet files, shared with the renderer.
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+
+    /// Snapshot files older than this are deleted.
+    #[arg(long, env = "SCOPE_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
+    /// Name of this merger in file names and announcements; unique within the group.
+    /// Letters, digits, '.', '_' and '-'.
+    #[arg(long, env = "SCOPE_MERGER_WRITER", default_value_t = default_writer())]
+    pub writer: String,
+
+    /// How often collectors publish a full report (re-announcing every open connection).
+    /// An open socket not confirmed for 2 * window + this is expired, and a merger assigned
+    /// partitions replays that much of their past to rebuild its state.
+    #[arg(long, env = "SCOPE_FULL_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub full_interval: Duration,
+}
+
+impl MergerArgs {
+    /// The defaults of every flag, for the given brokers and data directory.
+    pub fn new(kafka: KafkaArgs, data_dir: impl Into<PathBuf>) -> Self {
+        MergerArgs {
+            kafka,
+            group_id: "scope-merger".into(),
+            window: Duration::from_secs(15),
+            tick: Duration::from_secs(1),
+            data_dir: data_dir.into(),
+            retention: Duration::from_secs(3600),
+            writer: default_writer(),
+            full_interval: Duration::from_secs(15),
+        }
+    }
+
+    /// Checks the rules between flags, without I/O.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |reason: String| Err(Error::Config(reason));
+        if self.group_id.trim().is_empty() {
+            return fail("--group-id must not be empty".into());
+        }
+        if self.tick.is_zero() {
+            return fail("--tick must be above zero".into());
+        }
+        if self.tick < Duration::from_millis(1) {
+            return fail(format!("--tick {:?} is below the 1 ms resolution of snapshot times", self.tick));
+        }
+        if self.window < self.tick {
+            return fail(format!(
+                "--window ({}) must be at least --tick ({})",
+                humantime::format_duration(self.window),
+                humantime::format_duration(self.tick)
+            ));
+        }
+        if self.retention < self.window {
+            return fail(format!(
+                "--retention ({}) must be at least --window ({})",
+                humantime::format_duration(self.retention),
+                humantime::format_duration(self.window)
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return fail("--data-dir must not be empty".into());
+        }
+        if !valid_writer(&self.writer) {
+            return fail(format!(
+                "--writer {:?} must be letters, digits, '.', '_' or '-', not starting with '.'",
+                self.writer
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn valid_writer(writer: &str) -> bool {
+    !writer.is_empty()
+        && !writer.starts_with('.')
+        && writer.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Where Scope keeps its data by default: `$XDG_DATA_HOME/scope`, else
+/// `$HOME/.local/share/scope`, else `./scope-data`.
+pub fn default_data_dir() -> PathBuf {
+    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute("XDG_DATA_HOME") {
+        return xdg.join("scope");
+    }
+    if let Some(home) = absolute("HOME") {
+        return home.join(".local/share/scope");
+    }
+    PathBuf::from("scope-data")
+}
+
+/// `<hostname>-<pid>`, with characters a file name should not hold replaced by `_`.
+pub fn default_writer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "merger".into());
+    let host: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    let host = host.trim_start_matches('.');
+    format!("{}-{}", if host.is_empty() { "merger" } else { host }, std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        merger: MergerArgs,
+    }
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let cli = Cli::try_parse_from(["scope", "--data-dir", "/tmp/x"]).unwrap();
+        let args = cli.merger;
+        assert_eq!(args.window, Duration::from_secs(15));
+        assert_eq!(args.tick, Duration::from_secs(1));
+        assert_eq!(args.retention, Duration::from_secs(3600));
+        assert_eq!(args.group_id, "scope-merger");
+        args.validate().unwrap();
+        MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x").validate().unwrap();
+    }
+
+    #[test]
+    fn cross_field_rules_are_checked() {
+        let base = || MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x");
+        let bad = [
+            MergerArgs { tick: Duration::from_secs(20), ..base() },
+            MergerArgs { tick: Duration::ZERO, ..base() },
+            MergerArgs { retention: Duration::from_secs(10), ..base() },
+            MergerArgs { writer: "a/b".into(), ..base() },
+            MergerArgs { writer: ".hidden".into(), ..base() },
+            MergerArgs { group_id: " ".into(), ..base() },
+        ];
+        for args in bad {
+            assert!(matches!(args.validate(), Err(Error::Config(_))), "{args:?} accepted");
+        }
+        let cli = Cli::try_parse_from(["scope", "--window", "500ms", "--tick", "100ms"]).unwrap();
+        cli.merger.validate().unwrap();
+    }
+
+    #[test]
+    fn default_writer_is_a_valid_file_name_part() {
+        let writer = default_writer();
+        assert!(valid_writer(&writer), "{writer}");
+        assert!(writer.ends_with(&format!("-{}", std::process::id())));
+    }
+
+    #[test]
+    fn default_data_dir_is_absolute_when_home_is_known() {
+        if std::env::var_os("HOME").is_some() || std::env::var_os("XDG_DATA_HOME").is_some() {
+            assert!(default_data_dir().is_absolute());
+        }
+        assert!(default_data_dir().ends_with("scope") || default_data_dir().ends_with("scope-data"));
+    }
+}

@@ -1,0 +1,321 @@
+//! The consume loop: apply messages as they come, cut a snapshot every tick.
+//!
+//! One task owns the state, so nothing is locked on the hot path. Each tick (aligned to the
+//! wall clock) it cuts the state, writes the Parquet files on a blocking thread, announces
+//! the snapshot on `scope.snapshots`, and only then commits the offsets of every message
+//! applied before the cut: a crash at any point replays messages rather than losing them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MergerArgs;
+use crate::consumer::{self, MergerContext, Positions, Rebalance, blocking};
+use crate::snapshot::SnapshotWriter;
+use crate::state::{self, Applied, Input, State};
+use crate::stats::{LocalCounts, Stats};
+use crate::window::{self, Window, micros, now_us};
+use crate::Error;
+
+/// Messages handled per wake-up before the loop looks at the clock and the shutdown signal.
+const BATCH: usize = 4096;
+/// How long the announcement may wait in the producer's queue.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often files past retention are looked for.
+const SWEEP_EVERY_US: i64 = 60_000_000;
+/// At most one warning per this interval for each kind of skipped message.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(args: MergerArgs, shutdown: CancellationToken, stats: Arc<Stats>) -> Result<(), Error> {
+    args.validate()?;
+    let window = Window::new(args.window, args.full_interval);
+    let writer = SnapshotWriter::create(&args.data_dir, &args.writer)
+        .map_err(|source| Error::DataDir { path: args.data_dir.clone(), source })?;
+    let producer: FutureProducer = args
+        .kafka
+        .client_config(&[
+            ("client.id", &format!("scope-merger-{}", args.writer)),
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "30000"),
+        ])
+        .create()
+        .map_err(Error::CreateProducer)?;
+    let consumer = consumer::subscribe(&args, window.expire_after_us)?;
+    tracing::info!(
+        group_id = args.group_id,
+        writer = args.writer,
+        data_dir = %writer.data_dir().display(),
+        window = %humantime::format_duration(args.window),
+        tick = %humantime::format_duration(args.tick),
+        "merger started"
+    );
+
+    let mut merger = Merger {
+        tick_us: micros(args.tick).max(1),
+        retention: args.retention,
+        writer: Arc::new(writer),
+        window,
+        producer,
+        stats,
+        state: State::new(),
+        positions: Positions::default(),
+        counts: [LocalCounts::default(); 2],
+        malformed_log: [Throttle::default(), Throttle::default()],
+        consume_error_log: Throttle::default(),
+        next_sweep_us: i64::MIN,
+        writer_name: args.writer,
+    };
+    let looped = merger.consume(&consumer, &shutdown).await;
+
+    // Shutdown (or a fatal consumer error): persist what is known, commit, leave the group.
+    merger.take_rebalances(consumer.context());
+    let t = window::align_up(now_us(), merger.tick_us);
+    let last = merger.snapshot(&consumer, t, CommitMode::Sync).await;
+    merger.flush_counts();
+    consumer.unsubscribe();
+    // Closing polls until the group is left, which blocks.
+    let closed = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    tracing::info!(snapshot_time_us = t, ok = last.is_ok(), "merger stopped");
+    looped?;
+    last?;
+    closed.map_err(Error::Task)
+}
+
+struct Merger {
+    tick_us: i64,
+    retention: Duration,
+    window: Window,
+    writer: Arc<SnapshotWriter>,
+    writer_name: String,
+    producer: FutureProducer,
+    stats: Arc<Stats>,
+    state: State,
+    positions: Positions,
+    counts: [LocalCounts; 2],
+    malformed_log: [Throttle; 2],
+    consume_error_log: Throttle,
+    next_sweep_us: i64,
+}
+
+impl Merger {
+    async fn consume(
+        &mut self,
+        consumer: &StreamConsumer<MergerContext>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        let mut stream = consumer.stream();
+        let mut next_t = window::next_tick(now_us(), self.tick_us);
+        let tick = tokio::time::sleep_until(instant_of(next_t));
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(tick, cancelled);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut cancelled => return Ok(()),
+                () = &mut tick => {
+                    self.take_rebalances(consumer.context());
+                    if let Err(error) = self.snapshot(consumer, next_t, CommitMode::Async).await {
+                        self.stats.snapshot_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(%error, retryable = error.is_retryable(), "snapshot failed; the next tick retries");
+                    }
+                    // Ticks missed while busy are skipped, not caught up.
+                    next_t = window::next_tick(now_us(), self.tick_us);
+                    tick.as_mut().reset(instant_of(next_t));
+                }
+                item = stream.next() => {
+                    let mut item = item;
+                    for _ in 0..BATCH {
+                        self.take_rebalances(consumer.context());
+                        match item {
+                            Some(Ok(message)) => self.handle(&message),
+                            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                                return Err(Error::Consume(KafkaError::MessageConsumptionFatal(code)));
+                            }
+                            Some(Err(error)) => {
+                                if let Some(suppressed) = self.consume_error_log.allow() {
+                                    tracing::warn!(%error, suppressed, "consuming the input topics failed; retrying");
+                                }
+                            }
+                            None => return Ok(()),
+                        }
+                        match stream.next().now_or_never() {
+                            Some(next) => item = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one input message, or counts and skips it.
+    fn handle(&mut self, message: &BorrowedMessage<'_>) {
+        let Some(input) = Input::from_topic(message.topic()) else {
+            return;
+        };
+        let partition = message.partition();
+        self.positions.record(input, partition, message.offset());
+        let msg_ts_us = message.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
+        let Some(payload) = message.payload() else {
+            self.malformed(input, partition, message.offset(), "no value");
+            return;
+        };
+        let outcome = match input {
+            Input::Connections => match ConnectionEvent::decode(payload) {
+                Ok(ev) => match state::check_connection(&ev) {
+                    Ok(()) => self.state.apply_connection_from(partition, ev, msg_ts_us),
+                    Err(reason) => return self.malformed(input, partition, message.offset(), reason),
+                },
+                Err(error) => return self.malformed(input, partition, message.offset(), &error.to_string()),
+            },
+            Input::Reports => match ReportDelta::decode(payload) {
+                Ok(delta) => match state::check_report(&delta) {
+                    Ok(()) => self.state.apply_report_from(partition, delta, msg_ts_us),
+                    Err(reason) => return self.malformed(input, partition, message.offset(), reason),
+                },
+                Err(error) => return self.malformed(input, partition, message.offset(), &error.to_string()),
+            },
+        };
+        let counts = &mut self.counts[input.index()];
+        match outcome {
+            Applied::Changed => counts.applied += 1,
+            Applied::Duplicate => counts.duplicates += 1,
+            Applied::Ignored => counts.ignored += 1,
+        }
+    }
+
+    #[cold]
+    fn malformed(&mut self, input: Input, partition: i32, offset: i64, reason: &str) {
+        self.counts[input.index()].malformed += 1;
+        if let Some(suppressed) = self.malformed_log[input.index()].allow() {
+            tracing::warn!(topic = input.topic(), partition, offset, reason, suppressed, "skipping a malformed message");
+        }
+    }
+
+    /// Applies assignment changes the rebalance hook recorded.
+    fn take_rebalances(&mut self, context: &MergerContext) {
+        for rebalance in context.take() {
+            match rebalance {
+                Rebalance::Assigned(partitions) => {
+                    tracing::info!(?partitions, "assigned input partitions");
+                }
+                Rebalance::Revoked(partitions) => {
+                    let mut hosts = 0;
+                    for (input, partition) in &partitions {
+                        hosts += self.state.revoke(*input, *partition);
+                        self.positions.forget(*input, *partition);
+                    }
+                    tracing::info!(?partitions, hosts, "input partitions revoked; dropped their hosts' state");
+                }
+                Rebalance::Lost => {
+                    self.state = State::new();
+                    self.positions.clear();
+                    tracing::warn!("assignment lost; dropped all state");
+                }
+            }
+        }
+    }
+
+    /// Cuts at `t`, writes, announces, then commits.
+    async fn snapshot(
+        &mut self,
+        consumer: &StreamConsumer<MergerContext>,
+        t: i64,
+        mode: CommitMode,
+    ) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+
+        let tables = self.state.cut(t, &self.window);
+        self.stats.expired_sockets.fetch_add(tables.expired_sockets, Relaxed);
+        self.flush_counts();
+        let offsets = self.positions.to_list();
+        let rows = (tables.hosts.len(), tables.processes.len(), tables.sockets.len());
+        let window_us = tables.window_us;
+
+        let writer = Arc::clone(&self.writer);
+        let written = tokio::task::spawn_blocking(move || writer.write(&tables))
+            .await
+            .map_err(Error::Task)?
+            .map_err(|source| Error::WriteSnapshot { snapshot_time_us: t, source })?;
+        self.stats.snapshots_written.fetch_add(1, Relaxed);
+        self.stats.bytes_written.fetch_add(written.bytes, Relaxed);
+
+        let announcement = self.writer.announcement(t, window_us, written);
+        let payload = announcement
+            .encode()
+            .map_err(|source| Error::EncodeAnnouncement { snapshot_time_us: t, source })?;
+        let record = FutureRecord::to(topics::SNAPSHOTS).key(&self.writer_name).payload(&payload);
+        self.producer
+            .send(record, ANNOUNCE_TIMEOUT)
+            .await
+            .map_err(|(source, _)| Error::Announce { snapshot_time_us: t, source })?;
+
+        if let Some(offsets) = offsets {
+            match mode {
+                CommitMode::Sync => blocking(|| consumer.commit(&offsets, CommitMode::Sync)),
+                CommitMode::Async => consumer.commit(&offsets, CommitMode::Async),
+            }
+            .map_err(Error::Commit)?;
+        }
+        tracing::debug!(snapshot_time_us = t, hosts = rows.0, processes = rows.1, sockets = rows.2, "snapshot written");
+
+        if t >= self.next_sweep_us {
+            self.next_sweep_us = t.saturating_add(SWEEP_EVERY_US);
+            let writer = Arc::clone(&self.writer);
+            let retention = self.retention;
+            let swept = tokio::task::spawn_blocking(move || writer.sweep(t, retention)).await.map_err(Error::Task)?;
+            match swept {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    self.stats.files_deleted.fetch_add(deleted, Relaxed);
+                    tracing::debug!(deleted, "deleted snapshot files past retention");
+                }
+                Err(source) => {
+                    let error = Error::Retention(source);
+                    tracing::warn!(%error, "retention sweep failed; retrying in a minute");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_counts(&mut self) {
+        self.counts[Input::Connections.index()].flush_into(&self.stats.connections);
+        self.counts[Input::Reports.index()].flush_into(&self.stats.reports);
+    }
+}
+
+/// The tokio instant at which the wall clock reads `t_us`.
+fn instant_of(t_us: i64) -> Instant {
+    let ahead = u64::try_from(t_us.saturating_sub(now_us())).unwrap_or(0);
+    Instant::now() + Duration::from_micros(ahead)
+}
+
+/// Allows one log line per [`LOG_EVERY`], counting the ones it held back.
+#[derive(Debug, Default)]
+struct Throttle {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(held back since the last line)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.next.is_some_and(|next| now < next) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = Some(now + LOG_EVERY);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}

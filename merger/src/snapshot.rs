@@ -1,0 +1,344 @@
+//! Turning a cut into durable Parquet files, and deleting them when they age out.
+//!
+//! A snapshot is announced (and input offsets committed) only after its files are durable,
+//! so each file is written to a hidden temporary name in its table directory, fsynced,
+//! renamed into place and the directory fsynced: a reader never sees half a file, and a crash
+//! never leaves an announced snapshot missing. Every table gets a file even when empty, so a
+//! reader can tell "no rows" from "not written yet".
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::error::ArrowError;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use scope_schemas::snapshot::{file_path, snapshot_time_of, table};
+use scope_schemas::{Snapshot, SnapshotFile, tables};
+
+use crate::state::{SnapshotTables, family_str};
+use crate::window::micros;
+
+/// Why a snapshot could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("building the {table} batch: {source}")]
+    Arrow { table: &'static str, source: ArrowError },
+    #[error("encoding {path}: {source}")]
+    Parquet { path: PathBuf, source: ParquetError },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+}
+
+impl SnapshotError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
+        let path = path.to_owned();
+        move |source| SnapshotError::Io { op, path, source }
+    }
+}
+
+/// The merged tables of a cut as Arrow batches with the schemas of
+/// [`scope_schemas::tables`], in the order of [`table::MERGED`].
+pub fn record_batches(t: &SnapshotTables) -> Result<Vec<(&'static str, RecordBatch)>, SnapshotError> {
+    let time = |n: usize| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(vec![t.snapshot_time_us; n]).with_timezone_utc())
+    };
+    let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone_utc()) };
+    let ts_opt =
+        |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone_utc()) };
+    let text = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let text_opt = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let i32s = |v: Vec<Option<i32>>| -> ArrayRef { Arc::new(Int32Array::from(v)) };
+    let i64s = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
+    let f64s = |v: Vec<Option<f64>>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
+
+    let h = &t.hosts;
+    let hosts = vec![
+        time(h.len()),
+        text(h.iter().map(|r| r.host_id.as_str()).collect()),
+        text_opt(h.iter().map(|r| r.host_name.as_deref()).collect()),
+        text_opt(h.iter().map(|r| r.os.as_deref()).collect()),
+        text_opt(h.iter().map(|r| r.kernel_version.as_deref()).collect()),
+        i64s(h.iter().map(|r| r.uptime_seconds).collect()),
+        f64s(h.iter().map(|r| r.load1).collect()),
+        f64s(h.iter().map(|r| r.cpu_usage_percent).collect()),
+        i64s(h.iter().map(|r| r.memory_usage_bytes).collect()),
+        i64s(h.iter().map(|r| r.memory_total_bytes).collect()),
+        text_opt(h.iter().map(|r| r.tracker_mode.as_deref()).collect()),
+        ts(h.iter().map(|r| r.last_seen_us).collect()),
+    ];
+    let p = &t.processes;
+    let processes = vec![
+        time(p.len()),
+        text(p.iter().map(|r| r.host_id.as_str()).collect()),
+        Arc::new(Int32Array::from(p.iter().map(|r| r.pid).collect::<Vec<_>>())),
+        i32s(p.iter().map(|r| r.ppid).collect()),
+        text_opt(p.iter().map(|r| r.name.as_deref()).collect()),
+        text_opt(p.iter().map(|r| r.cmdline.as_deref()).collect()),
+        i32s(p.iter().map(|r| r.threads).collect()),
+        f64s(p.iter().map(|r| r.cpu_usage_percent).collect()),
+        i64s(p.iter().map(|r| r.memory_usage_bytes).collect()),
+        i32s(p.iter().map(|r| r.open_files_count).collect()),
+        ts(p.iter().map(|r| r.last_seen_us).collect()),
+    ];
+    let s = &t.sockets;
+    let sockets = vec![
+        time(s.len()),
+        text(s.iter().map(|r| r.host_id.as_str()).collect()),
+        Arc::new(Int64Array::from(s.iter().map(|r| r.key.netns).collect::<Vec<_>>())),
+        i32s(s.iter().map(|r| r.pid).collect()),
+        text_opt(s.iter().map(|r| r.process_name.as_deref()).collect()),
+        text(s.iter().map(|r| r.direction.as_str()).collect()),
+        text(s.iter().map(|r| family_str(r.key.family)).collect()),
+        text(s.iter().map(|r| r.key.local_addr.as_str()).collect()),
+        Arc::new(Int32Array::from(s.iter().map(|r| r.key.local_port).collect::<Vec<_>>())),
+        text(s.iter().map(|r| r.key.remote_addr.as_str()).collect()),
+        Arc::new(Int32Array::from(s.iter().map(|r| r.key.remote_port).collect::<Vec<_>>())),
+        ts(s.iter().map(|r| r.first_seen_us).collect()),
+        ts(s.iter().map(|r| r.last_seen_us).collect()),
+        ts_opt(s.iter().map(|r| r.closed_at_us).collect()),
+        text(s.iter().map(|r| r.state()).collect()),
+        text(s.iter().map(|r| r.source.as_str()).collect()),
+    ];
+    let n = &t.local_networks;
+    let local_networks = vec![
+        time(n.len()),
+        text(n.iter().map(|r| r.host_id.as_str()).collect()),
+        text(n.iter().map(|r| r.cidr.as_str()).collect()),
+    ];
+
+    [
+        (table::HOSTS, &*tables::HOSTS, hosts),
+        (table::PROCESSES, &*tables::PROCESSES, processes),
+        (table::SOCKETS, &*tables::SOCKETS, sockets),
+        (table::LOCAL_NETWORKS, &*tables::LOCAL_NETWORKS, local_networks),
+    ]
+    .into_iter()
+    .map(|(name, schema, columns)| {
+        RecordBatch::try_new(Arc::clone(schema), columns)
+            .map(|batch| (name, batch))
+            .map_err(|source| SnapshotError::Arrow { table: name, source })
+    })
+    .collect()
+}
+
+/// What one snapshot wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub files: Vec<SnapshotFile>,
+    pub bytes: u64,
+}
+
+/// Writes the merged tables of each snapshot under one data directory.
+#[derive(Clone, Debug)]
+pub struct SnapshotWriter {
+    data_dir: PathBuf,
+    writer: String,
+    properties: WriterProperties,
+}
+
+impl SnapshotWriter {
+    /// Creates `data_dir` and its table directories if they are missing.
+    pub fn create(data_dir: &Path, writer: &str) -> Result<Self, SnapshotError> {
+        for name in table::MERGED {
+            let dir = data_dir.join(name);
+            fs::create_dir_all(&dir).map_err(SnapshotError::io("creating", &dir))?;
+        }
+        let data_dir = data_dir.canonicalize().map_err(SnapshotError::io("resolving", data_dir))?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        Ok(SnapshotWriter { data_dir, writer: writer.to_owned(), properties })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Writes one durable Parquet file per merged table of `tables`.
+    pub fn write(&self, tables: &SnapshotTables) -> Result<Written, SnapshotError> {
+        let mut written = Written { files: Vec::with_capacity(table::MERGED.len()), bytes: 0 };
+        for (name, batch) in record_batches(tables)? {
+            let rel = file_path(name, tables.snapshot_time_us, &self.writer);
+            let path = self.data_dir.join(&rel);
+            written.bytes += self.write_file(&path, &batch)?;
+            written.files.push(SnapshotFile { table: name.to_owned(), path: rel, rows: batch.num_rows() as i64 });
+        }
+        Ok(written)
+    }
+
+    /// The announcement of a snapshot this writer wrote.
+    pub fn announcement(&self, snapshot_time_us: i64, window_us: i64, written: Written) -> Snapshot {
+        Snapshot {
+            snapshot_time_us,
+            window_us,
+            writer: self.writer.clone(),
+            data_dir: self.data_dir.display().to_string(),
+            files: written.files,
+        }
+    }
+
+    fn write_file(&self, path: &Path, batch: &RecordBatch) -> Result<u64, SnapshotError> {
+        let (dir, tmp) = temp_path(path);
+        let file = File::create(&tmp).map_err(SnapshotError::io("creating", &tmp))?;
+        let encoded = (|| {
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
+            writer.write(batch)?;
+            writer.into_inner()
+        })();
+        let result = encoded
+            .map_err(|source| SnapshotError::Parquet { path: tmp.clone(), source })
+            .and_then(|file| {
+                file.sync_all().map_err(SnapshotError::io("syncing", &tmp))?;
+                let len = file.metadata().map_err(SnapshotError::io("reading metadata of", &tmp))?.len();
+                fs::rename(&tmp, path).map_err(SnapshotError::io("renaming into place", path))?;
+                Ok(len)
+            });
+        if result.is_err() {
+            // Best effort: the sweep removes what is left when it ages out.
+            let _ = fs::remove_file(&tmp);
+        }
+        let len = result?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(SnapshotError::io("syncing directory", &dir))?;
+        Ok(len)
+    }
+
+    /// Deletes merged-table files (of any writer, and leftover temporary files) whose
+    /// snapshot time is older than `now_us - retention`. Returns how many were deleted.
+    pub fn sweep(&self, now_us: i64, retention: Duration) -> Result<u64, SnapshotError> {
+        let cutoff = now_us.saturating_sub(micros(retention));
+        let mut removed = 0;
+        for name in table::MERGED {
+            let dir = self.data_dir.join(name);
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SnapshotError::Io { op: "listing", path: dir, source: e }),
+            };
+            for entry in entries {
+                let entry = entry.map_err(SnapshotError::io("listing", &dir))?;
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else { continue };
+                let Some(t) = snapshot_time_of(file_name.trim_start_matches('.')) else { continue };
+                if t >= cutoff {
+                    continue;
+                }
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    // Another merger sharing the directory got there first.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(SnapshotError::Io { op: "removing", path: entry.path(), source: e }),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// `<dir>/.<name>.tmp`: hidden, and not ending in `.parquet`, so readers skip it.
+fn temp_path(path: &Path) -> (PathBuf, PathBuf) {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    (dir, tmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use scope_schemas::{AddressFamily, EventSource};
+
+    use super::*;
+    use crate::state::{Direction, HostRow, LocalNetworkRow, SocketKey, SocketRow};
+
+    const T: i64 = 1_700_000_000_000_000;
+
+    fn tables() -> SnapshotTables {
+        SnapshotTables {
+            snapshot_time_us: T,
+            window_us: 15_000_000,
+            hosts: vec![HostRow {
+                host_id: "h1".into(),
+                host_name: Some("h1".into()),
+                os: None,
+                kernel_version: None,
+                uptime_seconds: Some(5),
+                load1: Some(0.25),
+                cpu_usage_percent: None,
+                memory_usage_bytes: None,
+                memory_total_bytes: None,
+                tracker_mode: Some("procfs".into()),
+                last_seen_us: T - 1,
+            }],
+            processes: vec![],
+            sockets: vec![SocketRow {
+                host_id: "h1".into(),
+                key: SocketKey {
+                    netns: 7,
+                    family: AddressFamily::Ipv6,
+                    local_addr: "::1".into(),
+                    local_port: 5,
+                    remote_addr: "::1".into(),
+                    remote_port: 6,
+                },
+                pid: None,
+                process_name: None,
+                direction: Direction::Inbound,
+                first_seen_us: T - 10,
+                last_seen_us: T - 5,
+                closed_at_us: Some(T - 5),
+                source: EventSource::Ebpf,
+            }],
+            local_networks: vec![LocalNetworkRow { host_id: "h1".into(), cidr: "::1/128".into() }],
+            expired_sockets: 0,
+        }
+    }
+
+    #[test]
+    fn batches_have_the_contract_schemas() {
+        let batches = record_batches(&tables()).unwrap();
+        let names: Vec<&str> = batches.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, table::MERGED);
+        for (name, batch) in &batches {
+            assert_eq!(batch.schema(), tables::schema(name).unwrap());
+        }
+        let empty = record_batches(&SnapshotTables::default()).unwrap();
+        assert!(empty.iter().all(|(_, b)| b.num_rows() == 0));
+    }
+
+    #[test]
+    fn written_files_read_back_and_sweep_removes_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SnapshotWriter::create(dir.path(), "m1-1").unwrap();
+        let written = writer.write(&tables()).unwrap();
+        assert_eq!(written.files.len(), 4);
+        assert!(written.bytes > 0);
+        let sockets = written.files.iter().find(|f| f.table == table::SOCKETS).unwrap();
+        assert_eq!(sockets.rows, 1);
+        let path = writer.data_dir().join(&sockets.path);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches[0].schema(), *tables::SOCKETS);
+        assert_eq!(batches[0].num_rows(), 1);
+        let state = batches[0].column_by_name("state").unwrap();
+        let state = state.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(state.value(0), "closed");
+
+        // A leftover temporary file of an old snapshot goes too.
+        fs::write(writer.data_dir().join("hosts").join(format!(".{:020}-x.parquet.tmp", T - 1)), b"").unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(writer.sweep(T + 3_600_000_000, hour).unwrap(), 0);
+        assert_eq!(writer.sweep(T + 3_600_000_001, hour).unwrap(), 5);
+        assert!(!path.exists());
+    }
+}

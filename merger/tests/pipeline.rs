@@ -1,0 +1,380 @@
+//! The merger end to end against an embedded broker: messages in, Parquet files and
+//! announcements out. Each test has its own broker, data directory and consumer groups.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_merger::{MergerArgs, Stats, run_with_stats};
+use scope_schemas::report::{host_node_id, keys, process_node_id};
+use scope_schemas::snapshot::table;
+use scope_schemas::{
+    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record, ReportDelta, Snapshot,
+    topics,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn now_us() -> i64 {
+    scope_merger::window::now_us()
+}
+
+async fn broker() -> (EmbeddedBroker, KafkaArgs) {
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    (broker, kafka)
+}
+
+fn merger_args(kafka: &KafkaArgs, dir: &Path, group: &str, writer: &str) -> MergerArgs {
+    MergerArgs {
+        group_id: group.into(),
+        writer: writer.into(),
+        window: Duration::from_secs(60),
+        tick: Duration::from_millis(250),
+        full_interval: Duration::from_secs(5),
+        ..MergerArgs::new(kafka.clone(), dir)
+    }
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), scope_merger::Error>>,
+    stats: Arc<Stats>,
+}
+
+fn start(args: MergerArgs) -> Running {
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
+    let task = tokio::spawn(run_with_stats(args, shutdown.clone(), Arc::clone(&stats)));
+    Running { shutdown, task, stats }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(TIMEOUT, self.task).await.expect("merger did not stop");
+        result.unwrap().unwrap();
+    }
+}
+
+fn producer(kafka: &KafkaArgs) -> FutureProducer {
+    kafka.client_config(&[("enable.idempotence", "true")]).create().unwrap()
+}
+
+async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    send_at(producer, topic, key, payload, None).await;
+}
+
+/// Publishes with an explicit message timestamp, as a replay of an earlier message carries.
+async fn send_at(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], ts_ms: Option<i64>) {
+    let mut record = FutureRecord::to(topic).key(key).payload(payload);
+    if let Some(ts_ms) = ts_ms {
+        record = record.timestamp(ts_ms);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+fn snapshot_consumer(kafka: &KafkaArgs, group: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = kafka
+        .client_config(&[("group.id", group), ("auto.offset.reset", "earliest"), ("enable.auto.commit", "false")])
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topics::SNAPSHOTS]).unwrap();
+    consumer
+}
+
+fn connection(kind: ConnectionEventKind, ts: i64, local_port: i32, remote_port: i32) -> ConnectionEvent {
+    ConnectionEvent {
+        host_id: "h1".into(),
+        kind,
+        timestamp_us: ts,
+        refresh: false,
+        netns: 4026531840,
+        pid: Some(100),
+        process_name: Some("curl".into()),
+        family: AddressFamily::Ipv4,
+        local_addr: "10.0.0.1".into(),
+        local_port,
+        remote_addr: "10.0.0.2".into(),
+        remote_port,
+        source: EventSource::Procfs,
+    }
+}
+
+fn host_delta(seq: i64, ts: i64) -> ReportDelta {
+    let mut host = Node::new(keys::HOST, host_node_id("h1"))
+        .with_latest(keys::HOST_NAME, "node-1", ts)
+        .with_latest(keys::OS, "Debian GNU/Linux 12", ts);
+    host.metrics.insert(keys::LOAD1.into(), Metric::single(ts, 0.75));
+    host.sets.insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.1/24".into()]);
+    ReportDelta {
+        host_id: "h1".into(),
+        reporter: "host".into(),
+        seq,
+        full: true,
+        timestamp_us: ts,
+        upserts: vec![host],
+        removals: vec![],
+    }
+}
+
+fn process_delta(seq: i64, ts: i64) -> ReportDelta {
+    let process = |pid: i32, name: &str| {
+        Node::new(keys::PROCESS, process_node_id("h1", pid))
+            .with_latest(keys::PID, pid, ts)
+            .with_latest(keys::NAME, name, ts)
+    };
+    ReportDelta {
+        host_id: "h1".into(),
+        reporter: "process".into(),
+        seq,
+        full: true,
+        timestamp_us: ts,
+        upserts: vec![process(1, "init"), process(100, "curl")],
+        removals: vec![],
+    }
+}
+
+/// One host's reports and four connections: two open, one opened and closed inside the
+/// window, and a close of a socket never seen open. Every message is published twice with the
+/// same message timestamp, as a replay would deliver it again.
+async fn publish_scenario(producer: &FutureProducer) {
+    let t = now_us();
+    let at = Some(t / 1000);
+    let connections = [
+        connection(ConnectionEventKind::Connect, t - 3_000_000, 40000, 80),
+        connection(ConnectionEventKind::Accept, t - 3_000_000, 22, 50000),
+        connection(ConnectionEventKind::Connect, t - 2_000_000, 40001, 443),
+        connection(ConnectionEventKind::Close, t - 1_000_000, 40001, 443),
+        connection(ConnectionEventKind::Close, t - 1_000_000, 1, 1),
+    ];
+    for _ in 0..2 {
+        for ev in &connections {
+            send_at(producer, topics::CONNECTIONS, "h1", &ev.encode().unwrap(), at).await;
+        }
+        send_at(producer, topics::REPORTS, "h1", &host_delta(1000, t).encode().unwrap(), at).await;
+        send_at(producer, topics::REPORTS, "h1", &process_delta(2000, t).encode().unwrap(), at).await;
+    }
+}
+
+/// The merged tables of one announced snapshot, read back from its Parquet files.
+struct Tables {
+    snapshot: Snapshot,
+    batches: BTreeMap<String, RecordBatch>,
+}
+
+impl Tables {
+    fn read(snapshot: Snapshot) -> Tables {
+        let mut batches = BTreeMap::new();
+        for file in &snapshot.files {
+            let path = Path::new(&snapshot.data_dir).join(&file.path);
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+            let schema = reader.schema().clone();
+            let parts: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+            let batch = arrow::compute::concat_batches(&schema, &parts).unwrap();
+            assert_eq!(batch.num_rows() as i64, file.rows, "{}", file.path);
+            assert_eq!(batch.schema(), scope_schemas::tables::schema(&file.table).unwrap());
+            batches.insert(file.table.clone(), batch);
+        }
+        Tables { snapshot, batches }
+    }
+
+    fn rows(&self, table: &str) -> usize {
+        self.batches[table].num_rows()
+    }
+
+    /// The given columns of every row, as display strings.
+    fn columns(&self, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
+        let batch = &self.batches[table];
+        let options = FormatOptions::default().with_null("NULL");
+        let formatters: Vec<ArrayFormatter<'_>> = columns
+            .iter()
+            .map(|c| ArrayFormatter::try_new(batch.column_by_name(c).unwrap().as_ref(), &options).unwrap())
+            .collect();
+        (0..batch.num_rows()).map(|i| formatters.iter().map(|f| f.value(i).to_string()).collect()).collect()
+    }
+}
+
+/// Reads announcements until one from `writer` satisfies `done`.
+async fn wait_snapshot(consumer: &StreamConsumer, writer: &str, done: impl Fn(&Tables) -> bool) -> Tables {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .expect("no matching snapshot announced in time")
+            .unwrap();
+        let snapshot = Snapshot::decode(message.payload().unwrap()).unwrap();
+        assert_eq!(message.key(), Some(snapshot.writer.as_bytes()));
+        if snapshot.writer != writer {
+            continue;
+        }
+        let tables = Tables::read(snapshot);
+        if done(&tables) {
+            return tables;
+        }
+    }
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn merges_events_and_reports_into_parquet_snapshots() {
+    let (_broker, kafka) = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-1");
+    let producer = producer(&kafka);
+    publish_scenario(&producer).await;
+
+    let merger = start(merger_args(&kafka, dir.path(), "merger-1", "m1"));
+    let tables = wait_snapshot(&announcements, "m1", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
+
+    let names: Vec<&str> = tables.snapshot.files.iter().map(|f| f.table.as_str()).collect();
+    assert_eq!(names, table::MERGED);
+    assert_eq!(tables.snapshot.window_us, 60_000_000);
+    assert_eq!(tables.snapshot.snapshot_time_us % 250_000, 0, "aligned to the tick");
+    assert_eq!(
+        tables.columns(table::HOSTS, &["host_id", "host_name", "os", "load1"]),
+        vec![vec!["h1", "node-1", "Debian GNU/Linux 12", "0.75"]]
+    );
+    assert_eq!(
+        tables.columns(table::PROCESSES, &["host_id", "pid", "name"]),
+        vec![vec!["h1", "1", "init"], vec!["h1", "100", "curl"]]
+    );
+    assert_eq!(tables.columns(table::LOCAL_NETWORKS, &["host_id", "cidr"]), vec![vec!["h1", "10.0.0.1/24"]]);
+    let sockets = tables.columns(
+        table::SOCKETS,
+        &["local_port", "remote_port", "direction", "state", "pid", "process_name", "family", "source"],
+    );
+    assert_eq!(
+        sockets,
+        vec![
+            vec!["22", "50000", "inbound", "open", "100", "curl", "ipv4", "procfs"],
+            vec!["40000", "80", "outbound", "open", "100", "curl", "ipv4", "procfs"],
+            vec!["40001", "443", "outbound", "closed", "100", "curl", "ipv4", "procfs"],
+        ]
+    );
+    let closed = tables.columns(table::SOCKETS, &["closed_at"]);
+    assert_eq!(closed.iter().filter(|c| c[0] == "NULL").count(), 2);
+
+    // Every message was published twice: the second copies are counted as duplicates.
+    let stats = Arc::clone(&merger.stats);
+    wait_until("duplicates counted", || {
+        stats.connections.duplicates.load(Ordering::Relaxed) == 4
+            && stats.connections.ignored.load(Ordering::Relaxed) == 2
+            && stats.reports.duplicates.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert_eq!(stats.connections.applied.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.reports.applied.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.connections.malformed.load(Ordering::Relaxed), 0);
+    assert!(stats.snapshots_written.load(Ordering::Relaxed) >= 1);
+    assert!(stats.bytes_written.load(Ordering::Relaxed) > 0);
+    merger.stop().await;
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_messages_are_counted_and_skipped() {
+    let (_broker, kafka) = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-2");
+    let producer = producer(&kafka);
+
+    let merger = start(merger_args(&kafka, dir.path(), "merger-2", "m2"));
+    // The merger is up and writing before the garbage arrives.
+    wait_snapshot(&announcements, "m2", |_| true).await;
+
+    let valid_event = connection(ConnectionEventKind::Connect, now_us(), 40000, 80).encode().unwrap();
+    let valid_report = host_delta(1, now_us()).encode().unwrap();
+    let mut garbage: Vec<Vec<u8>> = (0..20).map(|i| noise(i + 1, 1 + (i as usize * 7) % 200)).collect();
+    // Right header, broken bodies; an empty value; a valid record of the other topic's type.
+    garbage.push(valid_event[..valid_event.len() - 3].to_vec());
+    garbage.push([&valid_event[..], &[0u8, 1, 2][..]].concat());
+    garbage.push(Vec::new());
+    for payload in &garbage {
+        send(&producer, topics::CONNECTIONS, "h1", payload).await;
+        send(&producer, topics::REPORTS, "h1", payload).await;
+    }
+    send(&producer, topics::CONNECTIONS, "h1", &valid_report).await;
+    send(&producer, topics::REPORTS, "h1", &valid_event).await;
+    let invalid = ConnectionEvent { local_port: -1, ..connection(ConnectionEventKind::Connect, now_us(), 0, 80) };
+    send(&producer, topics::CONNECTIONS, "h1", &invalid.encode().unwrap()).await;
+    // Valid messages after the garbage still get through.
+    send(&producer, topics::CONNECTIONS, "h1", &valid_event).await;
+    send(&producer, topics::REPORTS, "h1", &valid_report).await;
+
+    let expected = garbage.len() as u64 + 1;
+    let stats = Arc::clone(&merger.stats);
+    wait_until("malformed messages counted", || {
+        stats.connections.malformed.load(Ordering::Relaxed) == expected + 1
+            && stats.reports.malformed.load(Ordering::Relaxed) == expected
+    })
+    .await;
+    let written = stats.snapshots_written.load(Ordering::Relaxed);
+    let tables = wait_snapshot(&announcements, "m2", |t| t.rows(table::SOCKETS) == 1 && t.rows(table::HOSTS) == 1).await;
+    assert_eq!(tables.columns(table::SOCKETS, &["local_port"]), vec![vec!["40000"]]);
+    // And snapshots keep coming.
+    wait_until("more snapshots", || stats.snapshots_written.load(Ordering::Relaxed) >= written + 3).await;
+    assert_eq!(stats.connections.applied.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.reports.applied.load(Ordering::Relaxed), 1);
+    merger.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_merger_rebuilds_its_state_from_the_recent_past() {
+    let (_broker, kafka) = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-3");
+    let producer = producer(&kafka);
+    publish_scenario(&producer).await;
+
+    let first = start(merger_args(&kafka, dir.path(), "merger-3", "first"));
+    let before = wait_snapshot(&announcements, "first", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
+    first.stop().await;
+
+    // Everything was applied and committed; nothing new is published. A merger that started
+    // from the committed offsets would have an empty state.
+    let second = start(merger_args(&kafka, dir.path(), "merger-3", "second"));
+    let after = wait_snapshot(&announcements, "second", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
+    let columns = ["host_id", "local_port", "remote_port", "direction", "state", "first_seen", "closed_at"];
+    assert_eq!(after.columns(table::SOCKETS, &columns), before.columns(table::SOCKETS, &columns));
+    assert_eq!(after.columns(table::PROCESSES, &["pid", "name"]), before.columns(table::PROCESSES, &["pid", "name"]));
+    assert!(second.stats.connections.applied.load(Ordering::Relaxed) >= 4);
+    second.stop().await;
+}

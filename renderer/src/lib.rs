@@ -1,0 +1,198 @@
+//! The renderer: turns each snapshot the mergers announce into Weave Scope's topology views,
+//! stored as SQL tables beside the snapshot and published as compacted Kafka topics.
+//!
+//! # Layout
+//! - [`view`]: the SQL of every rendered table (`.sql` files): connection pairing,
+//!   `graph_nodes` and `graph_edges` of each view.
+//! - [`network`]: `scope_is_local` / `scope_is_loopback`, the SQL functions that tell the
+//!   Internet from the snapshot's own networks (ip_network_table, IPv4 and IPv6).
+//! - [`render`]: one snapshot time in (all writers' Parquet files), rendered tables and
+//!   [`scope_schemas::RenderedNode`]s out.
+//! - [`publish`]: diffs each view against what was published and produces the changes and
+//!   tombstones to `scope.rendered.<view>`.
+//! - [`sql`]: read-only SQL over the data dir for `scope sql` (latest snapshot and `history.*`).
+//! - [`retention`]: deletes rendered files older than `--retention`.
+//! - [`store`]: the data dir's file naming, listing and durable Parquet writes.
+//! - `service`: [`run`], the consumer of `scope.snapshots` that ties the above together.
+//! - [`Error`], [`Stats`] ([`stats`]), [`RendererArgs`].
+
+mod error;
+pub mod network;
+pub mod publish;
+pub mod render;
+pub mod retention;
+mod service;
+pub mod sql;
+pub mod store;
+pub mod view;
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use scope_kafka::KafkaArgs;
+
+pub use error::Error;
+pub use service::run;
+
+/// Command-line settings of the renderer.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RendererArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Kafka consumer group of the renderers (one of them renders at a time).
+    #[arg(long = "group-id", env = "SCOPE_RENDERER_GROUP_ID", default_value = "scope-renderer")]
+    pub group_id: String,
+    /// Directory of the snapshot files, shared with the mergers.
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Delete rendered tables of snapshots older than this ("1h", "30m").
+    #[arg(long, env = "SCOPE_RETENTION", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+}
+
+impl RendererArgs {
+    /// The defaults, with these brokers and data dir.
+    pub fn new(kafka: KafkaArgs, data_dir: impl Into<PathBuf>) -> Self {
+        RendererArgs {
+            kafka,
+            group_id: "scope-renderer".into(),
+            data_dir: data_dir.into(),
+            retention: Duration::from_secs(3600),
+        }
+    }
+
+    /// Checks the settings without touching the network or the disk.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.group_id.trim().is_empty() {
+            return Err(Error::Config("--group-id must not be empty".into()));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("--data-dir must not be empty".into()));
+        }
+        if self.retention < Duration::from_secs(1) {
+            return Err(Error::Config(format!(
+                "--retention must be at least 1s, got {}",
+                humantime::format_duration(self.retention)
+            )));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(Error::Config("--brokers must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `$XDG_DATA_HOME/scope`, else `$HOME/.local/share/scope`, else `./scope-data`.
+pub fn default_data_dir() -> PathBuf {
+    let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("scope");
+    }
+    if let Some(home) = non_empty("HOME") {
+        return PathBuf::from(home).join(".local/share/scope");
+    }
+    PathBuf::from("scope-data")
+}
+
+/// The renderer's counters, process-wide (see [`stats`]).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Snapshots rendered (tables written).
+    pub snapshots_rendered: AtomicU64,
+    /// Announcements whose files were not on disk (deleted by retention, another data dir).
+    pub snapshots_missing: AtomicU64,
+    /// Snapshots rendered but not published because a newer one was already published.
+    pub snapshots_stale: AtomicU64,
+    /// Renders that failed (I/O, a file that does not match its schema, ...).
+    pub render_failures: AtomicU64,
+    /// `scope.snapshots` messages that were not a Snapshot announcement.
+    pub malformed_announcements: AtomicU64,
+    /// Values on the view topics that could not be read back at start.
+    pub malformed_published: AtomicU64,
+    /// Errors receiving from Kafka.
+    pub consume_errors: AtomicU64,
+    /// Node upserts and tombstones acknowledged by the broker.
+    pub nodes_published: AtomicU64,
+    pub tombstones_published: AtomicU64,
+    /// Publishes with at least one failed delivery (retried with the next snapshot).
+    pub publish_failures: AtomicU64,
+    /// Files deleted by retention.
+    pub files_deleted: AtomicU64,
+}
+
+impl Stats {
+    /// Every counter with its Prometheus-style name.
+    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("scope_renderer_snapshots_rendered_total", get(&self.snapshots_rendered)),
+            ("scope_renderer_snapshots_missing_total", get(&self.snapshots_missing)),
+            ("scope_renderer_snapshots_stale_total", get(&self.snapshots_stale)),
+            ("scope_renderer_render_failures_total", get(&self.render_failures)),
+            ("scope_renderer_skipped_messages_total", get(&self.malformed_announcements)),
+            ("scope_renderer_skipped_published_total", get(&self.malformed_published)),
+            ("scope_renderer_consume_errors_total", get(&self.consume_errors)),
+            ("scope_renderer_nodes_published_total", get(&self.nodes_published)),
+            ("scope_renderer_tombstones_published_total", get(&self.tombstones_published)),
+            ("scope_renderer_publish_failures_total", get(&self.publish_failures)),
+            ("scope_renderer_files_deleted_total", get(&self.files_deleted)),
+        ]
+    }
+}
+
+static STATS: Stats = Stats {
+    snapshots_rendered: AtomicU64::new(0),
+    snapshots_missing: AtomicU64::new(0),
+    snapshots_stale: AtomicU64::new(0),
+    render_failures: AtomicU64::new(0),
+    malformed_announcements: AtomicU64::new(0),
+    malformed_published: AtomicU64::new(0),
+    consume_errors: AtomicU64::new(0),
+    nodes_published: AtomicU64::new(0),
+    tombstones_published: AtomicU64::new(0),
+    publish_failures: AtomicU64::new(0),
+    files_deleted: AtomicU64::new(0),
+};
+
+/// The renderer's counters in this process.
+pub fn stats() -> &'static Stats {
+    &STATS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_bad_settings() {
+        let ok = RendererArgs::new(KafkaArgs::new("127.0.0.1:9092"), "/tmp/scope");
+        ok.validate().unwrap();
+        let mut bad = ok.clone();
+        bad.retention = Duration::ZERO;
+        assert!(matches!(bad.validate(), Err(Error::Config(_))));
+        let mut bad = ok.clone();
+        bad.group_id = " ".into();
+        assert!(bad.validate().is_err());
+        let mut bad = ok;
+        bad.data_dir = PathBuf::new();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn args_parse_with_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: RendererArgs,
+        }
+        let cli = Cli::parse_from(["x", "--data-dir", "/d", "--retention", "30m"]);
+        assert_eq!(cli.args.group_id, "scope-renderer");
+        assert_eq!(cli.args.retention, Duration::from_secs(1800));
+        assert_eq!(cli.args.data_dir, PathBuf::from("/d"));
+    }
+}

@@ -1,0 +1,330 @@
+//! Rendering one snapshot: its Parquet files in, the rendered tables and nodes out.
+//!
+//! Every writer (merger) of a snapshot time T wrote its own file per table; the files of T of
+//! all writers are registered together as one table each, so several mergers sharing the
+//! hosts between them render as one graph. The queries of [`crate::view`] then compute
+//! `connections`, `graph_nodes` and `graph_edges`, which are written next to the snapshot
+//! (writer [`store::RENDERER_WRITER`]) with the exact schemas of `scope_schemas::tables`,
+//! and turned into one [`RenderedNode`] per node of each view for publishing.
+//!
+//! Rendering is a pure function of the files of T: rendering T again (a second announcement,
+//! a second writer's announcement) rewrites the same tables, now including every file present.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arrow::{
+    array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray},
+    compute::cast,
+    datatypes::{DataType, SchemaRef},
+    error::ArrowError,
+};
+use datafusion::{
+    datasource::{
+        MemTable,
+        file_format::parquet::ParquetFormat,
+        listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
+    },
+    prelude::{SessionConfig, SessionContext},
+};
+use scope_schemas::{RenderedNode, View, snapshot::table, tables};
+
+use crate::{Error, network, store, view};
+
+/// The result of rendering one snapshot.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub snapshot_time_us: i64,
+    /// The nodes of each view, sorted by id, adjacency sorted.
+    pub views: BTreeMap<View, Vec<RenderedNode>>,
+    /// Rows of the `connections` table.
+    pub connections: usize,
+    /// The files written: `connections`, `graph_nodes`, `graph_edges`.
+    pub files: Vec<PathBuf>,
+    /// Local-network CIDRs of the snapshot that did not parse, with the reason.
+    pub rejected_cidrs: Vec<(String, String)>,
+}
+
+/// Renders snapshot `snapshot_time_us` of `data_dir`: reads the merged tables of every writer,
+/// writes the rendered tables, and returns the nodes of every view.
+pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, Error> {
+    let mut merged = Vec::new();
+    for name in table::MERGED {
+        merged.push((name, store::files_at(data_dir, name, snapshot_time_us)?));
+    }
+    if merged.iter().all(|(_, files)| files.is_empty()) {
+        return Err(Error::SnapshotMissing {
+            snapshot_time_us,
+            data_dir: data_dir.to_path_buf(),
+        });
+    }
+
+    let ctx = context();
+    for (name, files) in &merged {
+        register_files(&ctx, name, &schema_of(name), files)?;
+    }
+
+    let (_, cidr_batches) =
+        run(&ctx, "local networks", "SELECT DISTINCT cidr FROM local_networks").await?;
+    let mut cidrs = Vec::new();
+    for batch in &cidr_batches {
+        let column = string_column(batch, "cidr", "local_networks")?;
+        cidrs.extend(column.iter().flatten().map(str::to_owned));
+    }
+    let (networks, rejected_cidrs) = network::LocalNetworks::from_cidrs(&cidrs);
+    ctx.register_udf(network::is_local_udf(networks));
+    ctx.register_udf(network::is_loopback_udf());
+
+    let (_, connections) = run(&ctx, table::CONNECTIONS, view::CONNECTIONS).await?;
+    let connections = conform(&connections, &tables::CONNECTIONS, table::CONNECTIONS)?;
+    register_batches(&ctx, table::CONNECTIONS, &tables::CONNECTIONS, connections.clone())?;
+    for (name, sql) in view::DERIVED {
+        let frame = ctx.sql(sql).await.map_err(query_error(name))?;
+        ctx.register_table(name, frame.into_view())
+            .map_err(|source| Error::Register { table: name.to_owned(), source })?;
+    }
+
+    let mut graph_nodes = Vec::new();
+    let mut graph_edges = Vec::new();
+    let mut views = BTreeMap::new();
+    for view in View::ALL {
+        let queries = view::sql(view);
+        let what = |part: &str| format!("{part} of view {}", view.name());
+        let (edges_schema, edges_raw) = run(&ctx, &what("edges"), queries.edges).await?;
+        register_batches(&ctx, view::VIEW_EDGES, &edges_schema, edges_raw.clone())?;
+        let nodes = run(&ctx, &what("nodes"), queries.nodes).await;
+        let pseudo = run(&ctx, &what("pseudo nodes"), view::PSEUDO_NODES).await;
+        ctx.deregister_table(view::VIEW_EDGES)
+            .map_err(|source| Error::Register { table: view::VIEW_EDGES.into(), source })?;
+        let (_, nodes_raw) = nodes?;
+        let (_, pseudo_raw) = pseudo?;
+
+        let edges = conform(&edges_raw, &tables::GRAPH_EDGES, table::GRAPH_EDGES)?;
+        let all_nodes: Vec<RecordBatch> = nodes_raw.iter().chain(&pseudo_raw).cloned().collect();
+        let nodes = conform(&all_nodes, &tables::GRAPH_NODES, table::GRAPH_NODES)?;
+        views.insert(view, rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?);
+        graph_nodes.extend(nodes);
+        graph_edges.extend(edges);
+    }
+
+    let mut files = Vec::new();
+    for (name, schema, batches) in [
+        (table::CONNECTIONS, &*tables::CONNECTIONS, &connections),
+        (table::GRAPH_EDGES, &*tables::GRAPH_EDGES, &graph_edges),
+        (table::GRAPH_NODES, &*tables::GRAPH_NODES, &graph_nodes),
+    ] {
+        files.push(store::write_parquet(
+            data_dir,
+            name,
+            snapshot_time_us,
+            store::RENDERER_WRITER,
+            schema,
+            batches,
+        )?);
+    }
+
+    Ok(Rendered {
+        snapshot_time_us,
+        views,
+        connections: connections.iter().map(RecordBatch::num_rows).sum(),
+        files,
+        rejected_cidrs,
+    })
+}
+
+/// A session for the snapshot tables: Parquet strings read as plain `Utf8` (the tables'
+/// declared type), information schema on for `SHOW TABLES`.
+pub(crate) fn context() -> SessionContext {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    SessionContext::new_with_config(config)
+}
+
+pub(crate) fn schema_of(name: &str) -> SchemaRef {
+    // Every name passed here comes from `scope_schemas::snapshot::table`.
+    tables::schema(name).unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()))
+}
+
+/// Registers `files` (Parquet, any writers) as table `name` with `schema`; no files is an
+/// empty table.
+pub(crate) fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    schema: &SchemaRef,
+    files: &[PathBuf],
+) -> Result<(), Error> {
+    let register_error = |source| Error::Register { table: name.to_owned(), source };
+    if files.is_empty() {
+        return register_batches(ctx, name, schema, Vec::new());
+    }
+    let urls = files
+        .iter()
+        .map(|path| {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            ListingTableUrl::parse(path.to_string_lossy())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(register_error)?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(Arc::clone(schema));
+    let provider = ListingTable::try_new(config).map_err(register_error)?;
+    ctx.register_table(name, Arc::new(provider)).map_err(register_error)?;
+    Ok(())
+}
+
+/// Registers in-memory `batches` as table `name`.
+pub(crate) fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), Error> {
+    let register_error = |source| Error::Register { table: name.to_owned(), source };
+    let provider = MemTable::try_new(Arc::clone(schema), vec![batches]).map_err(register_error)?;
+    ctx.register_table(name, Arc::new(provider)).map_err(register_error)?;
+    Ok(())
+}
+
+fn query_error(what: &str) -> impl FnOnce(datafusion::error::DataFusionError) -> Error + '_ {
+    move |source| Error::Query { what: what.to_owned(), source }
+}
+
+/// Runs `sql`, returning the result's schema (also when it has no rows) and its batches.
+async fn run(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    let frame = ctx.sql(sql).await.map_err(query_error(what))?;
+    let schema = Arc::clone(frame.schema().inner());
+    let batches = frame.collect().await.map_err(query_error(what))?;
+    Ok((schema, batches))
+}
+
+/// Rebuilds `batches` with exactly `schema`: its columns by name, in its order, cast to its
+/// types; other columns dropped. Fails on a missing column or a null in a non-null column.
+pub(crate) fn conform(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    table: &str,
+) -> Result<Vec<RecordBatch>, Error> {
+    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    batches
+        .iter()
+        .map(|batch| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|field| {
+                    let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                        ArrowError::SchemaError(format!("no column {}", field.name()))
+                    })?;
+                    if column.data_type() == field.data_type() {
+                        Ok(Arc::clone(column))
+                    } else {
+                        cast(column, field.data_type())
+                    }
+                })
+                .collect::<Result<Vec<ArrayRef>, ArrowError>>()
+                .map_err(schema_error)?;
+            RecordBatch::try_new(Arc::clone(schema), columns).map_err(schema_error)
+        })
+        .collect()
+}
+
+fn string_column(batch: &RecordBatch, name: &str, table: &str) -> Result<StringArray, Error> {
+    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
+    let column = cast(column, &DataType::Utf8).map_err(schema_error)?;
+    column
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| schema_error(ArrowError::CastError(format!("{name} is not a string"))))
+}
+
+fn bool_column(batch: &RecordBatch, name: &str, table: &str) -> Result<BooleanArray, Error> {
+    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
+    let column = cast(column, &DataType::Boolean).map_err(schema_error)?;
+    column
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| schema_error(ArrowError::CastError(format!("{name} is not a boolean"))))
+}
+
+/// The published form of a view: one node per id (a real node wins over a pseudo node of the
+/// same id), its adjacency the destinations of its edges, its metadata the `meta_*` columns.
+fn rendered_nodes(
+    view: View,
+    snapshot_time_us: i64,
+    nodes: &[RecordBatch],
+    edges: &[RecordBatch],
+) -> Result<Vec<RenderedNode>, Error> {
+    let mut adjacency: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for batch in edges {
+        let src = string_column(batch, "src", table::GRAPH_EDGES)?;
+        let dst = string_column(batch, "dst", table::GRAPH_EDGES)?;
+        for (src, dst) in src.iter().zip(dst.iter()) {
+            if let (Some(src), Some(dst)) = (src, dst) {
+                adjacency.entry(src.to_owned()).or_default().insert(dst.to_owned());
+            }
+        }
+    }
+
+    let mut out: BTreeMap<String, RenderedNode> = BTreeMap::new();
+    for batch in nodes {
+        let t = table::GRAPH_NODES;
+        let id = string_column(batch, "id", t)?;
+        let label = string_column(batch, "label", t)?;
+        let label_minor = string_column(batch, "label_minor", t)?;
+        let rank = string_column(batch, "rank", t)?;
+        let shape = string_column(batch, "shape", t)?;
+        let pseudo = bool_column(batch, "pseudo", t)?;
+        let mut metas = Vec::new();
+        for field in batch.schema().fields() {
+            if let Some(key) = field.name().strip_prefix(view::META_PREFIX) {
+                metas.push((key.to_owned(), string_column(batch, field.name(), t)?));
+            }
+        }
+        for row in 0..batch.num_rows() {
+            if id.is_null(row) {
+                continue;
+            }
+            let id = id.value(row).to_owned();
+            let text = |column: &StringArray| {
+                if column.is_null(row) { String::new() } else { column.value(row).to_owned() }
+            };
+            let metadata = metas
+                .iter()
+                .filter(|(_, column)| !column.is_null(row))
+                .map(|(key, column)| (key.clone(), column.value(row).to_owned()))
+                .collect();
+            let node = RenderedNode {
+                view: view.name().to_owned(),
+                adjacency: adjacency.get(&id).map(|d| d.iter().cloned().collect()).unwrap_or_default(),
+                id: id.clone(),
+                label: text(&label),
+                label_minor: text(&label_minor),
+                rank: text(&rank),
+                shape: text(&shape),
+                pseudo: !pseudo.is_null(row) && pseudo.value(row),
+                metadata,
+                snapshot_time_us,
+            };
+            out.entry(id).or_insert(node);
+        }
+    }
+    Ok(out.into_values().collect())
+}

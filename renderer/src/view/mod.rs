@@ -1,0 +1,87 @@
+//! The SQL of every rendered table, in one place: the `.sql` files beside this module.
+//!
+//! Why SQL: the views are joins and groupings over the snapshot tables, which is what SQL says
+//! best, and the same text is what a user reruns with `scope sql` to see why an edge exists.
+//! Rendering one snapshot runs, in this order (see [`crate::render`]):
+//!
+//! 1. [`CONNECTIONS`] over `sockets` → the `connections` table;
+//! 2. the [`DERIVED`] relations, registered as views: `host_info`, `process_info`, `conn_ends`;
+//! 3. per [`View`]: its [`ViewSql::edges`] (registered as `view_edges`), then its
+//!    [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at the ends of its edges).
+//!
+//! Two scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)` and
+//! `scope_is_local(addr)` (inside a local network of the snapshot, or loopback).
+//!
+//! Edge queries return `graph_edges`' columns plus `src_pseudo` and `dst_pseudo`; node queries
+//! return `graph_nodes`' columns plus any `meta_<key>` columns, which become the published
+//! node's metadata. Extra columns are not written to the tables.
+
+use scope_schemas::View;
+
+/// Pairs the two ends of each TCP connection: the `connections` table.
+pub const CONNECTIONS: &str = include_str!("connections.sql");
+
+/// Relations every view builds on, registered as SQL views in this order.
+pub const DERIVED: [(&str, &str); 3] = [
+    ("host_info", include_str!("host_info.sql")),
+    ("process_info", include_str!("process_info.sql")),
+    ("conn_ends", include_str!("conn_ends.sql")),
+];
+
+/// The pseudo nodes (the Internet, unknown local addresses) at the ends of `view_edges`.
+pub const PSEUDO_NODES: &str = include_str!("pseudo_nodes.sql");
+
+/// The name under which a view's edges are registered while its nodes are computed.
+pub const VIEW_EDGES: &str = "view_edges";
+
+/// The queries of one view.
+#[derive(Clone, Copy, Debug)]
+pub struct ViewSql {
+    pub view: View,
+    /// The view's real (non-pseudo) nodes.
+    pub nodes: &'static str,
+    /// The view's edges, client to server.
+    pub edges: &'static str,
+}
+
+/// The queries of `view`.
+pub fn sql(view: View) -> ViewSql {
+    let (nodes, edges) = match view {
+        View::Processes => {
+            (include_str!("processes.nodes.sql"), include_str!("processes.edges.sql"))
+        }
+        View::ProcessesByName => (
+            include_str!("processes-by-name.nodes.sql"),
+            include_str!("processes-by-name.edges.sql"),
+        ),
+        View::Hosts => (include_str!("hosts.nodes.sql"), include_str!("hosts.edges.sql")),
+    };
+    ViewSql { view, nodes, edges }
+}
+
+/// Prefix of node query columns that become metadata.
+pub const META_PREFIX: &str = "meta_";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scope_schemas::rendered::{INTERNET_INBOUND_ID, INTERNET_OUTBOUND_ID};
+
+    #[test]
+    fn internet_ids_match_the_contract() {
+        for text in [DERIVED[2].1, PSEUDO_NODES] {
+            assert!(text.contains(&format!("'{INTERNET_INBOUND_ID}'")));
+            assert!(text.contains(&format!("'{INTERNET_OUTBOUND_ID}'")));
+        }
+    }
+
+    #[test]
+    fn every_view_names_itself() {
+        for view in View::ALL {
+            let q = sql(view);
+            let literal = format!("'{}' AS view", view.name());
+            assert!(q.nodes.contains(&literal), "{view:?} nodes");
+            assert!(q.edges.contains(&literal), "{view:?} edges");
+        }
+    }
+}

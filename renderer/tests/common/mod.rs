@@ -1,0 +1,220 @@
+//! Builds merged snapshot tables (what a merger writes) for the renderer's tests.
+
+#![allow(dead_code)]
+
+use std::{path::Path, sync::Arc};
+
+use arrow::{
+    array::{
+        ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    },
+    datatypes::SchemaRef,
+};
+use scope_renderer::store;
+use scope_schemas::{snapshot::table, tables};
+
+pub const T1: i64 = 1_700_000_000_000_000;
+
+/// A snapshot time near now, aligned to a second (retention keeps it).
+pub fn recent_time(offset_s: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (now + offset_s) * 1_000_000
+}
+
+struct Host {
+    id: String,
+    name: Option<String>,
+}
+struct Process {
+    host: String,
+    pid: i32,
+    name: Option<String>,
+}
+struct Socket {
+    host: String,
+    netns: i64,
+    pid: Option<i32>,
+    name: Option<String>,
+    direction: &'static str,
+    local: (String, i32),
+    remote: (String, i32),
+    state: &'static str,
+}
+
+/// The merged tables of one writer's part of one snapshot.
+pub struct Snapshot {
+    pub time: i64,
+    hosts: Vec<Host>,
+    processes: Vec<Process>,
+    sockets: Vec<Socket>,
+    networks: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    pub fn new(time: i64) -> Self {
+        Snapshot { time, hosts: vec![], processes: vec![], sockets: vec![], networks: vec![] }
+    }
+
+    pub fn host(mut self, id: &str, name: &str) -> Self {
+        self.hosts.push(Host { id: id.into(), name: Some(name.into()) });
+        self
+    }
+
+    pub fn network(mut self, host: &str, cidr: &str) -> Self {
+        self.networks.push((host.into(), cidr.into()));
+        self
+    }
+
+    pub fn process(mut self, host: &str, pid: i32, name: &str) -> Self {
+        self.processes.push(Process { host: host.into(), pid, name: Some(name.into()) });
+        self
+    }
+
+    /// The client's end: `host` connected from `local` to `remote`.
+    pub fn outbound(self, host: &str, pid: Option<i32>, local: (&str, i32), remote: (&str, i32)) -> Self {
+        self.socket(host, pid, "outbound", local, remote)
+    }
+
+    /// The server's end: `host` accepted on `local` a connection from `remote`.
+    pub fn inbound(self, host: &str, pid: Option<i32>, local: (&str, i32), remote: (&str, i32)) -> Self {
+        self.socket(host, pid, "inbound", local, remote)
+    }
+
+    fn socket(
+        mut self,
+        host: &str,
+        pid: Option<i32>,
+        direction: &'static str,
+        local: (&str, i32),
+        remote: (&str, i32),
+    ) -> Self {
+        let name = pid.and_then(|pid| {
+            self.processes
+                .iter()
+                .find(|p| p.host == host && p.pid == pid)
+                .and_then(|p| p.name.clone())
+        });
+        self.sockets.push(Socket {
+            host: host.into(),
+            netns: 4026531840,
+            pid,
+            name,
+            direction,
+            local: (local.0.into(), local.1),
+            remote: (remote.0.into(), remote.1),
+            state: "open",
+        });
+        self
+    }
+
+    /// Writes the four merged tables as `writer`'s files of this snapshot.
+    pub fn write(&self, data_dir: &Path, writer: &str) {
+        for (name, batch) in self.batches() {
+            let schema = tables::schema(name).unwrap();
+            store::write_parquet(data_dir, name, self.time, writer, &schema, &[batch]).unwrap();
+        }
+    }
+
+    pub fn batches(&self) -> Vec<(&'static str, RecordBatch)> {
+        let t = self.time;
+        let ts = |n: usize, v: i64| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(vec![v; n]).with_timezone("UTC"))
+        };
+        let strs = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let some = |s: &str| Some(s.to_owned());
+
+        let n = self.hosts.len();
+        let hosts = batch(
+            &tables::HOSTS,
+            vec![
+                ts(n, t),
+                strs(self.hosts.iter().map(|h| some(&h.id)).collect()),
+                strs(self.hosts.iter().map(|h| h.name.clone()).collect()),
+                strs(vec![some("Debian GNU/Linux 12 (bookworm)"); n]),
+                strs(vec![some("6.18.0"); n]),
+                Arc::new(Int64Array::from(vec![Some(1000); n])),
+                Arc::new(Float64Array::from(vec![Some(0.5); n])),
+                Arc::new(Float64Array::from(vec![Some(3.0); n])),
+                Arc::new(Int64Array::from(vec![Some(1 << 30); n])),
+                Arc::new(Int64Array::from(vec![Some(4 << 30); n])),
+                strs(vec![some("procfs"); n]),
+                ts(n, t),
+            ],
+        );
+
+        let n = self.processes.len();
+        let processes = batch(
+            &tables::PROCESSES,
+            vec![
+                ts(n, t),
+                strs(self.processes.iter().map(|p| some(&p.host)).collect()),
+                Arc::new(Int32Array::from(self.processes.iter().map(|p| p.pid).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(vec![Some(1); n])),
+                strs(self.processes.iter().map(|p| p.name.clone()).collect()),
+                strs(self.processes.iter().map(|p| p.name.as_ref().map(|n| format!("/usr/bin/{n} --flag"))).collect()),
+                Arc::new(Int32Array::from(vec![Some(2); n])),
+                Arc::new(Float64Array::from(vec![Some(1.5); n])),
+                Arc::new(Int64Array::from(vec![Some(1 << 20); n])),
+                Arc::new(Int32Array::from(vec![Some(10); n])),
+                ts(n, t),
+            ],
+        );
+
+        let n = self.sockets.len();
+        let s = &self.sockets;
+        let family = |a: &str| if a.contains(':') { "ipv6" } else { "ipv4" };
+        let sockets = batch(
+            &tables::SOCKETS,
+            vec![
+                ts(n, t),
+                strs(s.iter().map(|s| some(&s.host)).collect()),
+                Arc::new(Int64Array::from(s.iter().map(|s| s.netns).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(s.iter().map(|s| s.pid).collect::<Vec<_>>())),
+                strs(s.iter().map(|s| s.name.clone()).collect()),
+                strs(s.iter().map(|s| some(s.direction)).collect()),
+                strs(s.iter().map(|s| some(family(&s.local.0))).collect()),
+                strs(s.iter().map(|s| some(&s.local.0)).collect()),
+                Arc::new(Int32Array::from(s.iter().map(|s| s.local.1).collect::<Vec<_>>())),
+                strs(s.iter().map(|s| some(&s.remote.0)).collect()),
+                Arc::new(Int32Array::from(s.iter().map(|s| s.remote.1).collect::<Vec<_>>())),
+                ts(n, t - 5_000_000),
+                ts(n, t - 1_000_000),
+                Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+                strs(s.iter().map(|s| some(s.state)).collect()),
+                strs(vec![some("procfs"); n]),
+            ],
+        );
+
+        let n = self.networks.len();
+        let networks = batch(
+            &tables::LOCAL_NETWORKS,
+            vec![
+                ts(n, t),
+                strs(self.networks.iter().map(|(h, _)| some(h)).collect()),
+                strs(self.networks.iter().map(|(_, c)| some(c)).collect()),
+            ],
+        );
+
+        vec![
+            (table::HOSTS, hosts),
+            (table::PROCESSES, processes),
+            (table::SOCKETS, sockets),
+            (table::LOCAL_NETWORKS, networks),
+        ]
+    }
+}
+
+fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(Arc::clone(schema), columns).unwrap()
+}
+
+/// Rows of `sql` over `data_dir` as CSV lines without the header, for comparing.
+pub async fn rows(data_dir: &Path, sql: &str) -> Vec<String> {
+    let batches = scope_renderer::sql::query(data_dir, sql).await.unwrap();
+    let csv = scope_renderer::sql::format(&batches, scope_renderer::sql::Format::Csv).unwrap();
+    csv.lines().skip(1).map(str::to_owned).collect()
+}

@@ -1,0 +1,281 @@
+//! Golden-style tests of the views: merged tables of one snapshot in (two writers' Parquet
+//! files), rendered tables and nodes out. `tests/golden/*.csv` hold the full rendered tables
+//! of the scenario; `UPDATE_GOLDEN=1 cargo test -p scope-renderer --test views` rewrites them
+//! (review the diff).
+
+mod common;
+
+use std::{collections::BTreeMap, path::Path};
+
+use common::{Snapshot, T1, rows};
+use scope_renderer::render::{Rendered, render};
+use scope_schemas::{
+    RenderedNode, View,
+    rendered::{INTERNET_INBOUND_ID, INTERNET_OUTBOUND_ID},
+    snapshot::table,
+    tables,
+};
+
+/// Two hosts on 10.0.0.0/24, each written by its own merger:
+/// - h1: curl (100) -> nginx (200) over loopback, both ends seen;
+/// - h1 curl (100) -> h2 postgres (400), cross-host, both ends seen;
+/// - h1 dig (300) -> 8.8.8.8:53, and an ownerless h1 socket -> 8.8.4.4:443;
+/// - h2 nginx (500) -> 127.0.0.1:80 with the same tuple as h1's loopback pair, no server end
+///   on h2: it must not pair with h1's server end;
+/// - 2001:db8::1 -> h2 nginx (500) on fd00::2 (h2's fd00::/64), from outside;
+/// - 10.0.0.9 (no collector) -> h2 postgres (400).
+fn scenario(data_dir: &Path) {
+    Snapshot::new(T1)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/24")
+        .network("h1", "127.0.0.1/8")
+        .process("h1", 100, "curl")
+        .process("h1", 200, "nginx")
+        .process("h1", 300, "dig")
+        .outbound("h1", Some(100), ("127.0.0.1", 40000), ("127.0.0.1", 80))
+        .inbound("h1", Some(200), ("127.0.0.1", 80), ("127.0.0.1", 40000))
+        .outbound("h1", Some(100), ("10.0.0.1", 50000), ("10.0.0.2", 5432))
+        .outbound("h1", Some(300), ("10.0.0.1", 51000), ("8.8.8.8", 53))
+        .outbound("h1", None, ("10.0.0.1", 52000), ("8.8.4.4", 443))
+        .write(data_dir, "m1");
+    Snapshot::new(T1)
+        .host("h2", "h2.lan")
+        .network("h2", "10.0.0.2/24")
+        .network("h2", "fd00::2/64")
+        .process("h2", 400, "postgres")
+        .process("h2", 500, "nginx")
+        .inbound("h2", Some(400), ("10.0.0.2", 5432), ("10.0.0.1", 50000))
+        .outbound("h2", Some(500), ("127.0.0.1", 40000), ("127.0.0.1", 80))
+        .inbound("h2", Some(500), ("fd00::2", 443), ("2001:db8::1", 60000))
+        .inbound("h2", Some(400), ("10.0.0.2", 5432), ("10.0.0.9", 55555))
+        .write(data_dir, "m2");
+}
+
+async fn rendered() -> (tempfile::TempDir, Rendered) {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(dir.path());
+    let rendered = render(dir.path(), T1).await.unwrap();
+    (dir, rendered)
+}
+
+async fn edges(dir: &Path, view: &str) -> Vec<String> {
+    rows(
+        dir,
+        &format!("SELECT src, dst, connections FROM graph_edges WHERE view = '{view}' ORDER BY src, dst"),
+    )
+    .await
+}
+
+fn nodes(rendered: &Rendered, view: View) -> BTreeMap<String, RenderedNode> {
+    rendered.views[&view].iter().map(|n| (n.id.clone(), n.clone())).collect()
+}
+
+#[tokio::test]
+async fn processes_view_edges() {
+    let (dir, _) = rendered().await;
+    assert_eq!(
+        edges(dir.path(), "processes").await,
+        vec![
+            ";10.0.0.9,h2;400,1",
+            "h1;100,h1;200,1",
+            "h1;100,h2;400,1",
+            "h1;300,out-theinternet,1",
+            "h2;500,;127.0.0.1,1",
+            "in-theinternet,h2;500,1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn loopback_pair_is_one_connection() {
+    let (dir, rendered) = rendered().await;
+    let loopback = rows(
+        dir.path(),
+        "SELECT client_host_id, client_pid, client_process, server_host_id, server_pid, server_process \
+         FROM connections WHERE server_port = 80 ORDER BY client_host_id",
+    )
+    .await;
+    // h1's two ends pair; h2's client end (same tuple, other host) stays alone.
+    assert_eq!(loopback, vec!["h1,100,curl,h1,200,nginx", "h2,500,nginx,,,"]);
+    assert_eq!(rendered.connections, 7);
+    let processes = nodes(&rendered, View::Processes);
+    assert_eq!(processes["h1;100"].adjacency, vec!["h1;200", "h2;400"]);
+    assert!(processes["h1;200"].adjacency.is_empty());
+}
+
+#[tokio::test]
+async fn cross_host_connection_pairs_both_hosts_sockets() {
+    let (dir, _) = rendered().await;
+    let cross = rows(
+        dir.path(),
+        "SELECT client_host_id, client_pid, client_addr, client_port, server_host_id, server_pid, \
+         server_addr, server_port, state FROM connections WHERE server_port = 5432 \
+         ORDER BY client_addr",
+    )
+    .await;
+    assert_eq!(
+        cross,
+        vec!["h1,100,10.0.0.1,50000,h2,400,10.0.0.2,5432,open", ",,10.0.0.9,55555,h2,400,10.0.0.2,5432,open"]
+    );
+    assert_eq!(
+        edges(dir.path(), "hosts").await,
+        vec![
+            ";10.0.0.9,h2;<host>,1",
+            "h1;<host>,h1;<host>,1",
+            "h1;<host>,h2;<host>,1",
+            "h1;<host>,out-theinternet,2",
+            "h2;<host>,;127.0.0.1,1",
+            "in-theinternet,h2;<host>,1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn internet_and_local_pseudo_nodes() {
+    let (_dir, rendered) = rendered().await;
+    let processes = nodes(&rendered, View::Processes);
+    assert_eq!(processes["h1;300"].adjacency, vec![INTERNET_OUTBOUND_ID]);
+    let inbound = &processes[INTERNET_INBOUND_ID];
+    assert_eq!(
+        (inbound.label.as_str(), inbound.label_minor.as_str(), inbound.shape.as_str(), inbound.pseudo),
+        ("The Internet", "Inbound connections", "cloud", true)
+    );
+    assert_eq!(inbound.adjacency, vec!["h2;500"]);
+    assert_eq!(inbound.rank, INTERNET_INBOUND_ID);
+    let outbound = &processes[INTERNET_OUTBOUND_ID];
+    assert_eq!(
+        (outbound.label.as_str(), outbound.label_minor.as_str(), outbound.shape.as_str()),
+        ("The Internet", "Outbound connections", "cloud")
+    );
+    // 10.0.0.9 is in a local network: a node of its own, not the Internet.
+    let local = &processes[";10.0.0.9"];
+    assert_eq!((local.label.as_str(), local.shape.as_str(), local.pseudo), ("10.0.0.9", "circle", true));
+    assert_eq!(local.adjacency, vec!["h2;400"]);
+    // The ownerless socket to 8.8.4.4 has no process: no edge in this view.
+    assert_eq!(processes.values().filter(|n| n.pseudo).count(), 4);
+}
+
+#[tokio::test]
+async fn process_nodes_look_like_weave_scope() {
+    let (_dir, rendered) = rendered().await;
+    let processes = nodes(&rendered, View::Processes);
+    let curl = &processes["h1;100"];
+    assert_eq!(
+        (curl.label.as_str(), curl.label_minor.as_str(), curl.rank.as_str(), curl.shape.as_str()),
+        ("curl", "h1 (100)", "curl", "square")
+    );
+    assert!(!curl.pseudo);
+    assert_eq!(curl.metadata["pid"], "100");
+    assert_eq!(curl.metadata["cmdline"], "/usr/bin/curl --flag");
+    assert_eq!(curl.view, "processes");
+    assert_eq!(curl.snapshot_time_us, T1);
+    assert_eq!(processes["h2;400"].label_minor, "h2.lan (400)");
+    assert_eq!(processes.len(), 5 + 4);
+}
+
+#[tokio::test]
+async fn processes_by_name_view() {
+    let (dir, rendered) = rendered().await;
+    let by_name = nodes(&rendered, View::ProcessesByName);
+    let nginx = &by_name["nginx"];
+    assert_eq!(
+        (nginx.label.as_str(), nginx.label_minor.as_str(), nginx.rank.as_str(), nginx.shape.as_str()),
+        ("nginx", "2 processes", "nginx", "square")
+    );
+    assert_eq!(by_name["curl"].label_minor, "1 process");
+    assert_eq!(by_name["curl"].adjacency, vec!["nginx", "postgres"]);
+    assert_eq!(by_name["nginx"].adjacency, vec![";127.0.0.1"]);
+    assert_eq!(by_name["dig"].adjacency, vec![INTERNET_OUTBOUND_ID]);
+    assert_eq!(by_name[INTERNET_INBOUND_ID].adjacency, vec!["nginx"]);
+    assert_eq!(
+        edges(dir.path(), "processes-by-name").await,
+        vec![
+            ";10.0.0.9,postgres,1",
+            "curl,nginx,1",
+            "curl,postgres,1",
+            "dig,out-theinternet,1",
+            "in-theinternet,nginx,1",
+            "nginx,;127.0.0.1,1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hosts_view() {
+    let (_dir, rendered) = rendered().await;
+    let hosts = nodes(&rendered, View::Hosts);
+    let h1 = &hosts["h1;<host>"];
+    assert_eq!(
+        (h1.label.as_str(), h1.label_minor.as_str(), h1.rank.as_str(), h1.shape.as_str()),
+        ("h1", "", "", "circle")
+    );
+    assert_eq!(h1.adjacency, vec!["h1;<host>", "h2;<host>", INTERNET_OUTBOUND_ID]);
+    let h2 = &hosts["h2;<host>"];
+    assert_eq!((h2.label.as_str(), h2.label_minor.as_str(), h2.rank.as_str()), ("h2", "lan", "lan"));
+    assert_eq!(h2.metadata["os"], "Debian GNU/Linux 12 (bookworm)");
+    assert_eq!(hosts.len(), 2 + 4);
+}
+
+#[tokio::test]
+async fn written_tables_have_the_contract_schemas() {
+    let (dir, rendered) = rendered().await;
+    assert_eq!(rendered.files.len(), 3);
+    for (name, path) in [table::CONNECTIONS, table::GRAPH_EDGES, table::GRAPH_NODES]
+        .into_iter()
+        .zip(&rendered.files)
+    {
+        assert!(path.starts_with(dir.path().join(name)), "{path:?}");
+        let file = std::fs::File::open(path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let expected = tables::schema(name).unwrap();
+        assert_eq!(reader.schema().fields(), expected.fields(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn rendering_twice_is_idempotent() {
+    let (dir, first) = rendered().await;
+    let second = render(dir.path(), T1).await.unwrap();
+    assert_eq!(first.views, second.views);
+    let files = std::fs::read_dir(dir.path().join(table::GRAPH_NODES)).unwrap().count();
+    assert_eq!(files, 1, "one file per rendered table and snapshot, no temporary left");
+}
+
+#[tokio::test]
+async fn missing_snapshot_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = render(dir.path(), T1).await.unwrap_err();
+    assert!(matches!(error, scope_renderer::Error::SnapshotMissing { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn empty_snapshot_renders_empty_views() {
+    let dir = tempfile::tempdir().unwrap();
+    Snapshot::new(T1).write(dir.path(), "m1");
+    let rendered = render(dir.path(), T1).await.unwrap();
+    assert!(rendered.views.values().all(Vec::is_empty));
+    assert_eq!(rendered.connections, 0);
+}
+
+#[tokio::test]
+async fn golden_tables() {
+    let (dir, _) = rendered().await;
+    for (name, sql) in [
+        ("connections", "SELECT * EXCLUDE (snapshot_time, first_seen, last_seen) FROM connections ORDER BY client_addr, client_port, server_addr, client_host_id"),
+        ("graph_nodes", "SELECT * EXCLUDE (snapshot_time) FROM graph_nodes ORDER BY view, id"),
+        ("graph_edges", "SELECT * EXCLUDE (snapshot_time) FROM graph_edges ORDER BY view, src, dst"),
+    ] {
+        let batches = scope_renderer::sql::query(dir.path(), sql).await.unwrap();
+        let actual =
+            scope_renderer::sql::format(&batches, scope_renderer::sql::Format::Csv).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.csv"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
+        assert_eq!(actual, expected, "{name} differs from {}", path.display());
+    }
+}

@@ -1,0 +1,190 @@
+//! `scope`: the all-in-one command line. Each subcommand flattens one crate's arguments;
+//! `scope up` runs the whole pipeline in one process, on an embedded broker unless told otherwise.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, FromArgMatches, Parser, Subcommand};
+use scope_collector::CollectorArgs;
+use scope_kafka::{EmbeddedBroker, KafkaArgs, service};
+use scope_merger::MergerArgs;
+use scope_renderer::{RendererArgs, sql};
+use scope_schemas::{View, topics};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "scope", version, about = "Weave Scope's live topology map, rebuilt as a Kafka stream pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run collector, merger and renderer in this process, on an embedded Kafka broker
+    /// unless --brokers names a cluster.
+    Up(UpArgs),
+    /// Run the collector of this node (same as `scope-collector`).
+    Collector(Component<CollectorArgs>),
+    /// Run a merger (same as `scope-merger`).
+    Merger(Component<MergerArgs>),
+    /// Run the renderer (same as `scope-renderer`).
+    Renderer(Component<RendererArgs>),
+    /// Answer SQL over the latest snapshot (plain table names) and the retained history
+    /// (`history.<table>`).
+    Sql(SqlArgs),
+}
+
+#[derive(Args)]
+struct Component<A: Args> {
+    #[command(flatten)]
+    args: A,
+    /// Validate the configuration, print the verdict and exit (0 when sound).
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Kafka bootstrap servers. Without it, an embedded broker is started on --listen.
+    #[arg(long, env = "SCOPE_BROKERS")]
+    brokers: Option<String>,
+    /// Where the embedded broker listens.
+    #[arg(long, env = "SCOPE_EMBEDDED_LISTEN", default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// A librdkafka property for every client, as key=value (repeatable).
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Where snapshots are kept (Parquet).
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// The query, e.g. "select * from graph_edges where view = 'processes'".
+    query: String,
+    #[arg(long, value_enum, default_value_t = sql::Format::Table)]
+    format: sql::Format,
+    /// Where snapshots are kept (Parquet).
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
+    data_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Up(up) => {
+            service::init_tracing();
+            match run_up(up, service::shutdown_on_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("scope up: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Collector(c) => {
+            service::main("scope-collector", c.check_config, || c.args.validate(), |t| {
+                scope_collector::run(c.args.clone(), t)
+            })
+            .await
+        }
+        Command::Merger(c) => {
+            service::main("scope-merger", c.check_config, || c.args.validate(), |t| {
+                scope_merger::run(c.args.clone(), t)
+            })
+            .await
+        }
+        Command::Renderer(c) => {
+            service::main("scope-renderer", c.check_config, || c.args.validate(), |t| {
+                scope_renderer::run(c.args.clone(), t)
+            })
+            .await
+        }
+        Command::Sql(args) => match sql::query(&args.data_dir, &args.query).await {
+            Ok(batches) => match sql::format(&batches, args.format) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("scope sql: {error}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(error) => {
+                eprintln!("scope sql: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Parses a component's arguments as if given on its own command line, so `scope up` honours
+/// the same flags defaults and `SCOPE_*` environment variables as the standalone binaries.
+fn component_args<A: Args + FromArgMatches>(name: &str, argv: &[String]) -> anyhow::Result<A> {
+    let command = A::augment_args(clap::Command::new(name.to_owned()));
+    let matches = command.try_get_matches_from(std::iter::once(name.to_owned()).chain(argv.iter().cloned()))?;
+    Ok(A::from_arg_matches(&matches)?)
+}
+
+async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (embedded, brokers) = match &up.brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let broker = EmbeddedBroker::start(up.listen).await?;
+            let bootstrap = broker.bootstrap();
+            (Some(broker), bootstrap)
+        }
+    };
+    let mut kafka_argv = vec!["--brokers".to_owned(), brokers.clone()];
+    for property in &up.properties {
+        kafka_argv.extend(["-X".to_owned(), property.clone()]);
+    }
+    let mut stored_argv = kafka_argv.clone();
+    stored_argv.extend(["--data-dir".to_owned(), up.data_dir.display().to_string()]);
+
+    let collector: CollectorArgs = component_args("collector", &kafka_argv)?;
+    let merger: MergerArgs = component_args("merger", &stored_argv)?;
+    let renderer: RendererArgs = component_args("renderer", &stored_argv)?;
+    collector.validate()?;
+    merger.validate()?;
+    renderer.validate()?;
+
+    let kafka = KafkaArgs { brokers: brokers.clone(), properties: collector.kafka.properties.clone() };
+    scope_kafka::ensure_topics(&kafka, &topics::all(1)).await?;
+
+    let rendered: Vec<String> = View::ALL.iter().map(|v| v.topic()).collect();
+    println!("scope up");
+    match &embedded {
+        Some(_) => println!("  kafka      {brokers} (embedded broker, memory storage)"),
+        None => println!("  kafka      {brokers}"),
+    }
+    println!("  topics     {}, {}, {}", topics::CONNECTIONS, topics::REPORTS, topics::SNAPSHOTS);
+    println!("             {}", rendered.join(", "));
+    println!("  snapshots  {}", up.data_dir.display());
+    println!("  query      scope sql \"select * from graph_edges where view = 'processes'\"");
+
+    let components = tokio::try_join!(
+        stop_all_on_error(scope_collector::run(collector, shutdown.clone()), &shutdown),
+        stop_all_on_error(scope_merger::run(merger, shutdown.clone()), &shutdown),
+        stop_all_on_error(scope_renderer::run(renderer, shutdown.clone()), &shutdown),
+    );
+    drop(embedded);
+    components.map(|_| ())
+}
+
+/// One component failing stops the others: a pipeline missing a stage would only pretend.
+async fn stop_all_on_error<E>(
+    run: impl std::future::Future<Output = Result<(), E>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let result = run.await;
+    if result.is_err() {
+        shutdown.cancel();
+    }
+    Ok(result?)
+}

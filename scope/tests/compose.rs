@@ -1,0 +1,53 @@
+//! docker-compose.yml cannot drift from the code: every service built from this repo has its
+//! command line run against our binaries with `--check-config`.
+
+use std::{path::Path, process::Command};
+
+use serde_yaml::Value;
+
+#[test]
+fn every_scope_service_command_is_accepted_by_its_binary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let compose: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
+            .expect("docker-compose.yml is YAML");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scope")).parent().unwrap();
+    let services = compose["services"].as_mapping().expect("services");
+    let mut checked = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        if service.get("build").is_none() {
+            continue; // not ours (the Kafka broker)
+        }
+        let command: Vec<String> = service["command"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("service {name}: command must be a list"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let binary = bin_dir.join(&command[0]);
+        assert!(
+            binary.exists(),
+            "service {name} runs {}, which this workspace does not build ({})",
+            command[0],
+            binary.display()
+        );
+        let out = Command::new(&binary)
+            .args(&command[1..])
+            .arg("--check-config")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "service {name}: `{}` rejected its compose command line:\n{}{}",
+            command.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked.push(name.to_owned());
+    }
+    checked.sort();
+    assert_eq!(checked, ["collector", "merger", "renderer"]);
+}
