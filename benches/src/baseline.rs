@@ -28,7 +28,9 @@ pub struct Baseline {
 }
 
 pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Baseline> {
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await.context("starting the broker")?;
+    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+        .await
+        .context("starting the broker")?;
     let bootstrap = broker.bootstrap();
     scope_kafka::ensure_topics(&KafkaArgs::new(&bootstrap), &topics::all(args.partitions))
         .await
@@ -39,13 +41,21 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Baselin
 
     let warmup = Encoded::markers("~warmup", args.partitions);
     bus::produce_all(&producer, &warmup, args.timeout)?;
-    progress.wait_for(warmup.len() as u64, args.timeout, "baseline consumer warm-up").await?;
+    progress
+        .wait_for(
+            warmup.len() as u64,
+            args.timeout,
+            "baseline consumer warm-up",
+        )
+        .await?;
 
     let total = (warmup.len() + workload.len()) as u64;
     progress.set_target(total);
     let started = Instant::now();
     let produced = bus::produce_all(&producer, &workload.encoded, args.timeout)?;
-    progress.wait_for(total, args.timeout, "baseline consumer").await?;
+    progress
+        .wait_for(total, args.timeout, "baseline consumer")
+        .await?;
     let consumed = progress.reached().unwrap_or_else(Instant::now) - started;
     progress.stop();
     consumer.await.context("the counting consumer panicked")??;
@@ -53,8 +63,16 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Baselin
     let messages = workload.len() as u64;
     let bytes = workload.payload_bytes();
     Ok(Baseline {
-        produce: Rate { messages, bytes, elapsed: produced },
-        end_to_end: Rate { messages, bytes, elapsed: consumed },
+        produce: Rate {
+            messages,
+            bytes,
+            elapsed: produced,
+        },
+        end_to_end: Rate {
+            messages,
+            bytes,
+            elapsed: consumed,
+        },
     })
 }
 

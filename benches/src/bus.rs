@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::workload::Encoded;
 
@@ -62,7 +62,11 @@ pub fn producer(bootstrap: &str) -> anyhow::Result<BaseProducer<Deliveries>> {
 /// Produces every message of `encoded` (to the topic of its input, with its key and explicit
 /// partition if any) and waits until the broker has acknowledged all of them. Blocks.
 /// Returns the time from the first send to the last acknowledgement.
-pub fn produce_all(producer: &BaseProducer<Deliveries>, encoded: &Encoded, timeout: Duration) -> anyhow::Result<Duration> {
+pub fn produce_all(
+    producer: &BaseProducer<Deliveries>,
+    encoded: &Encoded,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     tokio::task::block_in_place(|| {
         let ctx = producer.context();
         let before = ctx.delivered.load(Ordering::Relaxed);
@@ -86,11 +90,18 @@ pub fn produce_all(producer: &BaseProducer<Deliveries>, encoded: &Encoded, timeo
                 producer.poll(Duration::ZERO);
             }
         }
-        producer.flush(timeout).context("waiting for the broker to acknowledge every message")?;
+        producer
+            .flush(timeout)
+            .context("waiting for the broker to acknowledge every message")?;
         let elapsed = started.elapsed();
         let failed = ctx.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            let first = ctx.first_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+            let first = ctx
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
             bail!("{failed} messages were not delivered; first error: {first}");
         }
         let delivered = ctx.delivered.load(Ordering::Relaxed) - before;
@@ -137,7 +148,12 @@ impl Progress {
     }
 
     /// Waits until at least `messages` were seen.
-    pub async fn wait_for(&self, messages: u64, timeout: Duration, what: &str) -> anyhow::Result<()> {
+    pub async fn wait_for(
+        &self,
+        messages: u64,
+        timeout: Duration,
+        what: &str,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         while self.messages.load(Ordering::SeqCst) < messages {
             if Instant::now() > deadline {
@@ -170,7 +186,9 @@ pub fn counting_consumer(
         .set("enable.partition.eof", "false")
         .create()
         .context("creating the counting consumer")?;
-    consumer.subscribe(topics).context("subscribing the counting consumer")?;
+    consumer
+        .subscribe(topics)
+        .context("subscribing the counting consumer")?;
     let progress = Arc::new(Progress::new());
     let seen = Arc::clone(&progress);
     let task = tokio::task::spawn_blocking(move || {
@@ -198,17 +216,29 @@ pub fn counting_consumer(
 pub fn tail(bootstrap: &str, topics: &[String]) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("scope-load-tail-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("scope-load-tail-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // Ask the broker to answer fetches at once: the reader stands for whoever watches the
+        // topic, and its own polling delay is not the pipeline's latency.
+        .set("fetch.wait.max.ms", "5")
         .create()
         .context("creating a tail reader")?;
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
-        let (_, high) = tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)))
-            .with_context(|| format!("reading the end offset of {topic}"))?;
-        assignment.add_partition_offset(topic, 0, Offset::Offset(high)).context("assigning a tail reader")?;
+        let (_, high) = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        })
+        .with_context(|| format!("reading the end offset of {topic}"))?;
+        assignment
+            .add_partition_offset(topic, 0, Offset::Offset(high))
+            .context("assigning a tail reader")?;
     }
-    consumer.assign(&assignment).context("assigning a tail reader")?;
+    consumer
+        .assign(&assignment)
+        .context("assigning a tail reader")?;
     Ok(consumer)
 }

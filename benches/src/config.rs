@@ -53,6 +53,13 @@ pub struct LoadArgs {
     /// TCP connections of the phase 3 snapshot (rows of its `connections` table).
     #[arg(long, default_value_t = 100_000)]
     pub render_connections: u32,
+    /// A librdkafka property for the merger's clients in phase 2, as KEY=VALUE (repeatable).
+    #[arg(long = "merger-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub merger_properties: Vec<(String, String)>,
+    /// A librdkafka property for the renderer service's clients in phase 3, as KEY=VALUE
+    /// (repeatable), e.g. `fetch.wait.max.ms=10`.
+    #[arg(long = "renderer-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub renderer_properties: Vec<(String, String)>,
     /// Seed of the synthetic workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -60,8 +67,20 @@ pub struct LoadArgs {
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// Phases to run (comma-separated); ratios need the baseline.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "baseline,merger,render")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "baseline,merger,render"
+    )]
     pub phases: Vec<Phase>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 impl LoadArgs {
@@ -74,7 +93,9 @@ impl LoadArgs {
         Traffic {
             hosts: self.hosts,
             processes_per_host: self.processes,
-            connections: u64::from(self.hosts) * u64::from(self.processes) * u64::from(self.connections),
+            connections: u64::from(self.hosts)
+                * u64::from(self.processes)
+                * u64::from(self.connections),
             internet: self.internet,
             churn: self.churn,
             seconds: self.seconds,
@@ -130,12 +151,31 @@ mod tests {
         let args = LoadArgs::parse_from(["scope-load"]);
         args.validate().unwrap();
         assert_eq!(args.traffic().connections, 100_000);
-        assert_eq!(args.phases, vec![Phase::Baseline, Phase::Merger, Phase::Render]);
+        assert_eq!(
+            args.phases,
+            vec![Phase::Baseline, Phase::Merger, Phase::Render]
+        );
         let render = args.render_traffic();
         assert_eq!(render.hosts * render.processes_per_host, 10_000);
-        let some = LoadArgs::parse_from(["scope-load", "--phases", "render", "--merger-tick", "200ms"]);
+        let some = LoadArgs::parse_from([
+            "scope-load",
+            "--phases",
+            "render",
+            "--merger-tick",
+            "200ms",
+            "--renderer-property",
+            "fetch.wait.max.ms=10",
+        ]);
+        assert_eq!(
+            some.renderer_properties,
+            vec![("fetch.wait.max.ms".to_owned(), "10".to_owned())]
+        );
         assert!(some.runs(Phase::Render) && !some.runs(Phase::Baseline));
         assert_eq!(some.merger_tick, Duration::from_millis(200));
-        assert!(LoadArgs::parse_from(["scope-load", "--churn", "2"]).validate().is_err());
+        assert!(
+            LoadArgs::parse_from(["scope-load", "--churn", "2"])
+                .validate()
+                .is_err()
+        );
     }
 }

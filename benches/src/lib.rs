@@ -65,7 +65,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
     let mut baseline_rate = None;
     if args.runs(Phase::Baseline) {
         let peak = memory::PhasePeak::start();
-        let result = baseline::run(args, &workload).await.context("phase 1 (baseline)")?;
+        let result = baseline::run(args, &workload)
+            .await
+            .context("phase 1 (baseline)")?;
         baseline_rate = Some(result.end_to_end.messages_per_second());
         result.report(&mut report);
         report.memory("phase 1 (baseline)", peak.finish());
@@ -74,7 +76,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
 
     if args.runs(Phase::Merger) {
         let peak = memory::PhasePeak::start();
-        let result = merge::run(args, &workload).await.context("phase 2 (merger)")?;
+        let result = merge::run(args, &workload)
+            .await
+            .context("phase 2 (merger)")?;
         result.report(&mut report);
         report.memory("phase 2 (merger)", peak.finish());
     }
@@ -86,6 +90,9 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         result.report(&mut report);
         report.memory("phase 3 (render)", peak.finish());
     }
-    report.note(format!("total run time {:.1} s", started.elapsed().as_secs_f64()));
+    report.note(format!(
+        "total run time {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(report)
 }

@@ -15,9 +15,15 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("scope-load: starting the async runtime: {error}");
@@ -40,5 +46,9 @@ fn main() -> ExitCode {
 
 /// `debug` or `optimised`: which kind of build produced the figures.
 fn build_profile() -> &'static str {
-    if cfg!(debug_assertions) { "debug-assertions (dev profile)" } else { "optimised (release/container profile)" }
+    if cfg!(debug_assertions) {
+        "debug-assertions (dev profile)"
+    } else {
+        "optimised (release/container profile)"
+    }
 }

@@ -22,12 +22,17 @@ pub struct PhasePeak {
 
 impl PhasePeak {
     pub fn start() -> Self {
-        PhasePeak { own: fs::write("/proc/self/clear_refs", "5").is_ok() }
+        PhasePeak {
+            own: fs::write("/proc/self/clear_refs", "5").is_ok(),
+        }
     }
 
     /// The peak since the start, or `None` where `/proc/self/status` has no VmHWM.
     pub fn finish(self) -> Option<Peak> {
-        vm_hwm().map(|bytes| Peak { bytes, own: self.own })
+        vm_hwm().map(|bytes| Peak {
+            bytes,
+            own: self.own,
+        })
     }
 }
 
@@ -38,7 +43,12 @@ pub fn vm_hwm() -> Option<u64> {
 
 fn parse_kib(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
@@ -48,7 +58,10 @@ mod tests {
 
     #[test]
     fn reads_the_high_water_mark() {
-        assert_eq!(parse_kib("Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t 10 kB\n", "VmHWM:"), Some(2 << 20));
+        assert_eq!(
+            parse_kib("Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t 10 kB\n", "VmHWM:"),
+            Some(2 << 20)
+        );
         assert_eq!(parse_kib("Name:\tx\n", "VmHWM:"), None);
         let peak = PhasePeak::start().finish().expect("Linux has VmHWM");
         assert!(peak.bytes > 0);

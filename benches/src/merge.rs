@@ -50,8 +50,10 @@ pub struct Merge {
     pub end_to_end: Rate,
     pub connection_events: u64,
     /// From the first send until the merger's counters showed every message (they are
-    /// updated once per tick).
-    pub applied_after: Duration,
+    /// updated once per tick); `None` when they never did.
+    pub applied_after: Option<Duration>,
+    /// Messages produced in phase 2, warm-up included: what the counters should add up to.
+    pub produced: u64,
     pub produced_after: Duration,
     pub tick: Duration,
     pub counts: Counts,
@@ -98,10 +100,13 @@ fn handled_all(stats: &Stats, connections: u64, reports: u64) -> bool {
 
 pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> {
     let (decode, decode_apply, mut state) = tokio::task::block_in_place(|| in_memory(workload))?;
-    let (cut, write, socket_rows, process_rows) = tokio::task::block_in_place(|| cut_and_write(&mut state))?;
+    let (cut, write, socket_rows, process_rows) =
+        tokio::task::block_in_place(|| cut_and_write(&mut state))?;
     drop(state);
 
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await.context("starting the broker")?;
+    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+        .await
+        .context("starting the broker")?;
     let bootstrap = broker.bootstrap();
     scope_kafka::ensure_topics(&KafkaArgs::new(&bootstrap), &topics::all(args.partitions))
         .await
@@ -111,27 +116,27 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
     merger_args.group_id = format!("scope-load-merger-{}", std::process::id());
     merger_args.writer = "scope-load".into();
     merger_args.tick = args.merger_tick;
+    merger_args.kafka.properties = args.merger_properties.clone();
     merger_args.window = merger_args.window.max(args.merger_tick);
     merger_args.validate().context("merger settings")?;
 
     let warmup = Encoded::markers("~warmup", args.partitions);
-    let expect_connections = warmup.count(Input::Connections) + workload.encoded.count(Input::Connections);
+    let expect_connections =
+        warmup.count(Input::Connections) + workload.encoded.count(Input::Connections);
     let expect_reports = warmup.count(Input::Reports) + workload.encoded.count(Input::Reports);
 
-    // Announcements, stamped on arrival with whether the counters were complete by then.
+    // Announcements, stamped on arrival.
     let stats = Arc::new(Stats::default());
     let tail = bus::tail(&bootstrap, &[topics::SNAPSHOTS.to_owned()])?;
-    let (announced_tx, mut announced) = mpsc::unbounded_channel::<(Instant, bool, Snapshot)>();
-    let reader_stats = Arc::clone(&stats);
+    let (announced_tx, mut announced) = mpsc::unbounded_channel::<(Instant, Snapshot)>();
     let reader = tokio::spawn(async move {
         loop {
             match tail.recv().await {
                 Ok(message) => {
                     let at = Instant::now();
-                    let complete = handled_all(&reader_stats, expect_connections, expect_reports);
                     match Snapshot::decode(message.payload().unwrap_or_default()) {
                         Ok(snapshot) => {
-                            if announced_tx.send((at, complete, snapshot)).is_err() {
+                            if announced_tx.send((at, snapshot)).is_err() {
                                 return;
                             }
                         }
@@ -144,46 +149,74 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
     });
 
     let shutdown = CancellationToken::new();
-    let mut merger = tokio::spawn(scope_merger::run_with_stats(merger_args, shutdown.clone(), Arc::clone(&stats)));
+    // Stops the merger on every way out, errors included.
+    let _stop_merger = shutdown.clone().drop_guard();
+    let mut merger = tokio::spawn(scope_merger::run_with_stats(
+        merger_args,
+        shutdown.clone(),
+        Arc::clone(&stats),
+    ));
 
     let producer = bus::producer(&bootstrap)?;
     bus::produce_all(&producer, &warmup, args.timeout)?;
     let deadline = Instant::now() + args.timeout;
-    while !handled_all(&stats, warmup.count(Input::Connections), warmup.count(Input::Reports)) {
+    while !handled_all(
+        &stats,
+        warmup.count(Input::Connections),
+        warmup.count(Input::Reports),
+    ) {
         if Instant::now() > deadline || merger.is_finished() {
-            bail!("the merger did not apply the warm-up messages (finished: {})", merger.is_finished());
+            bail!(
+                "the merger did not apply the warm-up messages (finished: {})",
+                merger.is_finished()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    // Timed from here. A poller notes when the counters first add up.
+    // Timed from here. A poller notes when the counters first add up (if they ever do: a
+    // message the merger loses is never counted).
     let started = Instant::now();
     let poll_stats = Arc::clone(&stats);
-    let poller = tokio::spawn(async move {
+    let mut poller = tokio::spawn(async move {
         while !handled_all(&poll_stats, expect_connections, expect_reports) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Instant::now()
     });
     let produced_after = bus::produce_all(&producer, &workload.encoded, args.timeout)?;
+    let deadline = Instant::now() + args.timeout;
 
+    // The first announcement, in arrival order, whose files hold the sentinels. Announcements
+    // that arrived while the producer ran are checked now, by their arrival time.
     let done = loop {
         let next = tokio::select! {
             next = announced.recv() => next,
             finished = &mut merger => bail!("the merger stopped early: {finished:?}"),
+            () = tokio::time::sleep_until(deadline.into()) => None,
         };
-        let Some((at, complete, snapshot)) = next else { bail!("the announcement reader stopped") };
-        if Instant::now() > deadline {
-            bail!("no snapshot held every message after {}", humantime::format_duration(args.timeout));
-        }
-        if complete
-            && holds(&snapshot, table::SOCKETS, &workload.sentinel_socket_hosts)?
+        let Some((at, snapshot)) = next else {
+            bail!(
+                "no snapshot held the last messages after {}: the merger handled {} of \
+                 {expect_connections} connection events and {} of {expect_reports} report deltas",
+                humantime::format_duration(args.timeout),
+                handled(&stats.connections),
+                handled(&stats.reports),
+            );
+        };
+        if holds(&snapshot, table::SOCKETS, &workload.sentinel_socket_hosts)?
             && holds(&snapshot, table::HOSTS, &workload.sentinel_report_hosts)?
         {
             break at;
         }
     };
-    let applied_at = poller.await.context("the stats poller panicked")?;
+    // Counters are added once per tick: give them one more before reading them.
+    let applied_at =
+        tokio::time::timeout(args.merger_tick * 2 + Duration::from_secs(1), &mut poller)
+            .await
+            .ok()
+            .and_then(Result::ok);
+    poller.abort();
     shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(60), merger).await {
         Ok(Ok(Ok(()))) => {}
@@ -191,7 +224,9 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
         Ok(Err(error)) => tracing::warn!(%error, "the merger task failed"),
         Err(_) => tracing::warn!("the merger did not stop within 60 s"),
     }
+    // Stop the reader (and drop its client) before the broker goes.
     reader.abort();
+    let _ = reader.await;
 
     Ok(Merge {
         decode,
@@ -206,7 +241,8 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
             elapsed: done - started,
         },
         connection_events: workload.connection_events,
-        applied_after: applied_at.saturating_duration_since(started),
+        applied_after: applied_at.map(|at| at.saturating_duration_since(started)),
+        produced: expect_connections + expect_reports,
         produced_after,
         tick: args.merger_tick,
         counts: Counts::of(&stats),
@@ -228,7 +264,11 @@ fn in_memory(workload: &Workload) -> anyhow::Result<(Rate, Rate, State)> {
         };
         bad += u64::from(!ok);
     }
-    let decode = Rate { messages, bytes, elapsed: started.elapsed() };
+    let decode = Rate {
+        messages,
+        bytes,
+        elapsed: started.elapsed(),
+    };
 
     let msg_ts = Some(now_us());
     let mut state = State::new();
@@ -249,7 +289,11 @@ fn in_memory(workload: &Workload) -> anyhow::Result<(Rate, Rate, State)> {
             },
         }
     }
-    let decode_apply = Rate { messages, bytes, elapsed: started.elapsed() };
+    let decode_apply = Rate {
+        messages,
+        bytes,
+        elapsed: started.elapsed(),
+    };
     if bad > 0 {
         bail!("{bad} generated messages did not decode or pass the merger's checks");
     }
@@ -264,10 +308,16 @@ fn cut_and_write(state: &mut State) -> anyhow::Result<(Duration, Duration, usize
     let tables = state.cut(t, &window);
     let cut = started.elapsed();
     let dir = tempfile::tempdir().context("creating a data dir")?;
-    let writer = SnapshotWriter::create(dir.path(), "scope-load").context("creating the snapshot writer")?;
+    let writer =
+        SnapshotWriter::create(dir.path(), "scope-load").context("creating the snapshot writer")?;
     let started = Instant::now();
     writer.write(&tables).context("writing the snapshot")?;
-    Ok((cut, started.elapsed(), tables.sockets.len(), tables.processes.len()))
+    Ok((
+        cut,
+        started.elapsed(),
+        tables.sockets.len(),
+        tables.processes.len(),
+    ))
 }
 
 /// Whether the `table` file of `snapshot` has a row of every host in `hosts`.
@@ -282,7 +332,11 @@ fn holds(snapshot: &Snapshot, table: &str, hosts: &[String]) -> anyhow::Result<b
         let mut found = Vec::new();
         for batch in builder.with_projection(mask).build()? {
             let batch = batch?;
-            let column = batch.column(0).as_any().downcast_ref::<StringArray>().context("host_id is not a string")?;
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .context("host_id is not a string")?;
             found.extend(
                 column
                     .iter()
@@ -293,7 +347,8 @@ fn holds(snapshot: &Snapshot, table: &str, hosts: &[String]) -> anyhow::Result<b
         }
         Ok(found)
     };
-    let found = tokio::task::block_in_place(read).with_context(|| format!("reading {}", path.display()))?;
+    let found =
+        tokio::task::block_in_place(read).with_context(|| format!("reading {}", path.display()))?;
     Ok(hosts.iter().all(|h| found.contains(h)))
 }
 
@@ -312,34 +367,54 @@ impl Merge {
         report.add(Figure::new(
             "2. merger: State::cut of that state",
             Value::Latency(self.cut),
-            format!("{} socket rows, {} process rows", self.socket_rows, self.process_rows),
+            format!(
+                "{} socket rows, {} process rows",
+                self.socket_rows, self.process_rows
+            ),
         ));
         report.add(Figure::new(
             "2. merger: SnapshotWriter::write of that cut",
             Value::Latency(self.write),
             "4 Parquet files, zstd, fsync",
         ));
+        let counters = match self.applied_after {
+            Some(after) => format!(
+                "merger counters complete after {:.2} s",
+                after.as_secs_f64()
+            ),
+            None => "merger counters never complete".to_owned(),
+        };
         report.add(Figure::new(
-            "2. merger end to end: produce -> Kafka -> merger -> snapshot holding every message",
+            "2. merger end to end: produce -> Kafka -> merger -> snapshot holding the last messages",
             Value::Rate(self.end_to_end),
             format!(
-                "merger tick {}; all acknowledged after {:.2} s, merger counters complete after {:.2} s",
+                "merger tick {}; all acknowledged after {:.2} s, {counters}",
                 humantime::format_duration(self.tick),
                 self.produced_after.as_secs_f64(),
-                self.applied_after.as_secs_f64()
             ),
         ));
-        let per_second = self.connection_events as f64 / self.end_to_end.elapsed.as_secs_f64().max(1e-9);
+        let per_second =
+            self.connection_events as f64 / self.end_to_end.elapsed.as_secs_f64().max(1e-9);
         report.add(Figure::new(
             "2. merger end to end: connection events only",
             Value::Text(format!("{:.0} events/s", per_second)),
-            format!("{} connection events; target >= 1,000,000 events/s", self.connection_events),
+            format!(
+                "{} connection events; target >= 1,000,000 events/s",
+                self.connection_events
+            ),
         ));
         let c = self.counts;
+        let handled = c.applied + c.duplicates + c.ignored + c.malformed;
         report.note(format!(
             "merger counters after phase 2: applied {}, duplicates {}, ignored {}, malformed {} \
-             (duplicates are refreshes that confirmed nothing new)",
-            c.applied, c.duplicates, c.ignored, c.malformed
+             (duplicates are refreshes that confirmed nothing new); {} of {} produced messages \
+             never handled",
+            c.applied,
+            c.duplicates,
+            c.ignored,
+            c.malformed,
+            self.produced.saturating_sub(handled),
+            self.produced
         ));
     }
 }

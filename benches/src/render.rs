@@ -67,12 +67,17 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Render> {
     let t = next_tick(now_us(), SECOND_US);
     let mut state = tokio::task::block_in_place(|| merged_state(&traffic, t));
 
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await.context("starting the broker")?;
+    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+        .await
+        .context("starting the broker")?;
     let bootstrap = broker.bootstrap();
     let kafka = KafkaArgs::new(&bootstrap);
-    scope_kafka::ensure_topics(&kafka, &topics::all(1)).await.context("creating the topics")?;
+    scope_kafka::ensure_topics(&kafka, &topics::all(1))
+        .await
+        .context("creating the topics")?;
     let data_dir = tempfile::tempdir().context("creating the data dir")?;
-    let writer = SnapshotWriter::create(data_dir.path(), "scope-load").context("creating the snapshot writer")?;
+    let writer = SnapshotWriter::create(data_dir.path(), "scope-load")
+        .context("creating the snapshot writer")?;
     let announcer: FutureProducer = kafka
         .client_config(&[("enable.idempotence", "true")])
         .create()
@@ -80,32 +85,56 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Render> {
     let view_topics: Vec<String> = View::ALL.iter().map(|v| v.topic()).collect();
 
     // The renderer service, warmed up on a one-host snapshot just before the measured one.
+    // A new group starts at the newest announcement; this one must see the first.
+    let mut properties = vec![("auto.offset.reset".to_owned(), "earliest".to_owned())];
+    properties.extend(args.renderer_properties.iter().cloned());
     let mut renderer_args = RendererArgs::new(
-        KafkaArgs { brokers: bootstrap.clone(), properties: vec![("auto.offset.reset".into(), "earliest".into())] },
+        KafkaArgs {
+            brokers: bootstrap.clone(),
+            properties,
+        },
         data_dir.path(),
     );
     renderer_args.group_id = format!("scope-load-renderer-{}", std::process::id());
     let shutdown = CancellationToken::new();
+    let _stop_renderer = shutdown.clone().drop_guard();
     let mut renderer = tokio::spawn(scope_renderer::run(renderer_args, shutdown.clone()));
     let stats = scope_renderer::stats();
-    let tiny = Traffic { hosts: 1, processes_per_host: 1, connections: 1, ..traffic.clone() };
+    let tiny = Traffic {
+        hosts: 1,
+        processes_per_host: 1,
+        connections: 1,
+        ..traffic.clone()
+    };
     let warmup_t = t - SECOND_US;
     let mut warmup = tokio::task::block_in_place(|| merged_state(&tiny, warmup_t));
     let before = Counters::now();
     cut_write_announce(&mut warmup, warmup_t, &window, &writer, &announcer).await?;
-    let warm = wait_published(before, &mut renderer, args.timeout).await.context("renderer warm-up")?;
+    let warm = wait_published(before, &mut renderer, args.timeout)
+        .await
+        .context("renderer warm-up")?;
     tracing::info!(records = warm, "renderer warmed up");
 
     // 1. Through the service.
     let receipts = Receipts::start(bus::tail(&bootstrap, &view_topics)?);
     let before = Counters::now();
     let tick = Instant::now();
-    let (cut, write, rows) = cut_write_announce(&mut state, t, &window, &writer, &announcer).await?;
+    let (cut, write, rows) =
+        cut_write_announce(&mut state, t, &window, &writer, &announcer).await?;
     let announced = tick.elapsed() - cut - write;
-    let records = wait_published(before, &mut renderer, args.timeout).await.context("rendering the snapshot")?;
+    let records = wait_published(before, &mut renderer, args.timeout)
+        .await
+        .context("rendering the snapshot")?;
     let total = receipts.wait(records, args.timeout).await? - tick;
-    let service = Steps { cut, write, middle: announced, publish: Duration::ZERO, total, records };
-    receipts.stop();
+    let service = Steps {
+        cut,
+        write,
+        middle: announced,
+        publish: Duration::ZERO,
+        total,
+        records,
+    };
+    receipts.stop().await;
     shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(60), renderer).await {
         Ok(Ok(Ok(()))) => {}
@@ -126,22 +155,38 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Render> {
     tokio::task::block_in_place(|| writer.write(&tables)).context("writing the snapshot")?;
     let write = started.elapsed();
     let started = Instant::now();
-    let rendered = scope_renderer::render::render(writer.data_dir(), t).await.context("rendering")?;
+    let rendered = scope_renderer::render::render(writer.data_dir(), t)
+        .await
+        .context("rendering")?;
     let render = started.elapsed();
     let started = Instant::now();
-    let published = publisher.publish(t, &rendered.views).await.context("publishing")?;
+    let published = publisher
+        .publish(t, &rendered.views)
+        .await
+        .context("publishing")?;
     let publish = started.elapsed();
     let records = published.upserts + published.tombstones;
     let total = receipts.wait(records, args.timeout).await? - tick;
-    receipts.stop();
-    let direct = Steps { cut, write, middle: render, publish, total, records };
+    receipts.stop().await;
+    let direct = Steps {
+        cut,
+        write,
+        middle: render,
+        publish,
+        total,
+        records,
+    };
 
     Ok(Render {
         traffic,
         socket_rows: rows.0,
         process_rows: rows.1,
         connection_rows: rendered.connections,
-        nodes: rendered.views.iter().map(|(v, nodes)| (*v, nodes.len())).collect(),
+        nodes: rendered
+            .views
+            .iter()
+            .map(|(v, nodes)| (*v, nodes.len()))
+            .collect(),
         service,
         direct,
     })
@@ -159,11 +204,20 @@ async fn cut_write_announce(
     let tables = tokio::task::block_in_place(|| state.cut(t, window));
     let cut = started.elapsed();
     let started = Instant::now();
-    let written = tokio::task::block_in_place(|| writer.write(&tables)).context("writing the snapshot")?;
+    let written =
+        tokio::task::block_in_place(|| writer.write(&tables)).context("writing the snapshot")?;
     let write = started.elapsed();
-    let payload = writer.announcement(t, tables.window_us, written).encode().context("encoding the announcement")?;
+    let payload = writer
+        .announcement(t, tables.window_us, written)
+        .encode()
+        .context("encoding the announcement")?;
     announcer
-        .send(FutureRecord::to(topics::SNAPSHOTS).key("scope-load").payload(&payload), Duration::from_secs(30))
+        .send(
+            FutureRecord::to(topics::SNAPSHOTS)
+                .key("scope-load")
+                .payload(&payload),
+            Duration::from_secs(30),
+        )
         .await
         .map_err(|(error, _)| error)
         .context("announcing the snapshot")?;
@@ -203,7 +257,9 @@ async fn wait_published(
     loop {
         let now = Counters::now();
         if now.failures > before.failures {
-            bail!("the renderer did not publish the snapshot (failed, stale or missing; see the log)");
+            bail!(
+                "the renderer did not publish the snapshot (failed, stale or missing; see the log)"
+            );
         }
         if now.nodes > before.nodes || now.tombstones > before.tombstones {
             // The two counters are added one after the other: let the second land.
@@ -215,7 +271,10 @@ async fn wait_published(
             bail!("the renderer stopped: {:?}", renderer.await);
         }
         if Instant::now() > deadline {
-            bail!("the renderer published nothing within {}", humantime::format_duration(timeout));
+            bail!(
+                "the renderer published nothing within {}",
+                humantime::format_duration(timeout)
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -252,7 +311,10 @@ impl Receipts {
         let deadline = Instant::now() + timeout;
         loop {
             let (seen, nth) = match self.at.lock() {
-                Ok(at) => (at.len(), n.checked_sub(1).and_then(|i| at.get(i as usize).copied())),
+                Ok(at) => (
+                    at.len(),
+                    n.checked_sub(1).and_then(|i| at.get(i as usize).copied()),
+                ),
                 Err(_) => bail!("the receipt list is poisoned"),
             };
             if let Some(at) = nth {
@@ -262,14 +324,19 @@ impl Receipts {
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
-                bail!("the rendered topics got {seen} of {n} records within {}", humantime::format_duration(timeout));
+                bail!(
+                    "the rendered topics got {seen} of {n} records within {}",
+                    humantime::format_duration(timeout)
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
-    fn stop(self) {
+    /// Stops reading; the consumer is dropped when this returns.
+    async fn stop(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }
 
@@ -306,8 +373,15 @@ impl Render {
                 d.records
             ),
         ));
-        let nodes: Vec<String> = self.nodes.iter().map(|(v, n)| format!("{} {n}", v.name())).collect();
-        report.note(format!("phase 3 rendered nodes per view: {}", nodes.join(", ")));
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(v, n)| format!("{} {n}", v.name()))
+            .collect();
+        report.note(format!(
+            "phase 3 rendered nodes per view: {}",
+            nodes.join(", ")
+        ));
     }
 }
 

@@ -49,7 +49,12 @@ pub struct Figure {
 
 impl Figure {
     pub fn new(name: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
-        Figure { name: name.into(), value, detail: detail.into(), reference: false }
+        Figure {
+            name: name.into(),
+            value,
+            detail: detail.into(),
+            reference: false,
+        }
     }
 }
 
@@ -82,9 +87,18 @@ impl Report {
     /// A row for the peak memory of a phase.
     pub fn memory(&mut self, phase: &str, peak: Option<Peak>) {
         let (value, detail) = match peak {
-            Some(peak) if peak.own => (Value::Bytes(peak.bytes), "VmHWM, reset at the phase's start"),
-            Some(peak) => (Value::Bytes(peak.bytes), "VmHWM of the process so far (reset refused)"),
-            None => (Value::Text("unknown".into()), "no VmHWM in /proc/self/status"),
+            Some(peak) if peak.own => (
+                Value::Bytes(peak.bytes),
+                "VmHWM, reset at the phase's start",
+            ),
+            Some(peak) => (
+                Value::Bytes(peak.bytes),
+                "VmHWM of the process so far (reset refused)",
+            ),
+            None => (
+                Value::Text("unknown".into()),
+                "no VmHWM in /proc/self/status",
+            ),
         };
         self.add(Figure::new(format!("peak memory: {phase}"), value, detail));
     }
@@ -116,11 +130,17 @@ impl Report {
             };
             let ratio = match (&f.value, self.baseline) {
                 (Value::Rate(_), _) if f.reference => "1.00 (reference)".to_owned(),
-                (Value::Rate(rate), Some(base)) => format!("{:.2}", rate.messages_per_second() / base),
+                (Value::Rate(rate), Some(base)) => {
+                    format!("{:.2}", rate.messages_per_second() / base)
+                }
                 (Value::Rate(_), None) => "n/a (no baseline run)".to_owned(),
                 _ => String::new(),
             };
-            let value = if detail.is_empty() { value } else { format!("{value} ({detail})") };
+            let value = if detail.is_empty() {
+                value
+            } else {
+                format!("{value} ({detail})")
+            };
             let _ = writeln!(out, "| {} | {} | {} |", f.name, value, ratio);
         }
         for note in &self.notes {
@@ -149,13 +169,34 @@ mod tests {
 
     #[test]
     fn table_shows_values_and_ratios() {
-        let rate = |m, s| Rate { messages: m, bytes: m * 100, elapsed: Duration::from_secs(s) };
+        let rate = |m, s| Rate {
+            messages: m,
+            bytes: m * 100,
+            elapsed: Duration::from_secs(s),
+        };
         let mut report = Report::default();
-        report.add(Figure { reference: true, ..Figure::new("baseline", Value::Rate(rate(1_000_000, 2)), "") });
+        report.add(Figure {
+            reference: true,
+            ..Figure::new("baseline", Value::Rate(rate(1_000_000, 2)), "")
+        });
         report.set_baseline(Some(500_000.0));
-        report.add(Figure::new("merger", Value::Rate(rate(1_000_000, 4)), "end to end"));
-        report.add(Figure::new("latency", Value::Latency(Duration::from_millis(850)), "total"));
-        report.memory("x", Some(Peak { bytes: 3 << 20, own: true }));
+        report.add(Figure::new(
+            "merger",
+            Value::Rate(rate(1_000_000, 4)),
+            "end to end",
+        ));
+        report.add(Figure::new(
+            "latency",
+            Value::Latency(Duration::from_millis(850)),
+            "total",
+        ));
+        report.memory(
+            "x",
+            Some(Peak {
+                bytes: 3 << 20,
+                own: true,
+            }),
+        );
         let table = report.to_markdown();
         assert!(table.contains("| baseline | 500,000 msg/s, 50.0 MB/s (1,000,000 msgs, 100.0 MB in 2.00 s) | 1.00 (reference) |"), "{table}");
         assert!(table.contains("| merger | 250,000 msg/s, 25.0 MB/s (1,000,000 msgs, 100.0 MB in 4.00 s; end to end) | 0.50 |"), "{table}");

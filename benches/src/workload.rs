@@ -19,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use scope_merger::state::{Input, State};
 use scope_schemas::report::{host_node_id, keys, process_node_id};
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record, ReportDelta,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record,
+    ReportDelta,
 };
 
 const SECOND_US: i64 = 1_000_000;
@@ -53,7 +54,9 @@ pub struct Traffic {
 
 /// Wall-clock time in microseconds since the epoch.
 pub fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// One message as Kafka carries it: topic, key, an explicit partition or none, payload.
@@ -112,7 +115,9 @@ impl Encoded {
     }
 
     /// Every message with its key and payload, in publishing order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&Message, &str, &[u8])> + '_ {
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&Message, &str, &[u8])> + ExactSizeIterator + '_ {
         self.messages.iter().map(|m| {
             let payload = &self.data[m.start..m.start + m.len as usize];
             (m, self.keys[m.key as usize].as_str(), payload)
@@ -150,7 +155,8 @@ impl Encoded {
             out.push_record(key, Some(p), &Item::Connection(ev));
             let host = format!("{prefix}-r{p}");
             let key = out.add_key(host.clone());
-            let node = Node::new(keys::HOST, host_node_id(&host)).with_latest(keys::HOST_NAME, &host, ts);
+            let node =
+                Node::new(keys::HOST, host_node_id(&host)).with_latest(keys::HOST_NAME, &host, ts);
             let delta = ReportDelta {
                 host_id: host,
                 reporter: keys::HOST.into(),
@@ -168,7 +174,9 @@ impl Encoded {
 
 fn encode<R: Record>(record: &R) -> Vec<u8> {
     // The generator only builds records of its own schemas, which always encode.
-    record.encode().unwrap_or_else(|e| panic!("encoding a generated {}: {e}", R::NAME))
+    record
+        .encode()
+        .unwrap_or_else(|e| panic!("encoding a generated {}: {e}", R::NAME))
 }
 
 /// The collector traffic of phases 1 and 2, encoded.
@@ -179,7 +187,7 @@ pub struct Workload {
     pub report_deltas: u64,
     /// Host ids whose socket (connections topic) and host row (reports topic) are in a
     /// snapshot only once every message before them in their partition was applied: the
-    /// last message of each partition.
+    /// last messages of each partition (each sent twice).
     pub sentinel_socket_hosts: Vec<String>,
     pub sentinel_report_hosts: Vec<String>,
 }
@@ -201,9 +209,15 @@ impl Workload {
             encoded.push_record(host, None, &item);
         });
         let sentinels = Encoded::markers("~sentinel", traffic.partitions);
-        let sentinel_socket_hosts = (0..traffic.partitions).map(|p| format!("~sentinel-c{p}")).collect();
-        let sentinel_report_hosts = (0..traffic.partitions).map(|p| format!("~sentinel-r{p}")).collect();
-        for (m, key, payload) in sentinels.iter() {
+        let sentinel_socket_hosts = (0..traffic.partitions)
+            .map(|p| format!("~sentinel-c{p}"))
+            .collect();
+        let sentinel_report_hosts = (0..traffic.partitions)
+            .map(|p| format!("~sentinel-r{p}"))
+            .collect();
+        // Each sentinel twice, one right after the other: the merger applies a repeat as a
+        // duplicate, and one message lost by a consumer cannot hide the end of a partition.
+        for (m, key, payload) in sentinels.iter().flat_map(|s| [s, s]) {
             let key = encoded.add_key(key.to_owned());
             encoded.push(m.input, key, m.partition, payload);
             match m.input {
@@ -211,7 +225,13 @@ impl Workload {
                 Input::Reports => report_deltas += 1,
             }
         }
-        Workload { encoded, connection_events, report_deltas, sentinel_socket_hosts, sentinel_report_hosts }
+        Workload {
+            encoded,
+            connection_events,
+            report_deltas,
+            sentinel_socket_hosts,
+            sentinel_report_hosts,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -231,7 +251,11 @@ impl Workload {
 /// just before cutting at `t_us`: full reports 9.5 s before, connections opened 10 s before.
 pub fn merged_state(traffic: &Traffic, t_us: i64) -> State {
     let mut state = State::new();
-    let quiet = Traffic { churn: 0.0, seconds: 0, ..traffic.clone() };
+    let quiet = Traffic {
+        churn: 0.0,
+        seconds: 0,
+        ..traffic.clone()
+    };
     Generator::new(&quiet, t_us - 10 * SECOND_US).run(&mut |_, item| {
         match item {
             Item::Connection(ev) => state.apply_connection(ev, None),
@@ -368,7 +392,7 @@ impl<'a> Generator<'a> {
                 let ts = second_us + (SECOND_US / 2) + self.rng.below(SECOND_US as u64 / 2) as i64;
                 self.open_one(ts, emit);
             }
-            if s % PUBLISH_EVERY_S == 0 {
+            if s.is_multiple_of(PUBLISH_EVERY_S) {
                 self.reports(s, emit);
             }
         }
@@ -380,19 +404,40 @@ impl<'a> Generator<'a> {
         self.made += 1;
         let host = (n % u64::from(t.hosts)) as u32;
         let process = ((n / u64::from(t.hosts)) % u64::from(t.processes_per_host)) as u32;
-        let local_server = End::Local { host, process, port: listen_port(process) };
+        let local_server = End::Local {
+            host,
+            process,
+            port: listen_port(process),
+        };
         let roll = self.rng.fraction();
         let conn = if roll < t.internet / 2.0 {
             // Inbound from the Internet: a fresh client address and port per connection.
-            let client = End::Internet { ip: 0xC633_0000 + (n / 40_000) as u32 % 65_536, port: 10_000 + (n % 40_000) as i32 };
-            Conn { client, server: local_server, opened_us: ts }
+            let client = End::Internet {
+                ip: 0xC633_0000 + (n / 40_000) as u32 % 65_536,
+                port: 10_000 + (n % 40_000) as i32,
+            };
+            Conn {
+                client,
+                server: local_server,
+                opened_us: ts,
+            }
         } else {
             let port = self.next_port[host as usize];
-            self.next_port[host as usize] =
-                if port + 1 >= EPHEMERAL_PORTS.end { EPHEMERAL_PORTS.start } else { port + 1 };
-            let client = End::Local { host, process, port: port as i32 };
+            self.next_port[host as usize] = if port + 1 >= EPHEMERAL_PORTS.end {
+                EPHEMERAL_PORTS.start
+            } else {
+                port + 1
+            };
+            let client = End::Local {
+                host,
+                process,
+                port: port as i32,
+            };
             let server = if roll < t.internet {
-                End::Internet { ip: 0x5DB8_0000 + self.rng.below(65_536) as u32, port: 443 }
+                End::Internet {
+                    ip: 0x5DB8_0000 + self.rng.below(65_536) as u32,
+                    port: 443,
+                }
             } else {
                 let other = if t.hosts > 1 {
                     (host + 1 + self.rng.below(u64::from(t.hosts - 1)) as u32) % t.hosts
@@ -400,9 +445,17 @@ impl<'a> Generator<'a> {
                     host
                 };
                 let process = self.rng.below(u64::from(t.processes_per_host)) as u32;
-                End::Local { host: other, process, port: listen_port(process) }
+                End::Local {
+                    host: other,
+                    process,
+                    port: listen_port(process),
+                }
             };
-            Conn { client, server, opened_us: ts }
+            Conn {
+                client,
+                server,
+                opened_us: ts,
+            }
         };
         self.events(&conn, ConnectionEventKind::Connect, ts, false, emit);
         self.open.push(conn);
@@ -410,17 +463,35 @@ impl<'a> Generator<'a> {
 
     /// The events of `conn`'s local ends: `open` is `Connect` (client end as given, server end
     /// as `Accept`) or `Close` (both ends).
-    fn events(&self, conn: &Conn, kind: ConnectionEventKind, ts: i64, refresh: bool, emit: &mut impl FnMut(u32, Item)) {
+    fn events(
+        &self,
+        conn: &Conn,
+        kind: ConnectionEventKind,
+        ts: i64,
+        refresh: bool,
+        emit: &mut impl FnMut(u32, Item),
+    ) {
         let ends = [
             (conn.client, conn.server, kind),
             (
                 conn.server,
                 conn.client,
-                if kind == ConnectionEventKind::Connect { ConnectionEventKind::Accept } else { kind },
+                if kind == ConnectionEventKind::Connect {
+                    ConnectionEventKind::Accept
+                } else {
+                    kind
+                },
             ),
         ];
         for (local, remote, kind) in ends {
-            let End::Local { host, process, port } = local else { continue };
+            let End::Local {
+                host,
+                process,
+                port,
+            } = local
+            else {
+                continue;
+            };
             let ev = ConnectionEvent {
                 host_id: host_id(host),
                 kind,
@@ -444,7 +515,7 @@ impl<'a> Generator<'a> {
     fn reports(&mut self, s: u32, emit: &mut impl FnMut(u32, Item)) {
         let t = self.traffic;
         let publish = s / PUBLISH_EVERY_S;
-        let full = publish % FULL_EVERY == 0;
+        let full = publish.is_multiple_of(FULL_EVERY);
         let ts = self.base_us + i64::from(s) * SECOND_US + SECOND_US / 2;
         let seq = self.base_us + i64::from(publish);
         for h in 0..t.hosts {
@@ -462,14 +533,20 @@ impl<'a> Generator<'a> {
             emit(h, Item::Report(delta(keys::HOST, vec![host])));
             // Between full reports only the processes whose numbers changed: a tenth.
             let processes = (0..t.processes_per_host)
-                .filter(|p| full || (p + publish) % 10 == 0)
+                .filter(|p| full || (p + publish).is_multiple_of(10))
                 .map(|p| process_node(h, p, ts, s))
                 .collect();
             emit(h, Item::Report(delta(keys::PROCESS, processes)));
         }
         if full {
             for conn in &self.open {
-                self.events(conn, ConnectionEventKind::Connect, conn.opened_us, true, emit);
+                self.events(
+                    conn,
+                    ConnectionEventKind::Connect,
+                    conn.opened_us,
+                    true,
+                    emit,
+                );
             }
         }
     }
@@ -483,10 +560,16 @@ fn host_node(h: u32, ts: i64, load: f64) -> Node {
         .with_latest(keys::KERNEL_VERSION, "6.18.0", ts)
         .with_latest(keys::UPTIME_SECONDS, 86_400 + ts / SECOND_US % 1000, ts)
         .with_latest(keys::TRACKER_MODE, "procfs", ts);
-    node.metrics.insert(keys::LOAD1.into(), Metric::single(ts, load));
-    node.metrics.insert(keys::CPU_USAGE_PERCENT.into(), Metric::single(ts, 12.5 + load));
-    node.metrics.insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(ts, 6.0e9));
-    node.metrics.insert(keys::MEMORY_TOTAL_BYTES.into(), Metric::single(ts, 16.0e9));
+    node.metrics
+        .insert(keys::LOAD1.into(), Metric::single(ts, load));
+    node.metrics.insert(
+        keys::CPU_USAGE_PERCENT.into(),
+        Metric::single(ts, 12.5 + load),
+    );
+    node.metrics
+        .insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(ts, 6.0e9));
+    node.metrics
+        .insert(keys::MEMORY_TOTAL_BYTES.into(), Metric::single(ts, 16.0e9));
     node.sets.insert(
         keys::LOCAL_NETWORKS.into(),
         vec![format!("{}/8", host_addr(h)), format!("fd00:{h:x}::1/64")],
@@ -501,12 +584,26 @@ fn process_node(h: u32, p: u32, ts: i64, s: u32) -> Node {
         .with_latest(keys::PID, pid(p), ts)
         .with_latest(keys::PPID, 1, ts)
         .with_latest(keys::NAME, &name, ts)
-        .with_latest(keys::CMDLINE, format!("/usr/bin/{name} --listen :{}", listen_port(p)), ts)
+        .with_latest(
+            keys::CMDLINE,
+            format!("/usr/bin/{name} --listen :{}", listen_port(p)),
+            ts,
+        )
         .with_latest(keys::THREADS, 4 + p % 8, ts);
-    node.metrics.insert(keys::CPU_USAGE_PERCENT.into(), Metric::single(ts, f64::from((p + s) % 100)));
-    node.metrics.insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(ts, f64::from(p % 64 + 1) * 1.0e6));
-    node.metrics.insert(keys::OPEN_FILES_COUNT.into(), Metric::single(ts, f64::from(8 + p % 32)));
-    node.parents.insert(keys::HOST.into(), vec![host_node_id(&id)]);
+    node.metrics.insert(
+        keys::CPU_USAGE_PERCENT.into(),
+        Metric::single(ts, f64::from((p + s) % 100)),
+    );
+    node.metrics.insert(
+        keys::MEMORY_USAGE_BYTES.into(),
+        Metric::single(ts, f64::from(p % 64 + 1) * 1.0e6),
+    );
+    node.metrics.insert(
+        keys::OPEN_FILES_COUNT.into(),
+        Metric::single(ts, f64::from(8 + p % 32)),
+    );
+    node.parents
+        .insert(keys::HOST.into(), vec![host_node_id(&id)]);
     node
 }
 
@@ -535,8 +632,14 @@ mod tests {
     #[test]
     fn every_message_decodes_and_applies_cleanly() {
         let workload = Workload::generate(&small());
-        assert_eq!(workload.len() as u64, workload.connection_events + workload.report_deltas);
-        assert_eq!(workload.encoded.count(Input::Connections), workload.connection_events);
+        assert_eq!(
+            workload.len() as u64,
+            workload.connection_events + workload.report_deltas
+        );
+        assert_eq!(
+            workload.encoded.count(Input::Connections),
+            workload.connection_events
+        );
         let mut state = State::new();
         let mut outcomes: HashMap<_, u64> = HashMap::new();
         for (m, key, payload) in workload.encoded.iter() {
@@ -553,14 +656,25 @@ mod tests {
                     state.apply_report(delta, Some(now_us()))
                 }
             };
-            *outcomes.entry(format!("{:?}", m.input) + &format!("{outcome:?}")).or_default() += 1;
+            *outcomes
+                .entry(format!("{:?}{outcome:?}", m.input))
+                .or_default() += 1;
         }
         // Closes always find their socket, no report is a replay; a refresh of a socket
         // already known changes only its last-seen time, which may already be as late.
-        assert!(!outcomes.keys().any(|k| k.ends_with("Ignored")), "{outcomes:?}");
+        assert!(
+            !outcomes.keys().any(|k| k.ends_with("Ignored")),
+            "{outcomes:?}"
+        );
         assert!(!outcomes.contains_key("ReportsDuplicate"), "{outcomes:?}");
         // The sentinels are the last message of each partition.
-        let last: Vec<_> = workload.encoded.iter().rev().take(4).map(|(m, _, _)| m.partition).collect();
+        let last: Vec<_> = workload
+            .encoded
+            .iter()
+            .rev()
+            .take(4)
+            .map(|(m, _, _)| m.partition)
+            .collect();
         assert!(last.iter().all(|p| p.is_some()));
     }
 
@@ -568,34 +682,47 @@ mod tests {
     fn churn_keeps_the_number_of_open_connections() {
         let traffic = small();
         let workload = Workload::generate(&traffic);
-        let churned = (traffic.churn * traffic.connections as f64).round() as u64 * u64::from(traffic.seconds);
+        let churned = (traffic.churn * traffic.connections as f64).round() as u64
+            * u64::from(traffic.seconds);
         // Every connection has one or two local ends: at most two events per open and close.
         let opens_and_closes = traffic.connections + 2 * churned;
         assert!(workload.connection_events > opens_and_closes);
         let t = now_us();
-        let state = {
-            let mut state = State::new();
-            for (m, _, payload) in workload.encoded.iter() {
-                if m.input == Input::Connections {
-                    state.apply_connection(ConnectionEvent::decode(payload).unwrap(), Some(t));
-                }
+        let mut state = State::new();
+        for (m, _, payload) in workload.encoded.iter() {
+            if m.input == Input::Connections {
+                state.apply_connection(ConnectionEvent::decode(payload).unwrap(), Some(t));
             }
-            state
-        };
+        }
         // Open connections keep their count; closed ones stay until they leave the window.
-        let mut state = state;
         let window = Window::new(Duration::from_secs(15), Duration::from_secs(15));
-        let open = state.cut(t, &window).sockets.iter().filter(|s| s.closed_at_us.is_none()).count();
+        let open = state
+            .cut(t, &window)
+            .sockets
+            .iter()
+            .filter(|s| s.closed_at_us.is_none())
+            .count();
         // Both ends of local connections, one end of Internet ones, plus the sentinels.
-        assert!(open as u64 >= traffic.connections && open as u64 <= 2 * traffic.connections + 2, "{open}");
+        assert!(
+            open as u64 >= traffic.connections && open as u64 <= 2 * traffic.connections + 2,
+            "{open}"
+        );
     }
 
     #[test]
     fn merged_state_has_the_topology() {
-        let traffic = Traffic { hosts: 4, processes_per_host: 5, connections: 100, ..small() };
+        let traffic = Traffic {
+            hosts: 4,
+            processes_per_host: 5,
+            connections: 100,
+            ..small()
+        };
         let t = now_us();
         let mut state = merged_state(&traffic, t);
-        let tables = state.cut(t, &Window::new(Duration::from_secs(15), Duration::from_secs(15)));
+        let tables = state.cut(
+            t,
+            &Window::new(Duration::from_secs(15), Duration::from_secs(15)),
+        );
         assert_eq!(tables.hosts.len(), 4);
         assert_eq!(tables.processes.len(), 20);
         assert!(tables.sockets.len() >= 100 && tables.sockets.len() <= 200);

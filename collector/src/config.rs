@@ -56,7 +56,9 @@ impl CollectorArgs {
         if let Some(host_id) = &self.host_id {
             // Node ids are `<host_id>;<pid>`: a ';' would make them ambiguous.
             if host_id.trim().is_empty() || host_id.contains(';') {
-                return invalid(format!("--host-id {host_id:?} must be non-empty and contain no ';'"));
+                return invalid(format!(
+                    "--host-id {host_id:?} must be non-empty and contain no ';'"
+                ));
             }
         }
         if self.spy_interval.is_zero() || self.publish_interval.is_zero() {
@@ -93,14 +95,26 @@ mod tests {
     }
 
     fn parse(argv: &[&str]) -> CollectorArgs {
-        Cli::try_parse_from(std::iter::once("scope").chain(argv.iter().copied())).unwrap().args
+        Cli::try_parse_from(std::iter::once("scope").chain(argv.iter().copied()))
+            .unwrap()
+            .args
     }
 
     #[test]
     fn parses_flags_and_defaults() {
         let args = parse(&[
-            "--brokers", "k:9092", "--host-id", "node-1", "--spy-interval", "500ms",
-            "--publish-interval", "2s", "--full-every", "3", "--proc-root", "/host/proc",
+            "--brokers",
+            "k:9092",
+            "--host-id",
+            "node-1",
+            "--spy-interval",
+            "500ms",
+            "--publish-interval",
+            "2s",
+            "--full-every",
+            "3",
+            "--proc-root",
+            "/host/proc",
         ]);
         assert_eq!(args.kafka.brokers, "k:9092");
         assert_eq!(args.host_id.as_deref(), Some("node-1"));
@@ -114,8 +128,18 @@ mod tests {
         let expected = CollectorArgs::new(defaults.kafka.clone());
         assert_eq!(defaults.host_id, None);
         assert_eq!(
-            (defaults.spy_interval, defaults.publish_interval, defaults.full_every, &defaults.proc_root),
-            (expected.spy_interval, expected.publish_interval, expected.full_every, &expected.proc_root)
+            (
+                defaults.spy_interval,
+                defaults.publish_interval,
+                defaults.full_every,
+                &defaults.proc_root
+            ),
+            (
+                expected.spy_interval,
+                expected.publish_interval,
+                expected.full_every,
+                &expected.proc_root
+            )
         );
         assert!(Cli::try_parse_from(["scope", "--spy-interval", "soon"]).is_err());
     }
@@ -125,12 +149,30 @@ mod tests {
         let ok = CollectorArgs::new(KafkaArgs::new("127.0.0.1:9092"));
         ok.validate().unwrap();
         let bad = [
-            CollectorArgs { host_id: Some("a;b".into()), ..ok.clone() },
-            CollectorArgs { host_id: Some(" ".into()), ..ok.clone() },
-            CollectorArgs { spy_interval: Duration::ZERO, ..ok.clone() },
-            CollectorArgs { publish_interval: Duration::from_millis(500), ..ok.clone() },
-            CollectorArgs { full_every: 0, ..ok.clone() },
-            CollectorArgs { kafka: KafkaArgs::new(""), ..ok.clone() },
+            CollectorArgs {
+                host_id: Some("a;b".into()),
+                ..ok.clone()
+            },
+            CollectorArgs {
+                host_id: Some(" ".into()),
+                ..ok.clone()
+            },
+            CollectorArgs {
+                spy_interval: Duration::ZERO,
+                ..ok.clone()
+            },
+            CollectorArgs {
+                publish_interval: Duration::from_millis(500),
+                ..ok.clone()
+            },
+            CollectorArgs {
+                full_every: 0,
+                ..ok.clone()
+            },
+            CollectorArgs {
+                kafka: KafkaArgs::new(""),
+                ..ok.clone()
+            },
         ];
         for args in bad {
             let error = args.validate().unwrap_err();

@@ -20,7 +20,7 @@ impl Sequence {
         Sequence(now_us)
     }
 
-    pub fn next(&mut self) -> i64 {
+    pub fn next_seq(&mut self) -> i64 {
         let seq = self.0;
         self.0 += 1;
         seq
@@ -36,7 +36,10 @@ pub struct FullSchedule {
 
 impl FullSchedule {
     pub fn new(full_every: u32) -> Self {
-        FullSchedule { full_every: u64::from(full_every.max(1)), publishes: 0 }
+        FullSchedule {
+            full_every: u64::from(full_every.max(1)),
+            publishes: 0,
+        }
     }
 
     /// Whether the next publish is full; advances the schedule.
@@ -57,7 +60,11 @@ pub struct DeltaTracker {
 
 impl DeltaTracker {
     pub fn new(host_id: impl Into<String>, reporter: &'static str) -> Self {
-        DeltaTracker { host_id: host_id.into(), reporter, published: BTreeMap::new() }
+        DeltaTracker {
+            host_id: host_id.into(),
+            reporter,
+            published: BTreeMap::new(),
+        }
     }
 
     /// The delta from the previous publish to `nodes` (or all of `nodes` when `full`), and
@@ -72,10 +79,18 @@ impl DeltaTracker {
             .collect();
         let upserts: Vec<Node> = current
             .values()
-            .filter(|node| full || self.published.get(&node.id).is_none_or(|old| !same_values(old, node)))
+            .filter(|node| {
+                full || self
+                    .published
+                    .get(&node.id)
+                    .is_none_or(|old| !same_values(old, node))
+            })
             .map(|node| (*node).clone())
             .collect();
-        self.published = current.into_iter().map(|(id, node)| (id.to_owned(), node.clone())).collect();
+        self.published = current
+            .into_iter()
+            .map(|(id, node)| (id.to_owned(), node.clone()))
+            .collect();
         ReportDelta {
             host_id: self.host_id.clone(),
             reporter: self.reporter.to_owned(),
@@ -96,13 +111,23 @@ pub fn same_values(a: &Node, b: &Node) -> bool {
         && a.sets == b.sets
         && a.parents == b.parents
         && a.latest.len() == b.latest.len()
-        && a.latest.iter().zip(&b.latest).all(|((ka, va), (kb, vb))| ka == kb && va.value == vb.value)
+        && a.latest
+            .iter()
+            .zip(&b.latest)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.value == vb.value)
         && a.metrics.len() == b.metrics.len()
-        && a.metrics.iter().zip(&b.metrics).all(|((ka, ma), (kb, mb))| {
-            ka == kb
-                && ma.samples.len() == mb.samples.len()
-                && ma.samples.iter().zip(&mb.samples).all(|(sa, sb)| sa.value == sb.value)
-        })
+        && a.metrics
+            .iter()
+            .zip(&b.metrics)
+            .all(|((ka, ma), (kb, mb))| {
+                ka == kb
+                    && ma.samples.len() == mb.samples.len()
+                    && ma
+                        .samples
+                        .iter()
+                        .zip(&mb.samples)
+                        .all(|(sa, sb)| sa.value == sb.value)
+            })
 }
 
 #[cfg(test)]
@@ -124,18 +149,46 @@ mod tests {
     #[test]
     fn upserts_changes_and_removes_vanished_nodes() {
         let mut tracker = DeltaTracker::new("h1", "process");
-        let d = tracker.delta(&[node("h1;1", "a", 1), node("h1;2", "b", 1)], false, 10, 100);
+        let d = tracker.delta(
+            &[node("h1;1", "a", 1), node("h1;2", "b", 1)],
+            false,
+            10,
+            100,
+        );
         assert_eq!(ids(&d.upserts), ["h1;1", "h1;2"]);
         assert!(d.removals.is_empty());
-        assert_eq!((d.host_id.as_str(), d.reporter.as_str(), d.seq, d.full, d.timestamp_us), ("h1", "process", 10, false, 100));
+        assert_eq!(
+            (
+                d.host_id.as_str(),
+                d.reporter.as_str(),
+                d.seq,
+                d.full,
+                d.timestamp_us
+            ),
+            ("h1", "process", 10, false, 100)
+        );
 
         // Same values, newer timestamps: nothing to send. A change and a new node are sent.
-        let d = tracker.delta(&[node("h1;1", "a", 2), node("h1;2", "B", 2), node("h1;3", "c", 2)], false, 11, 200);
+        let d = tracker.delta(
+            &[
+                node("h1;1", "a", 2),
+                node("h1;2", "B", 2),
+                node("h1;3", "c", 2),
+            ],
+            false,
+            11,
+            200,
+        );
         assert_eq!(ids(&d.upserts), ["h1;2", "h1;3"]);
         assert!(d.removals.is_empty());
 
         // A node vanished.
-        let d = tracker.delta(&[node("h1;2", "B", 3), node("h1;3", "c", 3)], false, 12, 300);
+        let d = tracker.delta(
+            &[node("h1;2", "B", 3), node("h1;3", "c", 3)],
+            false,
+            12,
+            300,
+        );
         assert!(d.upserts.is_empty());
         assert_eq!(d.removals, ["h1;1"]);
 
@@ -167,7 +220,7 @@ mod tests {
     #[test]
     fn sequence_counts_up_from_the_clock() {
         let mut seq = Sequence::starting_at(1_700_000_000_000_000);
-        assert_eq!(seq.next(), 1_700_000_000_000_000);
-        assert_eq!(seq.next(), 1_700_000_000_000_001);
+        assert_eq!(seq.next_seq(), 1_700_000_000_000_000);
+        assert_eq!(seq.next_seq(), 1_700_000_000_000_001);
     }
 }

@@ -64,7 +64,9 @@ unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
         libc::AF_INET => {
             // SAFETY: an AF_INET sockaddr is a sockaddr_in.
             let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
         }
         libc::AF_INET6 => {
             // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
@@ -106,7 +108,10 @@ mod tests {
         assert_eq!(prefix_len("255.0.0.0".parse().unwrap()), 8);
         assert_eq!(prefix_len("255.255.255.0".parse().unwrap()), 24);
         assert_eq!(prefix_len("ffff:ffff:ffff:ffff::".parse().unwrap()), 64);
-        assert_eq!(prefix_len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()), 128);
+        assert_eq!(
+            prefix_len("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
+            128
+        );
         assert_eq!(cidr("10.0.0.5".parse().unwrap(), Some(24)), "10.0.0.5/24");
         assert_eq!(cidr("::1".parse().unwrap(), None), "::1/128");
     }

@@ -62,11 +62,20 @@ pub async fn run_with_stats(
 ) -> Result<(), Error> {
     args.validate()?;
     let probe = args.proc_root.join("stat");
-    std::fs::metadata(&probe).map_err(|source| Error::ProcRoot { path: probe, source })?;
+    std::fs::metadata(&probe).map_err(|source| Error::ProcRoot {
+        path: probe,
+        source,
+    })?;
     let hostname = hostname().map_err(Error::Hostname)?;
     let host_id = args.host_id.clone().unwrap_or_else(|| hostname.clone());
     let mut publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
-    let mut spy = Some(Spy::new(&host_id, &hostname, args.proc_root.clone(), args.full_every, stats.clone()));
+    let mut spy = Some(Spy::new(
+        &host_id,
+        &hostname,
+        args.proc_root.clone(),
+        args.full_every,
+        stats.clone(),
+    ));
     tracing::info!(
         host_id, brokers = args.kafka.brokers, proc_root = %args.proc_root.display(),
         spy_interval = %humantime::format_duration(args.spy_interval),
@@ -127,7 +136,10 @@ pub fn hostname() -> std::io::Result<String> {
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let name = String::from_utf8_lossy(&buf[..len]).trim().to_owned();
     if name.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "the host name is empty"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host name is empty",
+        ));
     }
     Ok(name)
 }

@@ -24,8 +24,11 @@ use tokio::task::JoinSet;
 use crate::{Error, stats::Stats};
 
 /// Scope's producer settings; `-X` properties override them.
-pub const PRODUCER_DEFAULTS: [(&str, &str); 3] =
-    [("enable.idempotence", "true"), ("compression.type", "lz4"), ("linger.ms", "50")];
+pub const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
+    ("enable.idempotence", "true"),
+    ("compression.type", "lz4"),
+    ("linger.ms", "50"),
+];
 
 /// How often a failure is logged at most, whatever the failure rate.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -63,7 +66,12 @@ impl Publisher {
         self.send(topics::REPORTS, delta.encode(), Kind::Delta);
     }
 
-    fn send<E: std::fmt::Display>(&mut self, topic: &'static str, payload: Result<Vec<u8>, E>, kind: Kind) {
+    fn send<E: std::fmt::Display>(
+        &mut self,
+        topic: &'static str,
+        payload: Result<Vec<u8>, E>,
+        kind: Kind,
+    ) {
         self.reap();
         let payload = match payload {
             Ok(payload) => payload,
@@ -102,7 +110,11 @@ impl Publisher {
     /// error); records still queued in the old one are lost and counted as failures.
     pub fn recover(&mut self) {
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::error!(?code, reason, "the Kafka producer failed fatally; replacing it");
+            tracing::error!(
+                ?code,
+                reason,
+                "the Kafka producer failed fatally; replacing it"
+            );
             match create_producer(&self.kafka, &self.key) {
                 Ok(producer) => self.producer = producer,
                 Err(error) => tracing::error!(%error, "could not replace the Kafka producer"),
@@ -133,7 +145,10 @@ fn create_producer(kafka: &KafkaArgs, host_id: &str) -> Result<FutureProducer, E
     let client_id = format!("scope-collector-{host_id}");
     let mut defaults = vec![("client.id", client_id.as_str())];
     defaults.extend(PRODUCER_DEFAULTS);
-    kafka.client_config(&defaults).create().map_err(Error::CreateProducer)
+    kafka
+        .client_config(&defaults)
+        .create()
+        .map_err(Error::CreateProducer)
 }
 
 #[derive(Clone, Copy)]
@@ -170,7 +185,10 @@ struct Throttle {
 
 impl Throttle {
     fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (last, suppressed) = &mut *state;
         let now = Instant::now();
         if last.is_some_and(|at| now.duration_since(at) < FAILURE_LOG_EVERY) {
@@ -200,9 +218,15 @@ mod tests {
     #[tokio::test]
     async fn unreachable_broker_is_counted_not_fatal() {
         // A closed port: nothing listens, deliveries fail after message.timeout.ms.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut kafka = KafkaArgs::new(format!("127.0.0.1:{port}"));
-        kafka.properties.push(("message.timeout.ms".into(), "200".into()));
+        kafka
+            .properties
+            .push(("message.timeout.ms".into(), "200".into()));
         let stats = Arc::new(Stats::default());
         let mut publisher = Publisher::new(&kafka, "h1", stats.clone()).unwrap();
         let delta = ReportDelta {
@@ -218,7 +242,10 @@ mod tests {
         publisher.recover();
         let deadline = Instant::now() + Duration::from_secs(20);
         while stats.publish_failures.load(Ordering::Relaxed) == 0 {
-            assert!(Instant::now() < deadline, "the failed delivery was never counted");
+            assert!(
+                Instant::now() < deadline,
+                "the failed delivery was never counted"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(stats.deltas_published.load(Ordering::Relaxed), 0);

@@ -59,7 +59,10 @@ pub struct ProcessSample {
 
 impl Scan {
     pub fn process_name(&self, pid: i32) -> Option<&str> {
-        self.processes.iter().find(|p| p.pid == pid).map(|p| p.name.as_str())
+        self.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.name.as_str())
     }
 }
 
@@ -74,7 +77,11 @@ pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
             stats.proc_read_error();
             continue;
         };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         match read_process(&entry.path(), pid, page_size, stats) {
@@ -95,17 +102,18 @@ pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
         }
     }
     let tcp = read_tcp_tables(proc_root, &processes, stats);
-    Ok(Scan { timestamp_us, at, processes, tcp, socket_owner })
+    Ok(Scan {
+        timestamp_us,
+        at,
+        processes,
+        tcp,
+        socket_owner,
+    })
 }
 
 /// Reads one process. `stat` is required; the other files are optional unless their
 /// absence says the process is gone.
-fn read_process(
-    dir: &Path,
-    pid: i32,
-    page_size: u64,
-    stats: &Stats,
-) -> io::Result<ProcessSample> {
+fn read_process(dir: &Path, pid: i32, page_size: u64, stats: &Stats) -> io::Result<ProcessSample> {
     let stat = fs::read_to_string(dir.join("stat"))?;
     let stat = parse_stat(&stat)
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "malformed stat"))?;
@@ -204,7 +212,9 @@ fn read_fds(fd_dir: &Path) -> io::Result<(u64, Vec<u64>)> {
     let mut sockets = Vec::new();
     for entry in fs::read_dir(fd_dir)? {
         let Ok(entry) = entry else { continue };
-        let Ok(target) = fs::read_link(entry.path()) else { continue };
+        let Ok(target) = fs::read_link(entry.path()) else {
+            continue;
+        };
         count += 1;
         if let Some(inode) = target.to_str().and_then(|s| bracketed_inode(s, "socket:")) {
             sockets.push(inode);
@@ -215,7 +225,11 @@ fn read_fds(fd_dir: &Path) -> io::Result<(u64, Vec<u64>)> {
 
 /// Parses `socket:[12345]` or `net:[4026531840]`.
 pub(crate) fn bracketed_inode(link: &str, prefix: &str) -> Option<u64> {
-    link.strip_prefix(prefix)?.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix(prefix)?
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Reads `net/tcp` and `net/tcp6` once per network namespace, through any process in it.
@@ -311,10 +325,16 @@ mod tests {
 
     #[test]
     fn joins_cmdline_and_parses_links() {
-        assert_eq!(join_cmdline(b"python3\0-c\0print(1)\0"), "python3 -c print(1)");
+        assert_eq!(
+            join_cmdline(b"python3\0-c\0print(1)\0"),
+            "python3 -c print(1)"
+        );
         assert_eq!(join_cmdline(b""), "");
         assert_eq!(bracketed_inode("socket:[98765]", "socket:"), Some(98765));
-        assert_eq!(bracketed_inode("net:[4026531840]", "net:"), Some(4026531840));
+        assert_eq!(
+            bracketed_inode("net:[4026531840]", "net:"),
+            Some(4026531840)
+        );
         assert_eq!(bracketed_inode("pipe:[1]", "socket:"), None);
         assert_eq!(bracketed_inode("/dev/null", "socket:"), None);
     }
@@ -326,7 +346,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let scan = scan(Path::new("/proc"), &stats).unwrap();
         let me = std::process::id() as i32;
-        let process = scan.processes.iter().find(|p| p.pid == me).expect("own pid scanned");
+        let process = scan
+            .processes
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("own pid scanned");
         assert!(process.threads >= 1);
         assert!(process.rss_bytes > 0);
         assert!(process.open_files.unwrap() >= 1);

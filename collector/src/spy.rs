@@ -79,10 +79,102 @@ impl Spy {
         let full = self.schedule.next_is_full();
         let now = crate::now_us();
         let deltas = vec![
-            self.host_deltas.delta(self.host.nodes(), full, self.seq.next(), now),
-            self.process_deltas.delta(self.processes.nodes(), full, self.seq.next(), now),
+            self.host_deltas
+                .delta(self.host.nodes(), full, self.seq.next_seq(), now),
+            self.process_deltas
+                .delta(self.processes.nodes(), full, self.seq.next_seq(), now),
         ];
-        let refresh = if full { self.endpoints.refresh() } else { Vec::new() };
+        let refresh = if full {
+            self.endpoints.refresh()
+        } else {
+            Vec::new()
+        };
         Publish { deltas, refresh }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{TcpListener, TcpStream},
+        time::{Duration, Instant},
+    };
+
+    use scope_schemas::ConnectionEventKind::{self, Accept, Close, Connect};
+
+    use super::*;
+
+    /// Spies until `found` holds for the events seen so far, or fails after 10 s.
+    fn spy_until(spy: &mut Spy, what: &str, found: impl Fn(&[ConnectionEvent]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while !found(&events) {
+            assert!(Instant::now() < deadline, "no {what} in {events:#?}");
+            events.extend(spy.spy());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn has(
+        events: &[ConnectionEvent],
+        kind: ConnectionEventKind,
+        local_port: u16,
+        remote_port: u16,
+    ) -> bool {
+        let me = std::process::id() as i32;
+        events.iter().any(|e| {
+            e.kind == kind
+                && e.pid == Some(me)
+                && e.local_port == i32::from(local_port)
+                && e.remote_port == i32::from(remote_port)
+        })
+    }
+
+    #[test]
+    fn sees_this_process_connect_accept_and_close() {
+        let stats = Arc::new(Stats::default());
+        let mut spy = Spy::new("h1", "host", PathBuf::from("/proc"), 2, stats.clone());
+        spy.spy();
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let (accepted, _) = listener.accept().unwrap();
+        spy_until(&mut spy, "connect and accept", |events| {
+            has(events, Connect, client_port, server_port)
+                && has(events, Accept, server_port, client_port)
+        });
+
+        // A full publish re-announces both as refreshes; the next one is not full.
+        let publish = spy.publish();
+        assert!(publish.deltas.iter().all(|d| d.full));
+        assert_eq!(
+            publish
+                .deltas
+                .iter()
+                .map(|d| d.reporter.as_str())
+                .collect::<Vec<_>>(),
+            ["host", "process"]
+        );
+        assert!(publish.deltas[0].seq < publish.deltas[1].seq);
+        assert!(has(&publish.refresh, Connect, client_port, server_port));
+        assert!(publish.refresh.iter().all(|e| e.refresh));
+        let me = process_node_id_of_self();
+        assert!(publish.deltas[1].upserts.iter().any(|n| n.id == me));
+        let next = spy.publish();
+        assert!(next.deltas.iter().all(|d| !d.full) && next.refresh.is_empty());
+
+        drop(client);
+        drop(accepted);
+        spy_until(&mut spy, "close", |events| {
+            has(events, Close, client_port, server_port)
+                && has(events, Close, server_port, client_port)
+        });
+        assert!(stats.spies.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    }
+
+    fn process_node_id_of_self() -> String {
+        scope_schemas::report::process_node_id("h1", std::process::id() as i32)
     }
 }

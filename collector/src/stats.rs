@@ -34,10 +34,22 @@ impl Stats {
     pub fn metrics(&self) -> [(&'static str, u64); 5] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
-            ("scope_collector_events_published_total", get(&self.events_published)),
-            ("scope_collector_deltas_published_total", get(&self.deltas_published)),
-            ("scope_collector_publish_failures_total", get(&self.publish_failures)),
-            ("scope_collector_proc_read_errors_total", get(&self.proc_read_errors)),
+            (
+                "scope_collector_events_published_total",
+                get(&self.events_published),
+            ),
+            (
+                "scope_collector_deltas_published_total",
+                get(&self.deltas_published),
+            ),
+            (
+                "scope_collector_publish_failures_total",
+                get(&self.publish_failures),
+            ),
+            (
+                "scope_collector_proc_read_errors_total",
+                get(&self.proc_read_errors),
+            ),
             ("scope_collector_spies_total", get(&self.spies)),
         ]
     }

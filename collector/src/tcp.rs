@@ -53,7 +53,12 @@ pub fn parse_line(line: &str) -> Option<TcpSocket> {
     let state = u8::from_str_radix(fields.next()?, 16).ok()?;
     // tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout, then the inode.
     let inode = fields.nth(5)?.parse().ok()?;
-    Some(TcpSocket { local, remote, state, inode })
+    Some(TcpSocket {
+        local,
+        remote,
+        state,
+        inode,
+    })
 }
 
 /// Parses `ADDR:PORT` where ADDR is 8 (IPv4) or 32 (IPv6) hex digits.
@@ -155,7 +160,13 @@ mod tests {
     fn skips_malformed_rows() {
         let text = "header\n   0: 0100007F:1F90 00000000:0000\n   1: XYZ:1 0:0 01 0 0 0 0 0 7\n\n";
         assert_eq!(parse_table(text), (vec![], 2));
-        assert_eq!(parse_line("0: 0100007F:GGGG 00000000:0000 0A 0:0 0:0 0 0 0 1"), None);
-        assert_eq!(parse_line("0: 01007F:0050 00000000:0000 0A 0:0 0:0 0 0 0 1"), None);
+        assert_eq!(
+            parse_line("0: 0100007F:GGGG 00000000:0000 0A 0:0 0:0 0 0 0 1"),
+            None
+        );
+        assert_eq!(
+            parse_line("0: 01007F:0050 00000000:0000 0A 0:0 0:0 0 0 0 1"),
+            None
+        );
     }
 }

@@ -14,7 +14,7 @@ use rdkafka::{
 use scope_collector::{CollectorArgs, Stats};
 use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Record, ReportDelta,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Node, Record, ReportDelta,
     report::{host_node_id, keys, process_node_id},
     topics,
 };
@@ -47,11 +47,18 @@ time.sleep(3600)
 
 fn python() -> &'static str {
     // The system interpreter directly: a pyenv shim would add a shell in front of it.
-    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
 }
 
 /// Starts `python3 -c script args...` and reads the first line it prints.
-async fn spawn_python(script: &str, args: &[&str]) -> (Child, u32, String, Lines<BufReader<ChildStdout>>) {
+async fn spawn_python(
+    script: &str,
+    args: &[&str],
+) -> (Child, u32, String, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(python())
         .arg("-c")
         .arg(script)
@@ -122,6 +129,14 @@ async fn consume_until(
     }
 }
 
+/// The most recent upsert of a node.
+fn latest<'a>(seen: &'a Seen, id: &str) -> Option<&'a Node> {
+    seen.deltas
+        .iter()
+        .flat_map(|d| &d.upserts)
+        .rfind(|n| n.id == id)
+}
+
 fn find_event(
     seen: &Seen,
     kind: ConnectionEventKind,
@@ -146,7 +161,9 @@ async fn reports_real_processes_and_their_connection() {
         .with_test_writer()
         .try_init();
 
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let kafka = KafkaArgs::new(broker.bootstrap());
     ensure_topics(&kafka, &topics::all(1)).await.unwrap();
 
@@ -158,17 +175,26 @@ async fn reports_real_processes_and_their_connection() {
     args.full_every = 2;
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(scope_collector::run_with_stats(args, shutdown.clone(), stats.clone()));
+    let collector = tokio::spawn(scope_collector::run_with_stats(
+        args,
+        shutdown.clone(),
+        stats.clone(),
+    ));
 
     let consumer: StreamConsumer = kafka
         .client_config(&[
-            ("group.id", &format!("collector-test-{}-{:?}", std::process::id(), Instant::now())),
+            (
+                "group.id",
+                &format!("collector-test-{}-{:?}", std::process::id(), Instant::now()),
+            ),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
         ])
         .create()
         .unwrap();
-    consumer.subscribe(&[topics::CONNECTIONS, topics::REPORTS]).unwrap();
+    consumer
+        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
+        .unwrap();
 
     // Two real processes holding one loopback connection.
     let (_server, server_pid, server_port, _server_out) = spawn_python(SERVER, &[]).await;
@@ -176,19 +202,41 @@ async fn reports_real_processes_and_their_connection() {
         spawn_python(CLIENT, &[&server_port]).await;
 
     let mut seen = Seen::default();
-    consume_until(&consumer, &mut seen, &host_id, "connect and accept events", |s| {
-        find_event(s, ConnectionEventKind::Connect, client_pid, &client_port).is_some()
-            && find_event(s, ConnectionEventKind::Accept, server_pid, &server_port).is_some()
-    })
+    consume_until(
+        &consumer,
+        &mut seen,
+        &host_id,
+        "connect and accept events",
+        |s| {
+            find_event(s, ConnectionEventKind::Connect, client_pid, &client_port).is_some()
+                && find_event(s, ConnectionEventKind::Accept, server_pid, &server_port).is_some()
+        },
+    )
     .await;
-    let connect = find_event(&seen, ConnectionEventKind::Connect, client_pid, &client_port).unwrap();
+    let connect = find_event(
+        &seen,
+        ConnectionEventKind::Connect,
+        client_pid,
+        &client_port,
+    )
+    .unwrap();
     assert_eq!(
-        (connect.family, connect.local_addr.as_str(), connect.remote_addr.as_str()),
+        (
+            connect.family,
+            connect.local_addr.as_str(),
+            connect.remote_addr.as_str()
+        ),
         (AddressFamily::Ipv4, "127.0.0.1", "127.0.0.1")
     );
     assert_eq!(connect.remote_port.to_string(), server_port);
     assert_eq!(connect.source, EventSource::Procfs);
-    assert!(connect.process_name.as_deref().is_some_and(|n| n.starts_with("python")), "{connect:?}");
+    assert!(
+        connect
+            .process_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("python")),
+        "{connect:?}"
+    );
     assert!(connect.netns > 0);
     let accept = find_event(&seen, ConnectionEventKind::Accept, server_pid, &server_port).unwrap();
     assert_eq!(accept.remote_port.to_string(), client_port);
@@ -197,29 +245,56 @@ async fn reports_real_processes_and_their_connection() {
     // Reports: the server's process node and the host node with its loopback network.
     let server_node = process_node_id(&host_id, server_pid as i32);
     let host_node = host_node_id(&host_id);
-    consume_until(&consumer, &mut seen, &host_id, "process and host nodes", |s| {
-        let nodes = || s.deltas.iter().flat_map(|d| &d.upserts);
-        nodes().any(|n| n.id == server_node)
-            && nodes().any(|n| {
-                n.id == host_node
-                    && n.sets.get(keys::LOCAL_NETWORKS).is_some_and(|nets| nets.iter().any(|c| c == "127.0.0.1/8"))
+    // An early spy may catch the server between fork and exec, so wait for the version
+    // of its node that shows the Python program.
+    consume_until(
+        &consumer,
+        &mut seen,
+        &host_id,
+        "process and host nodes",
+        |s| {
+            latest(s, &server_node).is_some_and(|n| {
+                n.latest(keys::CMDLINE)
+                    .is_some_and(|c| c.contains("s.listen()"))
+            }) && latest(s, &host_node).is_some_and(|n| {
+                n.sets
+                    .get(keys::LOCAL_NETWORKS)
+                    .is_some_and(|nets| nets.iter().any(|c| c == "127.0.0.1/8"))
             })
-    })
+        },
+    )
     .await;
-    let process = seen.deltas.iter().flat_map(|d| &d.upserts).find(|n| n.id == server_node).unwrap();
+    let process = latest(&seen, &server_node).unwrap();
     assert_eq!(process.topology, keys::PROCESS);
-    assert_eq!(process.latest(keys::PID), Some(server_pid.to_string().as_str()));
-    assert_eq!(process.latest(keys::PPID), Some(std::process::id().to_string().as_str()));
-    assert!(process.latest(keys::CMDLINE).is_some_and(|c| c.contains("s.listen()")));
-    assert_eq!(process.parents[keys::HOST], [host_node.clone()]);
-    let host = seen.deltas.iter().flat_map(|d| &d.upserts).find(|n| n.id == host_node).unwrap();
+    assert_eq!(
+        process.latest(keys::PID),
+        Some(server_pid.to_string().as_str())
+    );
+    assert_eq!(
+        process.latest(keys::PPID),
+        Some(std::process::id().to_string().as_str())
+    );
+    assert!(
+        process
+            .latest(keys::CMDLINE)
+            .is_some_and(|c| c.contains("s.listen()"))
+    );
+    assert_eq!(process.parents[keys::HOST], [host_node.as_str()]);
+    let host = latest(&seen, &host_node).unwrap();
     assert_eq!(host.latest(keys::TRACKER_MODE), Some("procfs"));
 
     // The first delta of each reporter is full, and seq only goes up.
     for reporter in [keys::HOST, keys::PROCESS] {
-        let deltas: Vec<&ReportDelta> = seen.deltas.iter().filter(|d| d.reporter == reporter).collect();
+        let deltas: Vec<&ReportDelta> = seen
+            .deltas
+            .iter()
+            .filter(|d| d.reporter == reporter)
+            .collect();
         assert!(deltas[0].full, "first {reporter} delta is full");
-        assert!(deltas.windows(2).all(|w| w[0].seq < w[1].seq), "{reporter} seqs increase");
+        assert!(
+            deltas.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{reporter} seqs increase"
+        );
     }
 
     // The client exits: its end of the connection closes, and so does the server's.
@@ -234,9 +309,31 @@ async fn reports_real_processes_and_their_connection() {
     assert_eq!(close.remote_port, connect.remote_port);
 
     shutdown.cancel();
-    tokio::time::timeout(WAIT, collector).await.expect("collector stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, collector)
+        .await
+        .expect("collector stops")
+        .unwrap()
+        .unwrap();
     let metrics = stats.metrics();
-    assert!(stats.events_published.load(std::sync::atomic::Ordering::Relaxed) >= 4, "{metrics:?}");
-    assert!(stats.deltas_published.load(std::sync::atomic::Ordering::Relaxed) >= 2, "{metrics:?}");
-    assert_eq!(stats.publish_failures.load(std::sync::atomic::Ordering::Relaxed), 0, "{metrics:?}");
+    assert!(
+        stats
+            .events_published
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4,
+        "{metrics:?}"
+    );
+    assert!(
+        stats
+            .deltas_published
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        stats
+            .publish_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "{metrics:?}"
+    );
 }

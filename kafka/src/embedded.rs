@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use tansu_broker::broker::Broker;
+use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
+use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -32,7 +33,7 @@ impl EmbeddedBroker {
         };
         let url = Url::parse(&format!("tcp://{addr}")).map_err(|e| fail(e.to_string()))?;
         let storage = Url::parse("memory://tansu/").map_err(|e| fail(e.to_string()))?;
-        let mut broker = Broker::builder()
+        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(1)
             .cluster_id("scope")
             .incarnation_id(uuid::Uuid::new_v4())

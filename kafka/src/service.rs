@@ -36,29 +36,53 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Runs one component until it returns or a signal stops it. With `check_config`, only
-/// validates: exit 0 if the configuration is sound, 2 with the reason if not.
-pub async fn main<E, V, F, Fut>(name: &str, check_config: bool, validate: V, run: F) -> ExitCode
-where
-    E: Display,
-    V: FnOnce() -> Result<(), E>,
-    F: FnOnce(CancellationToken) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    init_tracing();
-    if let Err(error) = validate() {
-        eprintln!("{name}: invalid configuration: {error}");
-        return ExitCode::from(2);
+/// A component's command line: its own arguments plus `--check-config`. Shared by the
+/// standalone binaries and the `scope` subcommands, so both accept the same flags.
+#[derive(clap::Args, Debug)]
+pub struct Component<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    /// Validate the configuration, print the verdict and exit (0 when sound, 2 when not).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl<A: clap::Args + clap::FromArgMatches> Component<A> {
+    /// Parses this process's command line as the binary `name`; exits with usage on error.
+    pub fn parse(name: &'static str, about: &'static str) -> Self {
+        use clap::FromArgMatches;
+        let command = clap::Command::new(name).about(about).version(env!("CARGO_PKG_VERSION"));
+        let matches = <Self as clap::Args>::augment_args(command).get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
-    if check_config {
-        println!("{name}: configuration ok");
-        return ExitCode::SUCCESS;
-    }
-    match run(shutdown_on_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "{name} stopped");
-            ExitCode::FAILURE
+
+    /// Runs the component until it returns or a signal stops it. With `--check-config`, only
+    /// validates.
+    pub async fn main<E, Fut>(
+        self,
+        name: &str,
+        validate: impl FnOnce(&A) -> Result<(), E>,
+        run: impl FnOnce(A, CancellationToken) -> Fut,
+    ) -> ExitCode
+    where
+        E: Display,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        init_tracing();
+        if let Err(error) = validate(&self.args) {
+            eprintln!("{name}: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+        if self.check_config {
+            println!("{name}: configuration ok");
+            return ExitCode::SUCCESS;
+        }
+        match run(self.args, shutdown_on_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "{name} stopped");
+                ExitCode::FAILURE
+            }
         }
     }
 }

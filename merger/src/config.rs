@@ -27,7 +27,7 @@ pub struct MergerArgs {
     pub tick: Duration,
 
     /// Directory of the snapshot Parquet files, shared with the renderer.
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
     pub data_dir: PathBuf,
 
     /// Snapshot files older than this are deleted.
@@ -71,7 +71,10 @@ impl MergerArgs {
             return fail("--tick must be above zero".into());
         }
         if self.tick < Duration::from_millis(1) {
-            return fail(format!("--tick {:?} is below the 1 ms resolution of snapshot times", self.tick));
+            return fail(format!(
+                "--tick {:?} is below the 1 ms resolution of snapshot times",
+                self.tick
+            ));
         }
         if self.window < self.tick {
             return fail(format!(
@@ -103,21 +106,11 @@ impl MergerArgs {
 fn valid_writer(writer: &str) -> bool {
     !writer.is_empty()
         && !writer.starts_with('.')
-        && writer.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && writer
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Where Scope keeps its data by default: `$XDG_DATA_HOME/scope`, else
-/// `$HOME/.local/share/scope`, else `./scope-data`.
-pub fn default_data_dir() -> PathBuf {
-    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
-    if let Some(xdg) = absolute("XDG_DATA_HOME") {
-        return xdg.join("scope");
-    }
-    if let Some(home) = absolute("HOME") {
-        return home.join(".local/share/scope");
-    }
-    PathBuf::from("scope-data")
-}
 
 /// `<hostname>-<pid>`, with characters a file name should not hold replaced by `_`.
 pub fn default_writer() -> String {
@@ -129,10 +122,20 @@ pub fn default_writer() -> String {
         .unwrap_or_else(|| "merger".into());
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let host = host.trim_start_matches('.');
-    format!("{}-{}", if host.is_empty() { "merger" } else { host }, std::process::id())
+    format!(
+        "{}-{}",
+        if host.is_empty() { "merger" } else { host },
+        std::process::id()
+    )
 }
 
 #[cfg(test)]
@@ -156,22 +159,45 @@ mod tests {
         assert_eq!(args.retention, Duration::from_secs(3600));
         assert_eq!(args.group_id, "scope-merger");
         args.validate().unwrap();
-        MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x").validate().unwrap();
+        MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x")
+            .validate()
+            .unwrap();
     }
 
     #[test]
     fn cross_field_rules_are_checked() {
         let base = || MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x");
         let bad = [
-            MergerArgs { tick: Duration::from_secs(20), ..base() },
-            MergerArgs { tick: Duration::ZERO, ..base() },
-            MergerArgs { retention: Duration::from_secs(10), ..base() },
-            MergerArgs { writer: "a/b".into(), ..base() },
-            MergerArgs { writer: ".hidden".into(), ..base() },
-            MergerArgs { group_id: " ".into(), ..base() },
+            MergerArgs {
+                tick: Duration::from_secs(20),
+                ..base()
+            },
+            MergerArgs {
+                tick: Duration::ZERO,
+                ..base()
+            },
+            MergerArgs {
+                retention: Duration::from_secs(10),
+                ..base()
+            },
+            MergerArgs {
+                writer: "a/b".into(),
+                ..base()
+            },
+            MergerArgs {
+                writer: ".hidden".into(),
+                ..base()
+            },
+            MergerArgs {
+                group_id: " ".into(),
+                ..base()
+            },
         ];
         for args in bad {
-            assert!(matches!(args.validate(), Err(Error::Config(_))), "{args:?} accepted");
+            assert!(
+                matches!(args.validate(), Err(Error::Config(_))),
+                "{args:?} accepted"
+            );
         }
         let cli = Cli::try_parse_from(["scope", "--window", "500ms", "--tick", "100ms"]).unwrap();
         cli.merger.validate().unwrap();
@@ -182,13 +208,5 @@ mod tests {
         let writer = default_writer();
         assert!(valid_writer(&writer), "{writer}");
         assert!(writer.ends_with(&format!("-{}", std::process::id())));
-    }
-
-    #[test]
-    fn default_data_dir_is_absolute_when_home_is_known() {
-        if std::env::var_os("HOME").is_some() || std::env::var_os("XDG_DATA_HOME").is_some() {
-            assert!(default_data_dir().is_absolute());
-        }
-        assert!(default_data_dir().ends_with("scope") || default_data_dir().ends_with("scope-data"));
     }
 }

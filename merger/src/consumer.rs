@@ -9,7 +9,9 @@
 //! starts at the committed offset, or the earliest one for a new group.
 //!
 //! tansu answers `offsets_for_times` from the time each batch was stored, which serves the
-//! purpose: "what arrived within the horizon".
+//! purpose ("what arrived within the horizon"); when nothing arrived within it, tansu answers
+//! offset 0 where Kafka answers "end", so on tansu a quiet partition is replayed from its
+//! start (bounded by the topic's one-hour retention). Harmless, since replays are idempotent.
 //!
 //! The hook runs inside the consumer's poll, on the merger's own task, so it only records
 //! what changed; the consume loop applies it (dropping the state of revoked partitions)
@@ -19,15 +21,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::Error;
 use crate::config::MergerArgs;
 use crate::state::Input;
 use crate::window::now_us;
-use crate::Error;
 
 /// How long the rebalance hook waits for the broker's offset lookups.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,12 +54,19 @@ pub(crate) struct MergerContext {
 
 impl MergerContext {
     pub fn new(rewind_us: i64) -> Self {
-        MergerContext { rewind_us, pending: Mutex::new(Vec::new()), has_pending: AtomicBool::new(false) }
+        MergerContext {
+            rewind_us,
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+        }
     }
 
     /// Rebalances since the last call, oldest first. Cheap when there are none.
     pub fn take(&self) -> Vec<Rebalance> {
-        if !self.has_pending.swap(false, Ordering::Acquire) {
+        // A plain load first: this runs before every message.
+        if !self.has_pending.load(Ordering::Relaxed)
+            || !self.has_pending.swap(false, Ordering::Acquire)
+        {
             return Vec::new();
         }
         match self.pending.lock() {
@@ -78,7 +89,9 @@ impl MergerContext {
         let since_ms = now_us().saturating_sub(self.rewind_us) / 1000;
         let mut query = TopicPartitionList::new();
         for elem in tpl.elements() {
-            if let Err(error) = query.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(since_ms)) {
+            if let Err(error) =
+                query.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(since_ms))
+            {
                 tracing::warn!(%error, topic = elem.topic(), partition = elem.partition(), "cannot look up the rewind offset");
             }
         }
@@ -93,13 +106,26 @@ impl MergerContext {
             let (topic, partition) = (elem.topic(), elem.partition());
             match (elem.error(), elem.offset()) {
                 (Ok(()), Offset::Offset(offset)) if offset >= 0 => {
-                    tracing::info!(topic, partition, offset, since_ms, "replaying the partition's recent past");
-                    if let Err(error) = tpl.set_partition_offset(topic, partition, Offset::Offset(offset)) {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        offset,
+                        since_ms,
+                        "replaying the partition's recent past"
+                    );
+                    if let Err(error) =
+                        tpl.set_partition_offset(topic, partition, Offset::Offset(offset))
+                    {
                         tracing::warn!(%error, topic, partition, "cannot set the rewind offset");
                     }
                 }
                 (Ok(()), offset) => {
-                    tracing::info!(topic, partition, ?offset, "nothing within the replay horizon; starting from the committed offset");
+                    tracing::info!(
+                        topic,
+                        partition,
+                        ?offset,
+                        "nothing within the replay horizon; starting from the committed offset"
+                    );
                 }
                 (Err(error), _) => {
                     tracing::warn!(%error, topic, partition, "offset lookup by time failed; starting from the committed offset");
@@ -112,12 +138,24 @@ impl MergerContext {
 impl ClientContext for MergerContext {}
 
 impl ConsumerContext for MergerContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.rewind(consumer, tpl);
-                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
                 if let Err(error) = assigned {
                     tracing::error!(%error, "assigning partitions failed");
                 }
@@ -125,7 +163,11 @@ impl ConsumerContext for MergerContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.push(Rebalance::Revoked(partitions(tpl)));
-                let revoked = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let revoked = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
                 if let Err(error) = revoked {
                     tracing::error!(%error, "unassigning partitions failed");
                 }
@@ -143,7 +185,9 @@ impl ConsumerContext for MergerContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => tracing::trace!(partitions = offsets.count(), "committed input offsets"),
-            Err(error) => tracing::warn!(%error, "committing input offsets failed; the next snapshot retries"),
+            Err(error) => {
+                tracing::warn!(%error, "committing input offsets failed; the next snapshot retries")
+            }
         }
     }
 }
@@ -156,7 +200,10 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(Input, i32)> {
 }
 
 /// Creates the consumer and subscribes it to both input topics.
-pub(crate) fn subscribe(args: &MergerArgs, rewind_us: i64) -> Result<StreamConsumer<MergerContext>, Error> {
+pub(crate) fn subscribe(
+    args: &MergerArgs,
+    rewind_us: i64,
+) -> Result<StreamConsumer<MergerContext>, Error> {
     let client_id = format!("scope-merger-{}", args.writer);
     let consumer: StreamConsumer<MergerContext> = args
         .kafka
@@ -171,7 +218,9 @@ pub(crate) fn subscribe(args: &MergerArgs, rewind_us: i64) -> Result<StreamConsu
         ])
         .create_with_context(MergerContext::new(rewind_us))
         .map_err(Error::CreateConsumer)?;
-    consumer.subscribe(&scope_schemas::topics::MERGER_INPUTS).map_err(Error::Subscribe)?;
+    consumer
+        .subscribe(&scope_schemas::topics::MERGER_INPUTS)
+        .map_err(Error::Subscribe)?;
     Ok(consumer)
 }
 
@@ -185,7 +234,9 @@ impl Positions {
     /// Records that `offset` of `partition` has been read (applied or skipped).
     #[inline]
     pub fn record(&mut self, input: Input, partition: i32, offset: i64) {
-        let Ok(p) = usize::try_from(partition) else { return };
+        let Ok(p) = usize::try_from(partition) else {
+            return;
+        };
         let next = &mut self.next[input.index()];
         if next.len() <= p {
             next.resize(p + 1, -1);
@@ -195,7 +246,10 @@ impl Positions {
 
     /// Forgets a revoked partition: its offsets are no longer this merger's to commit.
     pub fn forget(&mut self, input: Input, partition: i32) {
-        if let Some(slot) = usize::try_from(partition).ok().and_then(|p| self.next[input.index()].get_mut(p)) {
+        if let Some(slot) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.next[input.index()].get_mut(p))
+        {
             *slot = -1;
         }
     }
@@ -212,7 +266,10 @@ impl Positions {
                 if next >= 0 {
                     // Partition numbers come from i32s, so they fit.
                     let p = i32::try_from(p).unwrap_or(i32::MAX);
-                    if tpl.add_partition_offset(input.topic(), p, Offset::Offset(next)).is_err() {
+                    if tpl
+                        .add_partition_offset(input.topic(), p, Offset::Offset(next))
+                        .is_err()
+                    {
                         continue;
                     }
                 }
@@ -247,8 +304,14 @@ mod tests {
         let list = positions.to_list().unwrap();
         assert_eq!(list.count(), 2);
         let map = list.to_topic_map();
-        assert_eq!(map[&(Input::Connections.topic().to_owned(), 2)], Offset::Offset(12));
-        assert_eq!(map[&(Input::Reports.topic().to_owned(), 0)], Offset::Offset(6));
+        assert_eq!(
+            map[&(Input::Connections.topic().to_owned(), 2)],
+            Offset::Offset(12)
+        );
+        assert_eq!(
+            map[&(Input::Reports.topic().to_owned(), 0)],
+            Offset::Offset(6)
+        );
         positions.forget(Input::Connections, 2);
         assert_eq!(positions.to_list().unwrap().count(), 1);
         positions.clear();
@@ -263,7 +326,10 @@ mod tests {
         ctx.push(Rebalance::Assigned(vec![(Input::Reports, 1)]));
         assert_eq!(
             ctx.take(),
-            vec![Rebalance::Revoked(vec![(Input::Reports, 0)]), Rebalance::Assigned(vec![(Input::Reports, 1)])]
+            vec![
+                Rebalance::Revoked(vec![(Input::Reports, 0)]),
+                Rebalance::Assigned(vec![(Input::Reports, 1)])
+            ]
         );
         assert!(ctx.take().is_empty());
     }

@@ -13,7 +13,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("preparing the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: SnapshotError },
+    DataDir {
+        path: PathBuf,
+        source: SnapshotError,
+    },
     #[error("creating the Kafka consumer: {0}")]
     CreateConsumer(#[source] KafkaError),
     #[error("creating the Kafka producer: {0}")]
@@ -23,11 +26,20 @@ pub enum Error {
     #[error("consuming the input topics: {0}")]
     Consume(#[source] KafkaError),
     #[error("writing the snapshot at {snapshot_time_us}: {source}")]
-    WriteSnapshot { snapshot_time_us: i64, source: SnapshotError },
+    WriteSnapshot {
+        snapshot_time_us: i64,
+        source: SnapshotError,
+    },
     #[error("announcing the snapshot at {snapshot_time_us}: {source}")]
-    Announce { snapshot_time_us: i64, source: KafkaError },
+    Announce {
+        snapshot_time_us: i64,
+        source: KafkaError,
+    },
     #[error("encoding the announcement of the snapshot at {snapshot_time_us}: {source}")]
-    EncodeAnnouncement { snapshot_time_us: i64, source: scope_schemas::EncodeError },
+    EncodeAnnouncement {
+        snapshot_time_us: i64,
+        source: scope_schemas::EncodeError,
+    },
     #[error("committing input offsets: {0}")]
     Commit(#[source] KafkaError),
     #[error("deleting snapshots past retention: {0}")]

@@ -18,7 +18,7 @@
 //! - `consumer`: the Kafka consumer, its rebalance hook (rewind by time on assignment, drop
 //!   state on revocation) and the offsets to commit.
 //! - `pipeline`: the consume loop behind [`run`]: apply, cut, write, announce, commit.
-//! - [`stats`]: [`Stats`], counters with Prometheus-style names.
+//! - [`mod@stats`]: [`Stats`] and [`stats()`], counters with Prometheus-style names.
 //! - [`Error`]: what failed, and whether retrying may help.
 
 pub mod config;
@@ -32,7 +32,7 @@ pub mod window;
 
 use std::sync::Arc;
 
-pub use config::{MergerArgs, default_data_dir, default_writer};
+pub use config::{MergerArgs, default_writer};
 pub use error::Error;
 pub use snapshot::SnapshotError;
 pub use state::{Applied, SnapshotTables, State};
@@ -48,13 +48,18 @@ pub use window::Window;
 /// [`Stats::snapshot_failures`] and retried on the next tick; `run` returns an error only for
 /// bad configuration, a fatal consumer error, or a failed final snapshot.
 ///
-/// Needs a multi-thread tokio runtime: the rebalance hook makes blocking broker calls.
+/// Best on a multi-thread tokio runtime: the rebalance hook makes blocking broker calls
+/// (offset lookups), which then step aside for other tasks, such as an embedded broker.
 pub async fn run(args: MergerArgs, shutdown: CancellationToken) -> Result<(), Error> {
     run_with_stats(args, shutdown, Arc::clone(stats())).await
 }
 
 /// [`run`], counting into `stats` (tests and embedders that run several mergers in one
 /// process keep their counters apart this way).
-pub async fn run_with_stats(args: MergerArgs, shutdown: CancellationToken, stats: Arc<Stats>) -> Result<(), Error> {
+pub async fn run_with_stats(
+    args: MergerArgs,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+) -> Result<(), Error> {
     pipeline::run(args, shutdown, stats).await
 }

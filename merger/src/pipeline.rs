@@ -18,13 +18,13 @@ use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::Error;
 use crate::config::MergerArgs;
 use crate::consumer::{self, MergerContext, Positions, Rebalance, blocking};
 use crate::snapshot::SnapshotWriter;
 use crate::state::{self, Applied, Input, State};
 use crate::stats::{LocalCounts, Stats};
 use crate::window::{self, Window, micros, now_us};
-use crate::Error;
 
 /// Messages handled per wake-up before the loop looks at the clock and the shutdown signal.
 const BATCH: usize = 4096;
@@ -35,17 +35,24 @@ const SWEEP_EVERY_US: i64 = 60_000_000;
 /// At most one warning per this interval for each kind of skipped message.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-pub(crate) async fn run(args: MergerArgs, shutdown: CancellationToken, stats: Arc<Stats>) -> Result<(), Error> {
+pub(crate) async fn run(
+    args: MergerArgs,
+    shutdown: CancellationToken,
+    stats: Arc<Stats>,
+) -> Result<(), Error> {
     args.validate()?;
     let window = Window::new(args.window, args.full_interval);
-    let writer = SnapshotWriter::create(&args.data_dir, &args.writer)
-        .map_err(|source| Error::DataDir { path: args.data_dir.clone(), source })?;
+    let writer =
+        SnapshotWriter::create(&args.data_dir, &args.writer).map_err(|source| Error::DataDir {
+            path: args.data_dir.clone(),
+            source,
+        })?;
     let producer: FutureProducer = args
         .kafka
         .client_config(&[
             ("client.id", &format!("scope-merger-{}", args.writer)),
             ("enable.idempotence", "true"),
-            ("message.timeout.ms", "30000"),
+            ("message.timeout.ms", "10000"),
         ])
         .create()
         .map_err(Error::CreateProducer)?;
@@ -133,7 +140,8 @@ impl Merger {
                 }
                 item = stream.next() => {
                     let mut item = item;
-                    for _ in 0..BATCH {
+                    let mut handled = 0;
+                    loop {
                         self.take_rebalances(consumer.context());
                         match item {
                             Some(Ok(message)) => self.handle(&message),
@@ -146,6 +154,10 @@ impl Merger {
                                 }
                             }
                             None => return Ok(()),
+                        }
+                        handled += 1;
+                        if handled == BATCH {
+                            break;
                         }
                         match stream.next().now_or_never() {
                             Some(next) => item = next,
@@ -164,7 +176,10 @@ impl Merger {
         };
         let partition = message.partition();
         self.positions.record(input, partition, message.offset());
-        let msg_ts_us = message.timestamp().to_millis().map(|ms| ms.saturating_mul(1000));
+        let msg_ts_us = message
+            .timestamp()
+            .to_millis()
+            .map(|ms| ms.saturating_mul(1000));
         let Some(payload) = message.payload() else {
             self.malformed(input, partition, message.offset(), "no value");
             return;
@@ -173,16 +188,24 @@ impl Merger {
             Input::Connections => match ConnectionEvent::decode(payload) {
                 Ok(ev) => match state::check_connection(&ev) {
                     Ok(()) => self.state.apply_connection_from(partition, ev, msg_ts_us),
-                    Err(reason) => return self.malformed(input, partition, message.offset(), reason),
+                    Err(reason) => {
+                        return self.malformed(input, partition, message.offset(), reason);
+                    }
                 },
-                Err(error) => return self.malformed(input, partition, message.offset(), &error.to_string()),
+                Err(error) => {
+                    return self.malformed(input, partition, message.offset(), &error.to_string());
+                }
             },
             Input::Reports => match ReportDelta::decode(payload) {
                 Ok(delta) => match state::check_report(&delta) {
                     Ok(()) => self.state.apply_report_from(partition, delta, msg_ts_us),
-                    Err(reason) => return self.malformed(input, partition, message.offset(), reason),
+                    Err(reason) => {
+                        return self.malformed(input, partition, message.offset(), reason);
+                    }
                 },
-                Err(error) => return self.malformed(input, partition, message.offset(), &error.to_string()),
+                Err(error) => {
+                    return self.malformed(input, partition, message.offset(), &error.to_string());
+                }
             },
         };
         let counts = &mut self.counts[input.index()];
@@ -197,7 +220,14 @@ impl Merger {
     fn malformed(&mut self, input: Input, partition: i32, offset: i64, reason: &str) {
         self.counts[input.index()].malformed += 1;
         if let Some(suppressed) = self.malformed_log[input.index()].allow() {
-            tracing::warn!(topic = input.topic(), partition, offset, reason, suppressed, "skipping a malformed message");
+            tracing::warn!(
+                topic = input.topic(),
+                partition,
+                offset,
+                reason,
+                suppressed,
+                "skipping a malformed message"
+            );
         }
     }
 
@@ -214,7 +244,11 @@ impl Merger {
                         hosts += self.state.revoke(*input, *partition);
                         self.positions.forget(*input, *partition);
                     }
-                    tracing::info!(?partitions, hosts, "input partitions revoked; dropped their hosts' state");
+                    tracing::info!(
+                        ?partitions,
+                        hosts,
+                        "input partitions revoked; dropped their hosts' state"
+                    );
                 }
                 Rebalance::Lost => {
                     self.state = State::new();
@@ -235,29 +269,46 @@ impl Merger {
         use std::sync::atomic::Ordering::Relaxed;
 
         let tables = self.state.cut(t, &self.window);
-        self.stats.expired_sockets.fetch_add(tables.expired_sockets, Relaxed);
+        self.stats
+            .expired_sockets
+            .fetch_add(tables.expired_sockets, Relaxed);
         self.flush_counts();
         let offsets = self.positions.to_list();
-        let rows = (tables.hosts.len(), tables.processes.len(), tables.sockets.len());
+        let rows = (
+            tables.hosts.len(),
+            tables.processes.len(),
+            tables.sockets.len(),
+        );
         let window_us = tables.window_us;
 
         let writer = Arc::clone(&self.writer);
         let written = tokio::task::spawn_blocking(move || writer.write(&tables))
             .await
             .map_err(Error::Task)?
-            .map_err(|source| Error::WriteSnapshot { snapshot_time_us: t, source })?;
+            .map_err(|source| Error::WriteSnapshot {
+                snapshot_time_us: t,
+                source,
+            })?;
         self.stats.snapshots_written.fetch_add(1, Relaxed);
         self.stats.bytes_written.fetch_add(written.bytes, Relaxed);
 
         let announcement = self.writer.announcement(t, window_us, written);
         let payload = announcement
             .encode()
-            .map_err(|source| Error::EncodeAnnouncement { snapshot_time_us: t, source })?;
-        let record = FutureRecord::to(topics::SNAPSHOTS).key(&self.writer_name).payload(&payload);
+            .map_err(|source| Error::EncodeAnnouncement {
+                snapshot_time_us: t,
+                source,
+            })?;
+        let record = FutureRecord::to(topics::SNAPSHOTS)
+            .key(&self.writer_name)
+            .payload(&payload);
         self.producer
             .send(record, ANNOUNCE_TIMEOUT)
             .await
-            .map_err(|(source, _)| Error::Announce { snapshot_time_us: t, source })?;
+            .map_err(|(source, _)| Error::Announce {
+                snapshot_time_us: t,
+                source,
+            })?;
 
         if let Some(offsets) = offsets {
             match mode {
@@ -266,13 +317,21 @@ impl Merger {
             }
             .map_err(Error::Commit)?;
         }
-        tracing::debug!(snapshot_time_us = t, hosts = rows.0, processes = rows.1, sockets = rows.2, "snapshot written");
+        tracing::debug!(
+            snapshot_time_us = t,
+            hosts = rows.0,
+            processes = rows.1,
+            sockets = rows.2,
+            "snapshot written"
+        );
 
         if t >= self.next_sweep_us {
             self.next_sweep_us = t.saturating_add(SWEEP_EVERY_US);
             let writer = Arc::clone(&self.writer);
             let retention = self.retention;
-            let swept = tokio::task::spawn_blocking(move || writer.sweep(t, retention)).await.map_err(Error::Task)?;
+            let swept = tokio::task::spawn_blocking(move || writer.sweep(t, retention))
+                .await
+                .map_err(Error::Task)?;
             match swept {
                 Ok(0) => {}
                 Ok(deleted) => {

@@ -31,11 +31,18 @@ use crate::window::micros;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("building the {table} batch: {source}")]
-    Arrow { table: &'static str, source: ArrowError },
+    Arrow {
+        table: &'static str,
+        source: ArrowError,
+    },
     #[error("encoding {path}: {source}")]
     Parquet { path: PathBuf, source: ParquetError },
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl SnapshotError {
@@ -47,13 +54,18 @@ impl SnapshotError {
 
 /// The merged tables of a cut as Arrow batches with the schemas of
 /// [`scope_schemas::tables`], in the order of [`table::MERGED`].
-pub fn record_batches(t: &SnapshotTables) -> Result<Vec<(&'static str, RecordBatch)>, SnapshotError> {
+pub fn record_batches(
+    t: &SnapshotTables,
+) -> Result<Vec<(&'static str, RecordBatch)>, SnapshotError> {
     let time = |n: usize| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(vec![t.snapshot_time_us; n]).with_timezone_utc())
+        Arc::new(TimestampMicrosecondArray::from(vec![t.snapshot_time_us; n]).with_timezone(scope_schemas::tables::TIMEZONE))
     };
-    let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone_utc()) };
-    let ts_opt =
-        |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone_utc()) };
+    let ts = |v: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v).with_timezone(scope_schemas::tables::TIMEZONE))
+    };
+    let ts_opt = |v: Vec<Option<i64>>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v).with_timezone(scope_schemas::tables::TIMEZONE))
+    };
     let text = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let text_opt = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let i32s = |v: Vec<Option<i32>>| -> ArrayRef { Arc::new(Int32Array::from(v)) };
@@ -79,7 +91,9 @@ pub fn record_batches(t: &SnapshotTables) -> Result<Vec<(&'static str, RecordBat
     let processes = vec![
         time(p.len()),
         text(p.iter().map(|r| r.host_id.as_str()).collect()),
-        Arc::new(Int32Array::from(p.iter().map(|r| r.pid).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(
+            p.iter().map(|r| r.pid).collect::<Vec<_>>(),
+        )),
         i32s(p.iter().map(|r| r.ppid).collect()),
         text_opt(p.iter().map(|r| r.name.as_deref()).collect()),
         text_opt(p.iter().map(|r| r.cmdline.as_deref()).collect()),
@@ -93,15 +107,21 @@ pub fn record_batches(t: &SnapshotTables) -> Result<Vec<(&'static str, RecordBat
     let sockets = vec![
         time(s.len()),
         text(s.iter().map(|r| r.host_id.as_str()).collect()),
-        Arc::new(Int64Array::from(s.iter().map(|r| r.key.netns).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(
+            s.iter().map(|r| r.key.netns).collect::<Vec<_>>(),
+        )),
         i32s(s.iter().map(|r| r.pid).collect()),
         text_opt(s.iter().map(|r| r.process_name.as_deref()).collect()),
         text(s.iter().map(|r| r.direction.as_str()).collect()),
         text(s.iter().map(|r| family_str(r.key.family)).collect()),
         text(s.iter().map(|r| r.key.local_addr.as_str()).collect()),
-        Arc::new(Int32Array::from(s.iter().map(|r| r.key.local_port).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(
+            s.iter().map(|r| r.key.local_port).collect::<Vec<_>>(),
+        )),
         text(s.iter().map(|r| r.key.remote_addr.as_str()).collect()),
-        Arc::new(Int32Array::from(s.iter().map(|r| r.key.remote_port).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(
+            s.iter().map(|r| r.key.remote_port).collect::<Vec<_>>(),
+        )),
         ts(s.iter().map(|r| r.first_seen_us).collect()),
         ts(s.iter().map(|r| r.last_seen_us).collect()),
         ts_opt(s.iter().map(|r| r.closed_at_us).collect()),
@@ -119,13 +139,20 @@ pub fn record_batches(t: &SnapshotTables) -> Result<Vec<(&'static str, RecordBat
         (table::HOSTS, &*tables::HOSTS, hosts),
         (table::PROCESSES, &*tables::PROCESSES, processes),
         (table::SOCKETS, &*tables::SOCKETS, sockets),
-        (table::LOCAL_NETWORKS, &*tables::LOCAL_NETWORKS, local_networks),
+        (
+            table::LOCAL_NETWORKS,
+            &*tables::LOCAL_NETWORKS,
+            local_networks,
+        ),
     ]
     .into_iter()
     .map(|(name, schema, columns)| {
         RecordBatch::try_new(Arc::clone(schema), columns)
             .map(|batch| (name, batch))
-            .map_err(|source| SnapshotError::Arrow { table: name, source })
+            .map_err(|source| SnapshotError::Arrow {
+                table: name,
+                source,
+            })
     })
     .collect()
 }
@@ -152,11 +179,17 @@ impl SnapshotWriter {
             let dir = data_dir.join(name);
             fs::create_dir_all(&dir).map_err(SnapshotError::io("creating", &dir))?;
         }
-        let data_dir = data_dir.canonicalize().map_err(SnapshotError::io("resolving", data_dir))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(SnapshotError::io("resolving", data_dir))?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        Ok(SnapshotWriter { data_dir, writer: writer.to_owned(), properties })
+        Ok(SnapshotWriter {
+            data_dir,
+            writer: writer.to_owned(),
+            properties,
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -165,18 +198,30 @@ impl SnapshotWriter {
 
     /// Writes one durable Parquet file per merged table of `tables`.
     pub fn write(&self, tables: &SnapshotTables) -> Result<Written, SnapshotError> {
-        let mut written = Written { files: Vec::with_capacity(table::MERGED.len()), bytes: 0 };
+        let mut written = Written {
+            files: Vec::with_capacity(table::MERGED.len()),
+            bytes: 0,
+        };
         for (name, batch) in record_batches(tables)? {
             let rel = file_path(name, tables.snapshot_time_us, &self.writer);
             let path = self.data_dir.join(&rel);
             written.bytes += self.write_file(&path, &batch)?;
-            written.files.push(SnapshotFile { table: name.to_owned(), path: rel, rows: batch.num_rows() as i64 });
+            written.files.push(SnapshotFile {
+                table: name.to_owned(),
+                path: rel,
+                rows: batch.num_rows() as i64,
+            });
         }
         Ok(written)
     }
 
     /// The announcement of a snapshot this writer wrote.
-    pub fn announcement(&self, snapshot_time_us: i64, window_us: i64, written: Written) -> Snapshot {
+    pub fn announcement(
+        &self,
+        snapshot_time_us: i64,
+        window_us: i64,
+        written: Written,
+    ) -> Snapshot {
         Snapshot {
             snapshot_time_us,
             window_us,
@@ -190,15 +235,23 @@ impl SnapshotWriter {
         let (dir, tmp) = temp_path(path);
         let file = File::create(&tmp).map_err(SnapshotError::io("creating", &tmp))?;
         let encoded = (|| {
-            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
+            let mut writer =
+                ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
             writer.write(batch)?;
             writer.into_inner()
         })();
         let result = encoded
-            .map_err(|source| SnapshotError::Parquet { path: tmp.clone(), source })
+            .map_err(|source| SnapshotError::Parquet {
+                path: tmp.clone(),
+                source,
+            })
             .and_then(|file| {
-                file.sync_all().map_err(SnapshotError::io("syncing", &tmp))?;
-                let len = file.metadata().map_err(SnapshotError::io("reading metadata of", &tmp))?.len();
+                file.sync_all()
+                    .map_err(SnapshotError::io("syncing", &tmp))?;
+                let len = file
+                    .metadata()
+                    .map_err(SnapshotError::io("reading metadata of", &tmp))?
+                    .len();
                 fs::rename(&tmp, path).map_err(SnapshotError::io("renaming into place", path))?;
                 Ok(len)
             });
@@ -223,13 +276,23 @@ impl SnapshotWriter {
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SnapshotError::Io { op: "listing", path: dir, source: e }),
+                Err(e) => {
+                    return Err(SnapshotError::Io {
+                        op: "listing",
+                        path: dir,
+                        source: e,
+                    });
+                }
             };
             for entry in entries {
                 let entry = entry.map_err(SnapshotError::io("listing", &dir))?;
                 let file_name = entry.file_name();
-                let Some(file_name) = file_name.to_str() else { continue };
-                let Some(t) = snapshot_time_of(file_name.trim_start_matches('.')) else { continue };
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                let Some(t) = snapshot_time_of(file_name.trim_start_matches('.')) else {
+                    continue;
+                };
                 if t >= cutoff {
                     continue;
                 }
@@ -237,7 +300,13 @@ impl SnapshotWriter {
                     Ok(()) => removed += 1,
                     // Another merger sharing the directory got there first.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(SnapshotError::Io { op: "removing", path: entry.path(), source: e }),
+                    Err(e) => {
+                        return Err(SnapshotError::Io {
+                            op: "removing",
+                            path: entry.path(),
+                            source: e,
+                        });
+                    }
                 }
             }
         }
@@ -248,7 +317,10 @@ impl SnapshotWriter {
 /// `<dir>/.<name>.tmp`: hidden, and not ending in `.parquet`, so readers skip it.
 fn temp_path(path: &Path) -> (PathBuf, PathBuf) {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("snapshot");
     let tmp = dir.join(format!(".{name}.tmp"));
     (dir, tmp)
 }
@@ -299,7 +371,10 @@ mod tests {
                 closed_at_us: Some(T - 5),
                 source: EventSource::Ebpf,
             }],
-            local_networks: vec![LocalNetworkRow { host_id: "h1".into(), cidr: "::1/128".into() }],
+            local_networks: vec![LocalNetworkRow {
+                host_id: "h1".into(),
+                cidr: "::1/128".into(),
+            }],
             expired_sockets: 0,
         }
     }
@@ -323,10 +398,17 @@ mod tests {
         let written = writer.write(&tables()).unwrap();
         assert_eq!(written.files.len(), 4);
         assert!(written.bytes > 0);
-        let sockets = written.files.iter().find(|f| f.table == table::SOCKETS).unwrap();
+        let sockets = written
+            .files
+            .iter()
+            .find(|f| f.table == table::SOCKETS)
+            .unwrap();
         assert_eq!(sockets.rows, 1);
         let path = writer.data_dir().join(&sockets.path);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
         assert_eq!(batches[0].schema(), *tables::SOCKETS);
         assert_eq!(batches[0].num_rows(), 1);
@@ -335,7 +417,14 @@ mod tests {
         assert_eq!(state.value(0), "closed");
 
         // A leftover temporary file of an old snapshot goes too.
-        fs::write(writer.data_dir().join("hosts").join(format!(".{:020}-x.parquet.tmp", T - 1)), b"").unwrap();
+        fs::write(
+            writer
+                .data_dir()
+                .join("hosts")
+                .join(format!(".{T:020}-x.parquet.tmp")),
+            b"",
+        )
+        .unwrap();
         let hour = Duration::from_secs(3600);
         assert_eq!(writer.sweep(T + 3_600_000_000, hour).unwrap(), 0);
         assert_eq!(writer.sweep(T + 3_600_000_001, hour).unwrap(), 5);

@@ -239,7 +239,11 @@ pub struct SocketRow {
 impl SocketRow {
     /// `open` or `closed`, at the snapshot time.
     pub fn state(&self) -> &'static str {
-        if self.closed_at_us.is_some() { "closed" } else { "open" }
+        if self.closed_at_us.is_some() {
+            "closed"
+        } else {
+            "open"
+        }
     }
 }
 
@@ -366,11 +370,16 @@ impl State {
                 let s = slot.into_mut();
                 match s.closed_at_us {
                     Some(closed) if ts > closed => {
-                        *s = Socket { prev_closed_at_us: Some(closed), ..fresh };
+                        *s = Socket {
+                            prev_closed_at_us: Some(closed),
+                            ..fresh
+                        };
                         Applied::Changed
                     }
                     Some(_) => Applied::Duplicate,
-                    None if s.prev_closed_at_us.is_some_and(|prev| ts <= prev) => Applied::Duplicate,
+                    None if s.prev_closed_at_us.is_some_and(|prev| ts <= prev) => {
+                        Applied::Duplicate
+                    }
                     None => {
                         let before = (s.first_seen_us, s.last_seen_us, s.direction, s.pid);
                         s.first_seen_us = s.first_seen_us.min(ts);
@@ -380,12 +389,17 @@ impl State {
                         if fresh.pid.is_some() {
                             s.pid = fresh.pid;
                         }
-                        let mut changed = before != (s.first_seen_us, s.last_seen_us, s.direction, s.pid);
+                        let mut changed =
+                            before != (s.first_seen_us, s.last_seen_us, s.direction, s.pid);
                         if fresh.process_name.is_some() && s.process_name != fresh.process_name {
                             s.process_name = fresh.process_name;
                             changed = true;
                         }
-                        if changed { Applied::Changed } else { Applied::Duplicate }
+                        if changed {
+                            Applied::Changed
+                        } else {
+                            Applied::Duplicate
+                        }
                     }
                 }
             }
@@ -494,7 +508,8 @@ impl State {
         out.expired_sockets = expired;
 
         for (host_id, host) in &self.hosts {
-            if host.reported() && window.contains_host(t_us, host.first_seen_us, host.last_seen_us) {
+            if host.reported() && window.contains_host(t_us, host.first_seen_us, host.last_seen_us)
+            {
                 host_rows(host_id, host, start, &mut out);
             }
             for (key, s) in &host.sockets {
@@ -515,15 +530,27 @@ impl State {
             }
         }
         out.hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-        out.processes.sort_by(|a, b| (&a.host_id, a.pid).cmp(&(&b.host_id, b.pid)));
+        out.processes
+            .sort_by(|a, b| (&a.host_id, a.pid).cmp(&(&b.host_id, b.pid)));
         out.sockets.sort_by(|a, b| {
-            let ka = (&a.host_id, &a.key.local_addr, a.key.local_port, &a.key.remote_addr);
-            let kb = (&b.host_id, &b.key.local_addr, b.key.local_port, &b.key.remote_addr);
+            let ka = (
+                &a.host_id,
+                &a.key.local_addr,
+                a.key.local_port,
+                &a.key.remote_addr,
+            );
+            let kb = (
+                &b.host_id,
+                &b.key.local_addr,
+                b.key.local_port,
+                &b.key.remote_addr,
+            );
             ka.cmp(&kb)
                 .then(a.key.remote_port.cmp(&b.key.remote_port))
                 .then(a.key.netns.cmp(&b.key.netns))
         });
-        out.local_networks.sort_by(|a, b| (&a.host_id, &a.cidr).cmp(&(&b.host_id, &b.cidr)));
+        out.local_networks
+            .sort_by(|a, b| (&a.host_id, &a.cidr).cmp(&(&b.host_id, &b.cidr)));
         out.local_networks.dedup();
         out
     }
@@ -544,7 +571,11 @@ fn host_rows(host_id: &str, host: &Host, window_start: i64, out: &mut SnapshotTa
                         .and_then(|p| i32::try_from(p).ok())
                         .or_else(|| node.id.rsplit_once(';').and_then(|(_, p)| p.parse().ok()))
                     else {
-                        tracing::debug!(host_id, node_id = node.id, "process node without a pid, left out");
+                        tracing::debug!(
+                            host_id,
+                            node_id = node.id,
+                            "process node without a pid, left out"
+                        );
                         continue;
                     };
                     out.processes.push(ProcessRow {
@@ -579,9 +610,11 @@ fn host_rows(host_id: &str, host: &Host, window_start: i64, out: &mut SnapshotTa
         last_seen_us: host.last_seen_us,
     });
     if let Some(cidrs) = host_node.and_then(|n| n.sets.get(keys::LOCAL_NETWORKS)) {
-        out.local_networks.extend(
-            cidrs.iter().map(|cidr| LocalNetworkRow { host_id: host_id.to_owned(), cidr: cidr.clone() }),
-        );
+        out.local_networks
+            .extend(cidrs.iter().map(|cidr| LocalNetworkRow {
+                host_id: host_id.to_owned(),
+                cidr: cidr.clone(),
+            }));
     }
 }
 
@@ -623,7 +656,9 @@ fn node_i64(node: &Node, key: &str) -> Option<i64> {
         return Some(v);
     }
     // `as` saturates; the range check keeps absurd values out instead of clamping them.
-    node_f64(node, key).filter(|v| v.abs() < 9.0e18).map(|v| v.round() as i64)
+    node_f64(node, key)
+        .filter(|v| v.abs() < 9.0e18)
+        .map(|v| v.round() as i64)
 }
 
 fn node_i32(node: &Node, key: &str) -> Option<i32> {
@@ -673,7 +708,10 @@ mod tests {
     }
 
     fn refresh(first_seen: i64) -> ConnectionEvent {
-        ConnectionEvent { refresh: true, ..open(first_seen) }
+        ConnectionEvent {
+            refresh: true,
+            ..open(first_seen)
+        }
     }
 
     fn host_node(host: &str, ts: i64, load: f64) -> Node {
@@ -681,9 +719,14 @@ mod tests {
             .with_latest(keys::HOST_NAME, host, ts)
             .with_latest(keys::OS, "Debian GNU/Linux 12", ts)
             .with_latest(keys::TRACKER_MODE, "procfs", ts);
-        node.metrics.insert(keys::LOAD1.into(), Metric::single(ts, load));
-        node.metrics.insert(keys::MEMORY_TOTAL_BYTES.into(), Metric::single(ts, 8e9));
-        node.sets.insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.1/24".into(), "fe80::1/64".into()]);
+        node.metrics
+            .insert(keys::LOAD1.into(), Metric::single(ts, load));
+        node.metrics
+            .insert(keys::MEMORY_TOTAL_BYTES.into(), Metric::single(ts, 8e9));
+        node.sets.insert(
+            keys::LOCAL_NETWORKS.into(),
+            vec!["10.0.0.1/24".into(), "fe80::1/64".into()],
+        );
         node
     }
 
@@ -693,12 +736,21 @@ mod tests {
             .with_latest(keys::PPID, 1, ts)
             .with_latest(keys::NAME, name, ts)
             .with_latest(keys::THREADS, 3, ts);
-        node.metrics.insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(ts, 1024.0));
-        node.metrics.insert(keys::OPEN_FILES_COUNT.into(), Metric::single(ts, 7.0));
+        node.metrics
+            .insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(ts, 1024.0));
+        node.metrics
+            .insert(keys::OPEN_FILES_COUNT.into(), Metric::single(ts, 7.0));
         node
     }
 
-    fn delta(host: &str, reporter: &str, seq: i64, full: bool, ts: i64, upserts: Vec<Node>) -> ReportDelta {
+    fn delta(
+        host: &str,
+        reporter: &str,
+        seq: i64,
+        full: bool,
+        ts: i64,
+        upserts: Vec<Node>,
+    ) -> ReportDelta {
         ReportDelta {
             host_id: host.into(),
             reporter: reporter.into(),
@@ -711,12 +763,16 @@ mod tests {
     }
 
     fn sockets_summary(tables: &SnapshotTables) -> Vec<(i32, &'static str, i64, Option<i64>)> {
-        tables.sockets.iter().map(|s| (s.key.local_port, s.state(), s.first_seen_us, s.closed_at_us)).collect()
+        tables
+            .sockets
+            .iter()
+            .map(|s| (s.key.local_port, s.state(), s.first_seen_us, s.closed_at_us))
+            .collect()
     }
 
     #[test]
     fn replayed_connection_events_never_double_count() {
-        let events = vec![
+        let events = [
             open(T0),
             event(ConnectionEventKind::Accept, T0 + S, 8080),
             refresh(T0),
@@ -736,18 +792,42 @@ mod tests {
         // The whole stream again, as after a rewind, and every message once more on its own.
         for (i, ev) in events.iter().enumerate() {
             let outcome = twice.apply_connection(ev.clone(), Some(T0 + i as i64 * S));
-            assert_ne!(outcome, Applied::Changed, "replay of message {i} changed the state");
+            assert_ne!(
+                outcome,
+                Applied::Changed,
+                "replay of message {i} changed the state"
+            );
         }
         assert_eq!(twice.cut(T0 + 5 * S, &window()), expected);
         assert_eq!(expected.sockets.len(), 2);
-        assert_eq!(sockets_summary(&expected), vec![(8080, "open", T0 + S, None), (40000, "open", T0 + 3 * S, None)]);
+        assert_eq!(
+            sockets_summary(&expected),
+            vec![
+                (8080, "open", T0 + S, None),
+                (40000, "open", T0 + 3 * S, None)
+            ]
+        );
     }
 
     #[test]
     fn replayed_report_deltas_never_double_count() {
         let mut state = State::new();
-        let d1 = delta("h1", "process", 10, true, T0, vec![process_node("h1", 1, "init", T0)]);
-        let mut d2 = delta("h1", "process", 11, false, T0 + S, vec![process_node("h1", 2, "sshd", T0 + S)]);
+        let d1 = delta(
+            "h1",
+            "process",
+            10,
+            true,
+            T0,
+            vec![process_node("h1", 1, "init", T0)],
+        );
+        let mut d2 = delta(
+            "h1",
+            "process",
+            11,
+            false,
+            T0 + S,
+            vec![process_node("h1", 2, "sshd", T0 + S)],
+        );
         d2.removals.push(process_node_id("h1", 1));
         assert_eq!(state.apply_report(d1.clone(), None), Applied::Changed);
         assert_eq!(state.apply_report(d2.clone(), None), Applied::Changed);
@@ -768,14 +848,25 @@ mod tests {
 
         let at = T0 + 5 * S;
         let tables = state.cut(at, &w);
-        assert_eq!(sockets_summary(&tables), vec![(40000, "closed", T0, Some(T0 + 2 * S))]);
+        assert_eq!(
+            sockets_summary(&tables),
+            vec![(40000, "closed", T0, Some(T0 + 2 * S))]
+        );
         let row = &tables.sockets[0];
-        assert_eq!((row.direction, row.pid, row.process_name.as_deref()), (Direction::Outbound, Some(42), Some("curl")));
+        assert_eq!(
+            (row.direction, row.pid, row.process_name.as_deref()),
+            (Direction::Outbound, Some(42), Some("curl"))
+        );
 
         // Still in the window that ends exactly W after the close.
         assert_eq!(state.cut(T0 + 2 * S + w.length_us, &w).sockets.len(), 1);
         // Gone after it, and dropped from the state.
-        assert!(state.cut(T0 + 2 * S + w.length_us + 1, &w).sockets.is_empty());
+        assert!(
+            state
+                .cut(T0 + 2 * S + w.length_us + 1, &w)
+                .sockets
+                .is_empty()
+        );
         assert_eq!(state.socket_count(), 0);
     }
 
@@ -801,7 +892,11 @@ mod tests {
         let mut state = State::new();
         assert_eq!(state.apply_connection(close(T0), None), Applied::Ignored);
         assert!(state.cut(T0, &window()).sockets.is_empty());
-        assert_eq!(state.host_count(), 0, "an empty host is forgotten at the next cut");
+        assert_eq!(
+            state.host_count(),
+            0,
+            "an empty host is forgotten at the next cut"
+        );
     }
 
     #[test]
@@ -816,7 +911,11 @@ mod tests {
             t += 15 * S;
             let mut again = event(ConnectionEventKind::Accept, T0, 22);
             again.refresh = true;
-            assert_eq!(state.apply_connection(again, Some(t)), Applied::Changed, "a refresh confirms");
+            assert_eq!(
+                state.apply_connection(again, Some(t)),
+                Applied::Changed,
+                "a refresh confirms"
+            );
         }
         // Just before expiry the silent socket is still reported open.
         let tables = state.cut(T0 + w.expire_after_us, &w);
@@ -834,10 +933,19 @@ mod tests {
         state.apply_connection(open(T0), Some(T0));
         state.apply_connection(refresh(T0), Some(T0 + 20 * S));
         let tables = state.cut(T0 + 20 * S, &window());
-        assert_eq!((tables.sockets[0].first_seen_us, tables.sockets[0].last_seen_us), (T0, T0 + 20 * S));
+        assert_eq!(
+            (
+                tables.sockets[0].first_seen_us,
+                tables.sockets[0].last_seen_us
+            ),
+            (T0, T0 + 20 * S)
+        );
         // A late joiner learns a connection from its refresh alone.
         let mut late = State::new();
-        assert_eq!(late.apply_connection(refresh(T0), Some(T0 + 20 * S)), Applied::Changed);
+        assert_eq!(
+            late.apply_connection(refresh(T0), Some(T0 + 20 * S)),
+            Applied::Changed
+        );
         assert_eq!(late.cut(T0 + 20 * S, &window()).sockets, tables.sockets);
     }
 
@@ -846,22 +954,40 @@ mod tests {
         let mut state = State::new();
         state.apply_connection(open(T0), Some(T0));
         state.apply_connection(close(T0 + S), Some(T0 + S));
-        assert_eq!(state.apply_connection(refresh(T0), Some(T0)), Applied::Duplicate);
-        assert_eq!(state.apply_connection(close(T0 + S), Some(T0 + S)), Applied::Duplicate);
-        assert_eq!(sockets_summary(&state.cut(T0 + 2 * S, &window())), vec![(40000, "closed", T0, Some(T0 + S))]);
+        assert_eq!(
+            state.apply_connection(refresh(T0), Some(T0)),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            state.apply_connection(close(T0 + S), Some(T0 + S)),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            sockets_summary(&state.cut(T0 + 2 * S, &window())),
+            vec![(40000, "closed", T0, Some(T0 + S))]
+        );
     }
 
     #[test]
     fn full_report_replaces_the_reporters_nodes() {
         let mut state = State::new();
-        let nodes = vec![process_node("h1", 1, "init", T0), process_node("h1", 2, "sshd", T0)];
+        let nodes = vec![
+            process_node("h1", 1, "init", T0),
+            process_node("h1", 2, "sshd", T0),
+        ];
         state.apply_report(delta("h1", "process", 1, false, T0, nodes), None);
-        state.apply_report(delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 0.5)]), None);
+        state.apply_report(
+            delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 0.5)]),
+            None,
+        );
         let full = vec![process_node("h1", 3, "nginx", T0 + S)];
         state.apply_report(delta("h1", "process", 2, true, T0 + S, full), None);
         let tables = state.cut(T0 + 2 * S, &window());
-        let pids: Vec<(i32, Option<&str>)> =
-            tables.processes.iter().map(|p| (p.pid, p.name.as_deref())).collect();
+        let pids: Vec<(i32, Option<&str>)> = tables
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.name.as_deref()))
+            .collect();
         assert_eq!(pids, vec![(3, Some("nginx"))]);
         // The host reporter's nodes are untouched by the process reporter's full report.
         assert_eq!(tables.hosts.len(), 1);
@@ -871,9 +997,19 @@ mod tests {
     #[test]
     fn delta_upserts_replace_nodes_and_removals_remove_them() {
         let mut state = State::new();
-        let nodes = vec![process_node("h1", 1, "init", T0), process_node("h1", 2, "sshd", T0)];
+        let nodes = vec![
+            process_node("h1", 1, "init", T0),
+            process_node("h1", 2, "sshd", T0),
+        ];
         state.apply_report(delta("h1", "process", 1, true, T0, nodes), None);
-        let mut d = delta("h1", "process", 2, false, T0 + S, vec![process_node("h1", 2, "sshd-new", T0 + S)]);
+        let mut d = delta(
+            "h1",
+            "process",
+            2,
+            false,
+            T0 + S,
+            vec![process_node("h1", 2, "sshd-new", T0 + S)],
+        );
         d.removals.push(process_node_id("h1", 1));
         state.apply_report(d, None);
         let tables = state.cut(T0 + 2 * S, &window());
@@ -881,7 +1017,12 @@ mod tests {
         assert_eq!(row.len(), 1);
         assert_eq!(row[0].name.as_deref(), Some("sshd-new"));
         assert_eq!(
-            (row[0].ppid, row[0].threads, row[0].memory_usage_bytes, row[0].open_files_count),
+            (
+                row[0].ppid,
+                row[0].threads,
+                row[0].memory_usage_bytes,
+                row[0].open_files_count
+            ),
             (Some(1), Some(3), Some(1024), Some(7))
         );
         assert_eq!(row[0].last_seen_us, T0 + S);
@@ -890,7 +1031,10 @@ mod tests {
     #[test]
     fn host_rows_carry_the_host_node_and_its_local_networks() {
         let mut state = State::new();
-        state.apply_report(delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 1.5)]), Some(T0 + 100));
+        state.apply_report(
+            delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 1.5)]),
+            Some(T0 + 100),
+        );
         let tables = state.cut(T0 + S, &window());
         let host = &tables.hosts[0];
         assert_eq!(host.host_id, "h1");
@@ -899,8 +1043,16 @@ mod tests {
         assert_eq!(host.tracker_mode.as_deref(), Some("procfs"));
         assert_eq!(host.memory_total_bytes, Some(8_000_000_000));
         assert_eq!(host.uptime_seconds, None);
-        assert_eq!(host.last_seen_us, T0 + 100, "the later of report and message time");
-        let cidrs: Vec<&str> = tables.local_networks.iter().map(|n| n.cidr.as_str()).collect();
+        assert_eq!(
+            host.last_seen_us,
+            T0 + 100,
+            "the later of report and message time"
+        );
+        let cidrs: Vec<&str> = tables
+            .local_networks
+            .iter()
+            .map(|n| n.cidr.as_str())
+            .collect();
         assert_eq!(cidrs, vec!["10.0.0.1/24", "fe80::1/64"]);
     }
 
@@ -908,16 +1060,48 @@ mod tests {
     fn hosts_outside_the_window_are_excluded() {
         let w = window();
         let mut state = State::new();
-        state.apply_report(delta("old", "host", 1, true, T0, vec![host_node("old", T0, 0.0)]), None);
-        state.apply_report(delta("old", "process", 1, true, T0, vec![process_node("old", 9, "x", T0)]), None);
-        state.apply_report(delta("new", "host", 1, true, T0 + 20 * S, vec![host_node("new", T0, 0.0)]), None);
+        state.apply_report(
+            delta("old", "host", 1, true, T0, vec![host_node("old", T0, 0.0)]),
+            None,
+        );
+        state.apply_report(
+            delta(
+                "old",
+                "process",
+                1,
+                true,
+                T0,
+                vec![process_node("old", 9, "x", T0)],
+            ),
+            None,
+        );
+        state.apply_report(
+            delta(
+                "new",
+                "host",
+                1,
+                true,
+                T0 + 20 * S,
+                vec![host_node("new", T0, 0.0)],
+            ),
+            None,
+        );
         let tables = state.cut(T0 + 20 * S, &w);
         let hosts: Vec<&str> = tables.hosts.iter().map(|h| h.host_id.as_str()).collect();
         assert_eq!(hosts, vec!["new"]);
-        assert!(tables.processes.is_empty(), "processes of hosts out of the window are out too");
+        assert!(
+            tables.processes.is_empty(),
+            "processes of hosts out of the window are out too"
+        );
         assert!(tables.local_networks.iter().all(|n| n.host_id == "new"));
         // A host reporting only after T is not in T's snapshot.
-        assert!(state.cut(T0 + 19 * S, &w).hosts.iter().all(|h| h.host_id == "old"));
+        assert!(
+            state
+                .cut(T0 + 19 * S, &w)
+                .hosts
+                .iter()
+                .all(|h| h.host_id == "old")
+        );
         // Silent for longer than the expiry: forgotten altogether.
         state.cut(T0 + w.expire_after_us + 1, &w);
         assert_eq!(state.host_count(), 1);
@@ -930,12 +1114,20 @@ mod tests {
         let mut other = open(T0);
         other.host_id = "h2".into();
         state.apply_connection_from(1, other, None);
-        state.apply_report_from(0, delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 0.0)]), None);
+        state.apply_report_from(
+            0,
+            delta("h1", "host", 1, true, T0, vec![host_node("h1", T0, 0.0)]),
+            None,
+        );
         assert_eq!(state.revoke(Input::Connections, 0), 1);
         let tables = state.cut(T0 + S, &window());
         let sockets: Vec<&str> = tables.sockets.iter().map(|s| s.host_id.as_str()).collect();
         assert_eq!(sockets, vec!["h2"]);
-        assert_eq!(tables.hosts.len(), 1, "h1's reports came from another input");
+        assert_eq!(
+            tables.hosts.len(),
+            1,
+            "h1's reports came from another input"
+        );
         assert_eq!(state.revoke(Input::Reports, 0), 1);
         assert_eq!(state.host_count(), 1);
         // After a revoke, a replay of the same messages is applied again.
@@ -946,9 +1138,27 @@ mod tests {
     #[test]
     fn invalid_messages_are_recognised() {
         assert!(check_connection(&open(T0)).is_ok());
-        assert!(check_connection(&ConnectionEvent { host_id: String::new(), ..open(T0) }).is_err());
-        assert!(check_connection(&ConnectionEvent { local_port: 70000, ..open(T0) }).is_err());
-        assert!(check_connection(&ConnectionEvent { remote_addr: String::new(), ..open(T0) }).is_err());
+        assert!(
+            check_connection(&ConnectionEvent {
+                host_id: String::new(),
+                ..open(T0)
+            })
+            .is_err()
+        );
+        assert!(
+            check_connection(&ConnectionEvent {
+                local_port: 70000,
+                ..open(T0)
+            })
+            .is_err()
+        );
+        assert!(
+            check_connection(&ConnectionEvent {
+                remote_addr: String::new(),
+                ..open(T0)
+            })
+            .is_err()
+        );
         assert!(check_report(&delta("h1", "host", 1, true, T0, vec![])).is_ok());
         assert!(check_report(&delta("", "host", 1, true, T0, vec![])).is_err());
         assert!(check_report(&delta("h1", "", 1, true, T0, vec![])).is_err());

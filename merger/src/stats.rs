@@ -58,27 +58,71 @@ impl Stats {
     /// All counters in the Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let per_topic: [(&str, &str, fn(&TopicStats) -> &AtomicU64); 4] = [
-            ("scope_merger_messages_applied_total", "Input messages that changed the merged state.", |t| &t.applied),
-            ("scope_merger_duplicate_messages_total", "Replayed or duplicate input messages skipped.", |t| &t.duplicates),
-            ("scope_merger_ignored_messages_total", "Input messages about unknown sockets skipped.", |t| &t.ignored),
-            ("scope_merger_malformed_messages_total", "Undecodable or invalid input messages skipped.", |t| &t.malformed),
+        type Field = fn(&TopicStats) -> &AtomicU64;
+        let per_topic: [(&str, &str, Field); 4] = [
+            (
+                "scope_merger_messages_applied_total",
+                "Input messages that changed the merged state.",
+                |t| &t.applied,
+            ),
+            (
+                "scope_merger_duplicate_messages_total",
+                "Replayed or duplicate input messages skipped.",
+                |t| &t.duplicates,
+            ),
+            (
+                "scope_merger_ignored_messages_total",
+                "Input messages about unknown sockets skipped.",
+                |t| &t.ignored,
+            ),
+            (
+                "scope_merger_malformed_messages_total",
+                "Undecodable or invalid input messages skipped.",
+                |t| &t.malformed,
+            ),
         ];
         for (name, help, field) in per_topic {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (topic, t) in [(topics::CONNECTIONS, &self.connections), (topics::REPORTS, &self.reports)] {
+            for (topic, t) in [
+                (topics::CONNECTIONS, &self.connections),
+                (topics::REPORTS, &self.reports),
+            ] {
                 let _ = writeln!(out, "{name}{{topic=\"{topic}\"}} {}", get(field(t)));
             }
         }
         let plain = [
-            ("scope_merger_snapshots_written_total", "Snapshots made durable.", &self.snapshots_written),
-            ("scope_merger_snapshot_written_bytes_total", "Parquet bytes written.", &self.bytes_written),
-            ("scope_merger_snapshot_failures_total", "Snapshots not written or not announced.", &self.snapshot_failures),
-            ("scope_merger_expired_sockets_total", "Open sockets expired unconfirmed.", &self.expired_sockets),
-            ("scope_merger_retention_deleted_files_total", "Snapshot files deleted past retention.", &self.files_deleted),
+            (
+                "scope_merger_snapshots_written_total",
+                "Snapshots made durable.",
+                &self.snapshots_written,
+            ),
+            (
+                "scope_merger_snapshot_written_bytes_total",
+                "Parquet bytes written.",
+                &self.bytes_written,
+            ),
+            (
+                "scope_merger_snapshot_failures_total",
+                "Snapshots not written or not announced.",
+                &self.snapshot_failures,
+            ),
+            (
+                "scope_merger_expired_sockets_total",
+                "Open sockets expired unconfirmed.",
+                &self.expired_sockets,
+            ),
+            (
+                "scope_merger_retention_deleted_files_total",
+                "Snapshot files deleted past retention.",
+                &self.files_deleted,
+            ),
         ];
         for (name, help, counter) in plain {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", get(counter));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(counter)
+            );
         }
         out
     }
@@ -113,7 +157,9 @@ mod tests {
         stats.reports.malformed.fetch_add(3, Ordering::Relaxed);
         let text = stats.render_prometheus();
         assert!(text.contains("scope_merger_malformed_messages_total{topic=\"scope.reports\"} 3"));
-        assert!(text.contains("scope_merger_malformed_messages_total{topic=\"scope.connections\"} 0"));
+        assert!(
+            text.contains("scope_merger_malformed_messages_total{topic=\"scope.connections\"} 0")
+        );
         assert!(text.contains("scope_merger_snapshot_written_bytes_total 0"));
     }
 }

@@ -26,7 +26,9 @@ impl Window {
         let length_us = micros(length);
         Window {
             length_us,
-            expire_after_us: length_us.saturating_mul(2).saturating_add(micros(full_interval)),
+            expire_after_us: length_us
+                .saturating_mul(2)
+                .saturating_add(micros(full_interval)),
         }
     }
 
@@ -44,7 +46,12 @@ impl Window {
     /// A socket belongs to the snapshot at `t_us` when it was open at some moment of the
     /// window: opened not after `T`, and still open or closed not before `T - length`. This
     /// includes sockets that opened and closed inside the window.
-    pub fn contains_socket(&self, t_us: i64, first_seen_us: i64, closed_at_us: Option<i64>) -> bool {
+    pub fn contains_socket(
+        &self,
+        t_us: i64,
+        first_seen_us: i64,
+        closed_at_us: Option<i64>,
+    ) -> bool {
         first_seen_us <= t_us && closed_at_us.is_none_or(|closed| closed >= self.start(t_us))
     }
 
@@ -72,14 +79,21 @@ pub fn now_us() -> i64 {
 /// can union their files.
 pub fn next_tick(now_us: i64, tick_us: i64) -> i64 {
     let tick = tick_us.max(1);
-    now_us.div_euclid(tick).saturating_add(1).saturating_mul(tick)
+    now_us
+        .div_euclid(tick)
+        .saturating_add(1)
+        .saturating_mul(tick)
 }
 
 /// The first multiple of `tick_us` at or after `now_us`: the `T` of the final snapshot a
 /// stopping merger writes, so that it lines up with what the other mergers write next.
 pub fn align_up(now_us: i64, tick_us: i64) -> i64 {
     let tick = tick_us.max(1);
-    if now_us.rem_euclid(tick) == 0 { now_us } else { next_tick(now_us, tick) }
+    if now_us.rem_euclid(tick) == 0 {
+        now_us
+    } else {
+        next_tick(now_us, tick)
+    }
 }
 
 #[cfg(test)]

@@ -8,19 +8,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
 use scope_merger::{MergerArgs, Stats, run_with_stats};
 use scope_schemas::report::{host_node_id, keys, process_node_id};
 use scope_schemas::snapshot::table;
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record, ReportDelta, Snapshot,
-    topics,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record,
+    ReportDelta, Snapshot, topics,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -33,7 +36,9 @@ fn now_us() -> i64 {
 }
 
 async fn broker() -> (EmbeddedBroker, KafkaArgs) {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let kafka = KafkaArgs::new(broker.bootstrap());
     ensure_topics(&kafka, &topics::all(1)).await.unwrap();
     (broker, kafka)
@@ -60,19 +65,28 @@ fn start(args: MergerArgs) -> Running {
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
     let task = tokio::spawn(run_with_stats(args, shutdown.clone(), Arc::clone(&stats)));
-    Running { shutdown, task, stats }
+    Running {
+        shutdown,
+        task,
+        stats,
+    }
 }
 
 impl Running {
     async fn stop(self) {
         self.shutdown.cancel();
-        let result = tokio::time::timeout(TIMEOUT, self.task).await.expect("merger did not stop");
+        let result = tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("merger did not stop");
         result.unwrap().unwrap();
     }
 }
 
 fn producer(kafka: &KafkaArgs) -> FutureProducer {
-    kafka.client_config(&[("enable.idempotence", "true")]).create().unwrap()
+    kafka
+        .client_config(&[("enable.idempotence", "true")])
+        .create()
+        .unwrap()
 }
 
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
@@ -80,7 +94,13 @@ async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8])
 }
 
 /// Publishes with an explicit message timestamp, as a replay of an earlier message carries.
-async fn send_at(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8], ts_ms: Option<i64>) {
+async fn send_at(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    ts_ms: Option<i64>,
+) {
     let mut record = FutureRecord::to(topic).key(key).payload(payload);
     if let Some(ts_ms) = ts_ms {
         record = record.timestamp(ts_ms);
@@ -94,14 +114,23 @@ async fn send_at(producer: &FutureProducer, topic: &str, key: &str, payload: &[u
 
 fn snapshot_consumer(kafka: &KafkaArgs, group: &str) -> StreamConsumer {
     let consumer: StreamConsumer = kafka
-        .client_config(&[("group.id", group), ("auto.offset.reset", "earliest"), ("enable.auto.commit", "false")])
+        .client_config(&[
+            ("group.id", group),
+            ("auto.offset.reset", "earliest"),
+            ("enable.auto.commit", "false"),
+        ])
         .create()
         .unwrap();
     consumer.subscribe(&[topics::SNAPSHOTS]).unwrap();
     consumer
 }
 
-fn connection(kind: ConnectionEventKind, ts: i64, local_port: i32, remote_port: i32) -> ConnectionEvent {
+fn connection(
+    kind: ConnectionEventKind,
+    ts: i64,
+    local_port: i32,
+    remote_port: i32,
+) -> ConnectionEvent {
     ConnectionEvent {
         host_id: "h1".into(),
         kind,
@@ -123,8 +152,10 @@ fn host_delta(seq: i64, ts: i64) -> ReportDelta {
     let mut host = Node::new(keys::HOST, host_node_id("h1"))
         .with_latest(keys::HOST_NAME, "node-1", ts)
         .with_latest(keys::OS, "Debian GNU/Linux 12", ts);
-    host.metrics.insert(keys::LOAD1.into(), Metric::single(ts, 0.75));
-    host.sets.insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.1/24".into()]);
+    host.metrics
+        .insert(keys::LOAD1.into(), Metric::single(ts, 0.75));
+    host.sets
+        .insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.1/24".into()]);
     ReportDelta {
         host_id: "h1".into(),
         reporter: "host".into(),
@@ -168,10 +199,31 @@ async fn publish_scenario(producer: &FutureProducer) {
     ];
     for _ in 0..2 {
         for ev in &connections {
-            send_at(producer, topics::CONNECTIONS, "h1", &ev.encode().unwrap(), at).await;
+            send_at(
+                producer,
+                topics::CONNECTIONS,
+                "h1",
+                &ev.encode().unwrap(),
+                at,
+            )
+            .await;
         }
-        send_at(producer, topics::REPORTS, "h1", &host_delta(1000, t).encode().unwrap(), at).await;
-        send_at(producer, topics::REPORTS, "h1", &process_delta(2000, t).encode().unwrap(), at).await;
+        send_at(
+            producer,
+            topics::REPORTS,
+            "h1",
+            &host_delta(1000, t).encode().unwrap(),
+            at,
+        )
+        .await;
+        send_at(
+            producer,
+            topics::REPORTS,
+            "h1",
+            &process_delta(2000, t).encode().unwrap(),
+            at,
+        )
+        .await;
     }
 }
 
@@ -186,12 +238,17 @@ impl Tables {
         let mut batches = BTreeMap::new();
         for file in &snapshot.files {
             let path = Path::new(&snapshot.data_dir).join(&file.path);
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
             let schema = reader.schema().clone();
-            let parts: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+            let parts: Vec<RecordBatch> =
+                reader.build().unwrap().collect::<Result<_, _>>().unwrap();
             let batch = arrow::compute::concat_batches(&schema, &parts).unwrap();
             assert_eq!(batch.num_rows() as i64, file.rows, "{}", file.path);
-            assert_eq!(batch.schema(), scope_schemas::tables::schema(&file.table).unwrap());
+            assert_eq!(
+                batch.schema(),
+                scope_schemas::tables::schema(&file.table).unwrap()
+            );
             batches.insert(file.table.clone(), batch);
         }
         Tables { snapshot, batches }
@@ -205,16 +262,61 @@ impl Tables {
     fn columns(&self, table: &str, columns: &[&str]) -> Vec<Vec<String>> {
         let batch = &self.batches[table];
         let options = FormatOptions::default().with_null("NULL");
-        let formatters: Vec<ArrayFormatter<'_>> = columns
+        // Timestamps lose their "UTC" zone first: naming it needs arrow's chrono-tz feature.
+        let arrays: Vec<ArrayRef> = columns
             .iter()
-            .map(|c| ArrayFormatter::try_new(batch.column_by_name(c).unwrap().as_ref(), &options).unwrap())
+            .map(|c| {
+                let array = batch.column_by_name(c).unwrap();
+                match array.data_type() {
+                    DataType::Timestamp(unit, Some(_)) => {
+                        cast(array, &DataType::Timestamp(*unit, None)).unwrap()
+                    }
+                    _ => Arc::clone(array),
+                }
+            })
             .collect();
-        (0..batch.num_rows()).map(|i| formatters.iter().map(|f| f.value(i).to_string()).collect()).collect()
+        let formatters: Vec<ArrayFormatter<'_>> = arrays
+            .iter()
+            .map(|a| ArrayFormatter::try_new(a.as_ref(), &options).unwrap())
+            .collect();
+        (0..batch.num_rows())
+            .map(|i| formatters.iter().map(|f| f.value(i).to_string()).collect())
+            .collect()
     }
 }
 
+/// Partition 0's committed offset of each input topic, for `group`.
+async fn committed_offsets(kafka: &KafkaArgs, group: &str) -> Vec<(String, i64)> {
+    let consumer: BaseConsumer = kafka
+        .client_config(&[("group.id", group)])
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics::MERGER_INPUTS {
+        tpl.add_partition(topic, 0);
+    }
+    let committed = tokio::task::spawn_blocking(move || {
+        consumer.committed_offsets(tpl, Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.topic().to_owned(), o),
+            other => panic!("{}: no committed offset ({other:?})", e.topic()),
+        })
+        .collect()
+}
+
 /// Reads announcements until one from `writer` satisfies `done`.
-async fn wait_snapshot(consumer: &StreamConsumer, writer: &str, done: impl Fn(&Tables) -> bool) -> Tables {
+async fn wait_snapshot(
+    consumer: &StreamConsumer,
+    writer: &str,
+    done: impl Fn(&Tables) -> bool,
+) -> Tables {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let message = tokio::time::timeout_at(deadline, consumer.recv())
@@ -250,12 +352,24 @@ async fn merges_events_and_reports_into_parquet_snapshots() {
     publish_scenario(&producer).await;
 
     let merger = start(merger_args(&kafka, dir.path(), "merger-1", "m1"));
-    let tables = wait_snapshot(&announcements, "m1", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
+    let tables = wait_snapshot(&announcements, "m1", |t| {
+        t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1
+    })
+    .await;
 
-    let names: Vec<&str> = tables.snapshot.files.iter().map(|f| f.table.as_str()).collect();
+    let names: Vec<&str> = tables
+        .snapshot
+        .files
+        .iter()
+        .map(|f| f.table.as_str())
+        .collect();
     assert_eq!(names, table::MERGED);
     assert_eq!(tables.snapshot.window_us, 60_000_000);
-    assert_eq!(tables.snapshot.snapshot_time_us % 250_000, 0, "aligned to the tick");
+    assert_eq!(
+        tables.snapshot.snapshot_time_us % 250_000,
+        0,
+        "aligned to the tick"
+    );
     assert_eq!(
         tables.columns(table::HOSTS, &["host_id", "host_name", "os", "load1"]),
         vec![vec!["h1", "node-1", "Debian GNU/Linux 12", "0.75"]]
@@ -264,17 +378,35 @@ async fn merges_events_and_reports_into_parquet_snapshots() {
         tables.columns(table::PROCESSES, &["host_id", "pid", "name"]),
         vec![vec!["h1", "1", "init"], vec!["h1", "100", "curl"]]
     );
-    assert_eq!(tables.columns(table::LOCAL_NETWORKS, &["host_id", "cidr"]), vec![vec!["h1", "10.0.0.1/24"]]);
+    assert_eq!(
+        tables.columns(table::LOCAL_NETWORKS, &["host_id", "cidr"]),
+        vec![vec!["h1", "10.0.0.1/24"]]
+    );
     let sockets = tables.columns(
         table::SOCKETS,
-        &["local_port", "remote_port", "direction", "state", "pid", "process_name", "family", "source"],
+        &[
+            "local_port",
+            "remote_port",
+            "direction",
+            "state",
+            "pid",
+            "process_name",
+            "family",
+            "source",
+        ],
     );
     assert_eq!(
         sockets,
         vec![
-            vec!["22", "50000", "inbound", "open", "100", "curl", "ipv4", "procfs"],
-            vec!["40000", "80", "outbound", "open", "100", "curl", "ipv4", "procfs"],
-            vec!["40001", "443", "outbound", "closed", "100", "curl", "ipv4", "procfs"],
+            vec![
+                "22", "50000", "inbound", "open", "100", "curl", "ipv4", "procfs"
+            ],
+            vec![
+                "40000", "80", "outbound", "open", "100", "curl", "ipv4", "procfs"
+            ],
+            vec![
+                "40001", "443", "outbound", "closed", "100", "curl", "ipv4", "procfs"
+            ],
         ]
     );
     let closed = tables.columns(table::SOCKETS, &["closed_at"]);
@@ -320,9 +452,13 @@ async fn malformed_messages_are_counted_and_skipped() {
     // The merger is up and writing before the garbage arrives.
     wait_snapshot(&announcements, "m2", |_| true).await;
 
-    let valid_event = connection(ConnectionEventKind::Connect, now_us(), 40000, 80).encode().unwrap();
+    let valid_event = connection(ConnectionEventKind::Connect, now_us(), 40000, 80)
+        .encode()
+        .unwrap();
     let valid_report = host_delta(1, now_us()).encode().unwrap();
-    let mut garbage: Vec<Vec<u8>> = (0..20).map(|i| noise(i + 1, 1 + (i as usize * 7) % 200)).collect();
+    let mut garbage: Vec<Vec<u8>> = (0..20)
+        .map(|i| noise(i + 1, 1 + (i as usize * 7) % 200))
+        .collect();
     // Right header, broken bodies; an empty value; a valid record of the other topic's type.
     garbage.push(valid_event[..valid_event.len() - 3].to_vec());
     garbage.push([&valid_event[..], &[0u8, 1, 2][..]].concat());
@@ -333,8 +469,17 @@ async fn malformed_messages_are_counted_and_skipped() {
     }
     send(&producer, topics::CONNECTIONS, "h1", &valid_report).await;
     send(&producer, topics::REPORTS, "h1", &valid_event).await;
-    let invalid = ConnectionEvent { local_port: -1, ..connection(ConnectionEventKind::Connect, now_us(), 0, 80) };
-    send(&producer, topics::CONNECTIONS, "h1", &invalid.encode().unwrap()).await;
+    let invalid = ConnectionEvent {
+        local_port: -1,
+        ..connection(ConnectionEventKind::Connect, now_us(), 0, 80)
+    };
+    send(
+        &producer,
+        topics::CONNECTIONS,
+        "h1",
+        &invalid.encode().unwrap(),
+    )
+    .await;
     // Valid messages after the garbage still get through.
     send(&producer, topics::CONNECTIONS, "h1", &valid_event).await;
     send(&producer, topics::REPORTS, "h1", &valid_report).await;
@@ -347,10 +492,19 @@ async fn malformed_messages_are_counted_and_skipped() {
     })
     .await;
     let written = stats.snapshots_written.load(Ordering::Relaxed);
-    let tables = wait_snapshot(&announcements, "m2", |t| t.rows(table::SOCKETS) == 1 && t.rows(table::HOSTS) == 1).await;
-    assert_eq!(tables.columns(table::SOCKETS, &["local_port"]), vec![vec!["40000"]]);
+    let tables = wait_snapshot(&announcements, "m2", |t| {
+        t.rows(table::SOCKETS) == 1 && t.rows(table::HOSTS) == 1
+    })
+    .await;
+    assert_eq!(
+        tables.columns(table::SOCKETS, &["local_port"]),
+        vec![vec!["40000"]]
+    );
     // And snapshots keep coming.
-    wait_until("more snapshots", || stats.snapshots_written.load(Ordering::Relaxed) >= written + 3).await;
+    wait_until("more snapshots", || {
+        stats.snapshots_written.load(Ordering::Relaxed) >= written + 3
+    })
+    .await;
     assert_eq!(stats.connections.applied.load(Ordering::Relaxed), 1);
     assert_eq!(stats.reports.applied.load(Ordering::Relaxed), 1);
     merger.stop().await;
@@ -365,16 +519,82 @@ async fn a_restarted_merger_rebuilds_its_state_from_the_recent_past() {
     publish_scenario(&producer).await;
 
     let first = start(merger_args(&kafka, dir.path(), "merger-3", "first"));
-    let before = wait_snapshot(&announcements, "first", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
+    let before = wait_snapshot(&announcements, "first", |t| {
+        t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1
+    })
+    .await;
     first.stop().await;
 
-    // Everything was applied and committed; nothing new is published. A merger that started
-    // from the committed offsets would have an empty state.
+    // Everything was applied and committed (10 connection events, 4 report deltas); nothing
+    // new is published. A merger that started from the committed offsets would have an empty
+    // state.
+    let committed = committed_offsets(&kafka, "merger-3").await;
+    assert_eq!(
+        committed,
+        vec![
+            (topics::CONNECTIONS.to_owned(), 10),
+            (topics::REPORTS.to_owned(), 4)
+        ]
+    );
     let second = start(merger_args(&kafka, dir.path(), "merger-3", "second"));
-    let after = wait_snapshot(&announcements, "second", |t| t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1).await;
-    let columns = ["host_id", "local_port", "remote_port", "direction", "state", "first_seen", "closed_at"];
-    assert_eq!(after.columns(table::SOCKETS, &columns), before.columns(table::SOCKETS, &columns));
-    assert_eq!(after.columns(table::PROCESSES, &["pid", "name"]), before.columns(table::PROCESSES, &["pid", "name"]));
+    let after = wait_snapshot(&announcements, "second", |t| {
+        t.rows(table::SOCKETS) == 3 && t.rows(table::HOSTS) == 1
+    })
+    .await;
+    let columns = [
+        "host_id",
+        "local_port",
+        "remote_port",
+        "direction",
+        "state",
+        "first_seen",
+        "closed_at",
+    ];
+    assert_eq!(
+        after.columns(table::SOCKETS, &columns),
+        before.columns(table::SOCKETS, &columns)
+    );
+    assert_eq!(
+        after.columns(table::PROCESSES, &["pid", "name"]),
+        before.columns(table::PROCESSES, &["pid", "name"])
+    );
     assert!(second.stats.connections.applied.load(Ordering::Relaxed) >= 4);
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_messages_is_applied_completely() {
+    let (_broker, kafka) = broker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-4");
+    let producer = producer(&kafka);
+    // More than the loop handles per wake-up, all waiting when the merger starts.
+    const N: i32 = 12_000;
+    let t = now_us();
+    let mut deliveries = Vec::with_capacity(N as usize);
+    for port in 0..N {
+        let ev = connection(ConnectionEventKind::Connect, t, 10_000 + port, 80);
+        let payload = ev.encode().unwrap();
+        let record = FutureRecord::to(topics::CONNECTIONS)
+            .key("h1")
+            .payload(&payload);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+
+    let merger = start(merger_args(&kafka, dir.path(), "merger-4", "m4"));
+    let tables = wait_snapshot(&announcements, "m4", |t| {
+        t.rows(table::SOCKETS) == N as usize
+    })
+    .await;
+    let ports = tables.columns(table::SOCKETS, &["local_port"]);
+    assert_eq!(ports.first().unwrap()[0], "10000");
+    assert_eq!(ports.last().unwrap()[0], (10_000 + N - 1).to_string());
+    assert_eq!(
+        merger.stats.connections.applied.load(Ordering::Relaxed),
+        N as u64
+    );
+    merger.stop().await;
 }

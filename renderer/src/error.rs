@@ -13,7 +13,10 @@ pub enum Error {
     Config(String),
 
     #[error("creating the Kafka {client}: {source}")]
-    CreateClient { client: &'static str, source: KafkaError },
+    CreateClient {
+        client: &'static str,
+        source: KafkaError,
+    },
     #[error("subscribing to {topic}: {source}")]
     Subscribe { topic: String, source: KafkaError },
     #[error("producing to {topic}: {source}")]
@@ -24,20 +27,38 @@ pub enum Error {
     Encode(#[from] scope_schemas::EncodeError),
 
     #[error("reading directory {path}: {source}")]
-    ReadDir { path: PathBuf, source: std::io::Error },
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
-    WriteFile { path: PathBuf, source: std::io::Error },
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing Parquet file {path}: {source}")]
     WriteParquet { path: PathBuf, source: ParquetError },
     #[error("deleting {path}: {source}")]
-    Delete { path: PathBuf, source: std::io::Error },
+    Delete {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("no snapshot files for time {snapshot_time_us} in {data_dir}")]
-    SnapshotMissing { snapshot_time_us: i64, data_dir: PathBuf },
+    SnapshotMissing {
+        snapshot_time_us: i64,
+        data_dir: PathBuf,
+    },
     #[error("registering table {table}: {source}")]
-    Register { table: String, source: DataFusionError },
+    Register {
+        table: String,
+        source: DataFusionError,
+    },
     #[error("computing {what}: {source}")]
-    Query { what: String, source: DataFusionError },
+    Query {
+        what: String,
+        source: DataFusionError,
+    },
     #[error("table {table} does not match its schema: {source}")]
     Schema { table: String, source: ArrowError },
 

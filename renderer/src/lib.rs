@@ -43,10 +43,14 @@ pub struct RendererArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Kafka consumer group of the renderers (one of them renders at a time).
-    #[arg(long = "group-id", env = "SCOPE_RENDERER_GROUP_ID", default_value = "scope-renderer")]
+    #[arg(
+        long = "group-id",
+        env = "SCOPE_RENDERER_GROUP_ID",
+        default_value = "scope-renderer"
+    )]
     pub group_id: String,
     /// Directory of the snapshot files, shared with the mergers.
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
     pub data_dir: PathBuf,
     /// Delete rendered tables of snapshots older than this ("1h", "30m").
     #[arg(long, env = "SCOPE_RETENTION", default_value = "1h",
@@ -86,17 +90,6 @@ impl RendererArgs {
     }
 }
 
-/// `$XDG_DATA_HOME/scope`, else `$HOME/.local/share/scope`, else `./scope-data`.
-pub fn default_data_dir() -> PathBuf {
-    let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
-        return PathBuf::from(xdg).join("scope");
-    }
-    if let Some(home) = non_empty("HOME") {
-        return PathBuf::from(home).join(".local/share/scope");
-    }
-    PathBuf::from("scope-data")
-}
 
 /// The renderer's counters, process-wide (see [`stats`]).
 #[derive(Debug, Default)]
@@ -129,17 +122,50 @@ impl Stats {
     pub fn metrics(&self) -> Vec<(&'static str, u64)> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         vec![
-            ("scope_renderer_snapshots_rendered_total", get(&self.snapshots_rendered)),
-            ("scope_renderer_snapshots_missing_total", get(&self.snapshots_missing)),
-            ("scope_renderer_snapshots_stale_total", get(&self.snapshots_stale)),
-            ("scope_renderer_render_failures_total", get(&self.render_failures)),
-            ("scope_renderer_skipped_messages_total", get(&self.malformed_announcements)),
-            ("scope_renderer_skipped_published_total", get(&self.malformed_published)),
-            ("scope_renderer_consume_errors_total", get(&self.consume_errors)),
-            ("scope_renderer_nodes_published_total", get(&self.nodes_published)),
-            ("scope_renderer_tombstones_published_total", get(&self.tombstones_published)),
-            ("scope_renderer_publish_failures_total", get(&self.publish_failures)),
-            ("scope_renderer_files_deleted_total", get(&self.files_deleted)),
+            (
+                "scope_renderer_snapshots_rendered_total",
+                get(&self.snapshots_rendered),
+            ),
+            (
+                "scope_renderer_snapshots_missing_total",
+                get(&self.snapshots_missing),
+            ),
+            (
+                "scope_renderer_snapshots_stale_total",
+                get(&self.snapshots_stale),
+            ),
+            (
+                "scope_renderer_render_failures_total",
+                get(&self.render_failures),
+            ),
+            (
+                "scope_renderer_skipped_messages_total",
+                get(&self.malformed_announcements),
+            ),
+            (
+                "scope_renderer_skipped_published_total",
+                get(&self.malformed_published),
+            ),
+            (
+                "scope_renderer_consume_errors_total",
+                get(&self.consume_errors),
+            ),
+            (
+                "scope_renderer_nodes_published_total",
+                get(&self.nodes_published),
+            ),
+            (
+                "scope_renderer_tombstones_published_total",
+                get(&self.tombstones_published),
+            ),
+            (
+                "scope_renderer_publish_failures_total",
+                get(&self.publish_failures),
+            ),
+            (
+                "scope_renderer_files_deleted_total",
+                get(&self.files_deleted),
+            ),
         ]
     }
 }

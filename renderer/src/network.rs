@@ -45,7 +45,10 @@ pub struct LocalNetworks {
 impl LocalNetworks {
     /// The loopback networks only.
     pub fn loopback() -> Self {
-        let mut set = LocalNetworks { networks: Vec::new(), table: IpNetworkTable::new() };
+        let mut set = LocalNetworks {
+            networks: Vec::new(),
+            table: IpNetworkTable::new(),
+        };
         set.insert(IpNetwork::V4(
             Ipv4Network::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("127.0.0.0/8 is valid"),
         ));
@@ -93,7 +96,9 @@ impl LocalNetworks {
 
 impl std::fmt::Debug for LocalNetworks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.networks.iter().map(|n| n.to_string())).finish()
+        f.debug_list()
+            .entries(self.networks.iter().map(|n| n.to_string()))
+            .finish()
     }
 }
 
@@ -120,7 +125,9 @@ pub fn parse_cidr(cidr: &str) -> Result<IpNetwork, String> {
     let ip = parse_addr(addr).ok_or_else(|| format!("{addr:?} is not an IP address"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
-        Some(len) => len.parse::<u8>().map_err(|_| format!("{len:?} is not a prefix length"))?,
+        Some(len) => len
+            .parse::<u8>()
+            .map_err(|_| format!("{len:?} is not a prefix length"))?,
         None => max,
     };
     IpNetwork::new_truncate(ip, len).map_err(|e| e.to_string())
@@ -177,7 +184,11 @@ struct AddrTest {
 
 impl AddrTest {
     fn new(name: &'static str, test: Test) -> Self {
-        AddrTest { name, test, signature: Signature::string(1, Volatility::Immutable) }
+        AddrTest {
+            name,
+            test,
+            signature: Signature::string(1, Volatility::Immutable),
+        }
     }
 
     fn eval(&self, array: &ArrayRef) -> DfResult<BooleanArray> {
@@ -185,7 +196,10 @@ impl AddrTest {
         let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else {
             return exec_err!("{}: expected a string argument", self.name);
         };
-        Ok(strings.iter().map(|addr| addr.map(|a| self.test.check(a))).collect())
+        Ok(strings
+            .iter()
+            .map(|addr| addr.map(|a| self.test.check(a)))
+            .collect())
     }
 }
 
@@ -210,7 +224,9 @@ impl ScalarUDFImpl for AddrTest {
             ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(self.eval(array)?))),
             ColumnarValue::Scalar(scalar) => {
                 let result = self.eval(&scalar.to_array_of_size(1)?)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &result, 0,
+                )?))
             }
         }
     }
@@ -283,7 +299,10 @@ mod tests {
 
     #[test]
     fn sets_compare_by_networks() {
-        assert_eq!(networks(&["10.0.0.1/24", "10.0.0.0/24"]), networks(&["10.0.0.9/24"]));
+        assert_eq!(
+            networks(&["10.0.0.1/24", "10.0.0.0/24"]),
+            networks(&["10.0.0.9/24"])
+        );
         assert_ne!(networks(&["10.0.0.0/24"]), networks(&["10.0.1.0/24"]));
     }
 }

@@ -62,7 +62,11 @@ pub fn same_node(a: &RenderedNode, b: &RenderedNode) -> bool {
 pub fn diff(previous: &BTreeMap<String, RenderedNode>, current: &[RenderedNode]) -> Vec<Change> {
     let mut changes: Vec<Change> = current
         .iter()
-        .filter(|node| previous.get(&node.id).is_none_or(|old| !same_node(old, node)))
+        .filter(|node| {
+            previous
+                .get(&node.id)
+                .is_none_or(|old| !same_node(old, node))
+        })
         .cloned()
         .map(Change::Upsert)
         .collect();
@@ -101,8 +105,15 @@ impl Publisher {
                 ("message.timeout.ms", "30000"),
             ])
             .create()
-            .map_err(|source| Error::CreateClient { client: "producer", source })?;
-        Ok(Publisher { producer, published: BTreeMap::new(), last_snapshot_us: None })
+            .map_err(|source| Error::CreateClient {
+                client: "producer",
+                source,
+            })?;
+        Ok(Publisher {
+            producer,
+            published: BTreeMap::new(),
+            last_snapshot_us: None,
+        })
     }
 
     /// The newest snapshot time published (or read back by [`Self::load`]).
@@ -133,7 +144,10 @@ impl Publisher {
                 ("enable.partition.eof", "false"),
             ])
             .create()
-            .map_err(|source| Error::CreateClient { client: "consumer", source })?;
+            .map_err(|source| Error::CreateClient {
+                client: "consumer",
+                source,
+            })?;
         let consumer = Arc::new(consumer);
         let deadline = tokio::time::Instant::now() + timeout;
 
@@ -161,7 +175,10 @@ impl Publisher {
                 Ok((low, high)) if high > low => {
                     assignment
                         .add_partition_offset(&topic, 0, Offset::Beginning)
-                        .map_err(|source| Error::LoadPublished { topic: topic.clone(), source })?;
+                        .map_err(|source| Error::LoadPublished {
+                            topic: topic.clone(),
+                            source,
+                        })?;
                     ends.insert(topic, high);
                 }
                 Ok(_) => {}
@@ -173,7 +190,10 @@ impl Publisher {
         }
         consumer
             .assign(&assignment)
-            .map_err(|source| Error::LoadPublished { topic: topics.join(","), source })?;
+            .map_err(|source| Error::LoadPublished {
+                topic: topics.join(","),
+                source,
+            })?;
 
         while !ends.is_empty() {
             let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
@@ -185,12 +205,18 @@ impl Publisher {
                     break;
                 }
                 Ok(Err(source)) => {
-                    return Err(Error::LoadPublished { topic: topics.join(","), source });
+                    return Err(Error::LoadPublished {
+                        topic: topics.join(","),
+                        source,
+                    });
                 }
                 Ok(Ok(message)) => message,
             };
             let topic = message.topic().to_owned();
-            if ends.get(&topic).is_some_and(|end| message.offset() + 1 >= *end) {
+            if ends
+                .get(&topic)
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
                 ends.remove(&topic);
             }
             let Some(view) = View::ALL.into_iter().find(|v| v.topic() == topic) else {
@@ -238,7 +264,9 @@ impl Publisher {
             .iter()
             .flat_map(|(view, nodes)| {
                 let previous = self.published.get(view).unwrap_or(&empty);
-                diff(previous, nodes).into_iter().map(|change| (*view, change))
+                diff(previous, nodes)
+                    .into_iter()
+                    .map(|change| (*view, change))
             })
             .collect();
         for (view, change) in changes {
@@ -253,23 +281,32 @@ impl Publisher {
                     record = record.payload(payload);
                 }
                 // The record (which borrows the change) is dropped with the error.
-                match self.producer.send_result(record).map_err(|(error, _record)| error) {
+                match self
+                    .producer
+                    .send_result(record)
+                    .map_err(|(error, _record)| error)
+                {
                     Ok(delivery) => {
                         pending.push((view, change, delivery));
                         break;
                     }
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // Let the queue drain by awaiting what is in flight.
-                        self.settle(&mut pending, &mut counts, &mut first_error).await;
+                        self.settle(&mut pending, &mut counts, &mut first_error)
+                            .await;
                     }
                     Err(source) => {
-                        first_error.get_or_insert(Error::Produce { topic: topic.clone(), source });
+                        first_error.get_or_insert(Error::Produce {
+                            topic: topic.clone(),
+                            source,
+                        });
                         break;
                     }
                 }
             }
         }
-        self.settle(&mut pending, &mut counts, &mut first_error).await;
+        self.settle(&mut pending, &mut counts, &mut first_error)
+            .await;
         match first_error {
             Some(error) => Err(error),
             None => Ok(counts),
@@ -289,7 +326,10 @@ impl Publisher {
                 Err(_canceled) => Err(KafkaError::Canceled),
             };
             if let Err(source) = result {
-                first_error.get_or_insert(Error::Produce { topic: view.topic(), source });
+                first_error.get_or_insert(Error::Produce {
+                    topic: view.topic(),
+                    source,
+                });
                 continue;
             }
             let nodes = self.published.entry(view).or_default();
@@ -336,7 +376,11 @@ mod tests {
         .into_iter()
         .map(|n| (n.id.clone(), n))
         .collect();
-        let current = vec![node("a", &["b"], 2), node("b", &["a"], 2), node("new", &[], 2)];
+        let current = vec![
+            node("a", &["b"], 2),
+            node("b", &["a"], 2),
+            node("new", &[], 2),
+        ];
         let changes = diff(&previous, &current);
         assert_eq!(
             changes,

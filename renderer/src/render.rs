@@ -67,8 +67,12 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         register_files(&ctx, name, &schema_of(name), files)?;
     }
 
-    let (_, cidr_batches) =
-        run(&ctx, "local networks", "SELECT DISTINCT cidr FROM local_networks").await?;
+    let (_, cidr_batches) = run(
+        &ctx,
+        "local networks",
+        "SELECT DISTINCT cidr FROM local_networks",
+    )
+    .await?;
     let mut cidrs = Vec::new();
     for batch in &cidr_batches {
         let column = string_column(batch, "cidr", "local_networks")?;
@@ -80,11 +84,19 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
 
     let (_, connections) = run(&ctx, table::CONNECTIONS, view::CONNECTIONS).await?;
     let connections = conform(&connections, &tables::CONNECTIONS, table::CONNECTIONS)?;
-    register_batches(&ctx, table::CONNECTIONS, &tables::CONNECTIONS, connections.clone())?;
+    register_batches(
+        &ctx,
+        table::CONNECTIONS,
+        &tables::CONNECTIONS,
+        connections.clone(),
+    )?;
     for (name, sql) in view::DERIVED {
         let frame = ctx.sql(sql).await.map_err(query_error(name))?;
         ctx.register_table(name, frame.into_view())
-            .map_err(|source| Error::Register { table: name.to_owned(), source })?;
+            .map_err(|source| Error::Register {
+                table: name.to_owned(),
+                source,
+            })?;
     }
 
     let mut graph_nodes = Vec::new();
@@ -98,14 +110,20 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         let nodes = run(&ctx, &what("nodes"), queries.nodes).await;
         let pseudo = run(&ctx, &what("pseudo nodes"), view::PSEUDO_NODES).await;
         ctx.deregister_table(view::VIEW_EDGES)
-            .map_err(|source| Error::Register { table: view::VIEW_EDGES.into(), source })?;
+            .map_err(|source| Error::Register {
+                table: view::VIEW_EDGES.into(),
+                source,
+            })?;
         let (_, nodes_raw) = nodes?;
         let (_, pseudo_raw) = pseudo?;
 
         let edges = conform(&edges_raw, &tables::GRAPH_EDGES, table::GRAPH_EDGES)?;
         let all_nodes: Vec<RecordBatch> = nodes_raw.iter().chain(&pseudo_raw).cloned().collect();
         let nodes = conform(&all_nodes, &tables::GRAPH_NODES, table::GRAPH_NODES)?;
-        views.insert(view, rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?);
+        views.insert(
+            view,
+            rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?,
+        );
         graph_nodes.extend(nodes);
         graph_edges.extend(edges);
     }
@@ -139,7 +157,11 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
 /// declared type), information schema on for `SHOW TABLES`.
 pub(crate) fn context() -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(true);
-    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     SessionContext::new_with_config(config)
 }
 
@@ -156,7 +178,10 @@ pub(crate) fn register_files(
     schema: &SchemaRef,
     files: &[PathBuf],
 ) -> Result<(), Error> {
-    let register_error = |source| Error::Register { table: name.to_owned(), source };
+    let register_error = |source| Error::Register {
+        table: name.to_owned(),
+        source,
+    };
     if files.is_empty() {
         return register_batches(ctx, name, schema, Vec::new());
     }
@@ -174,7 +199,8 @@ pub(crate) fn register_files(
         .with_listing_options(options)
         .with_schema(Arc::clone(schema));
     let provider = ListingTable::try_new(config).map_err(register_error)?;
-    ctx.register_table(name, Arc::new(provider)).map_err(register_error)?;
+    ctx.register_table(name, Arc::new(provider))
+        .map_err(register_error)?;
     Ok(())
 }
 
@@ -185,14 +211,21 @@ pub(crate) fn register_batches(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(), Error> {
-    let register_error = |source| Error::Register { table: name.to_owned(), source };
+    let register_error = |source| Error::Register {
+        table: name.to_owned(),
+        source,
+    };
     let provider = MemTable::try_new(Arc::clone(schema), vec![batches]).map_err(register_error)?;
-    ctx.register_table(name, Arc::new(provider)).map_err(register_error)?;
+    ctx.register_table(name, Arc::new(provider))
+        .map_err(register_error)?;
     Ok(())
 }
 
 fn query_error(what: &str) -> impl FnOnce(datafusion::error::DataFusionError) -> Error + '_ {
-    move |source| Error::Query { what: what.to_owned(), source }
+    move |source| Error::Query {
+        what: what.to_owned(),
+        source,
+    }
 }
 
 /// Runs `sql`, returning the result's schema (also when it has no rows) and its batches.
@@ -214,7 +247,10 @@ pub(crate) fn conform(
     schema: &SchemaRef,
     table: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
-    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    let schema_error = |source| Error::Schema {
+        table: table.to_owned(),
+        source,
+    };
     batches
         .iter()
         .map(|batch| {
@@ -239,7 +275,10 @@ pub(crate) fn conform(
 }
 
 fn string_column(batch: &RecordBatch, name: &str, table: &str) -> Result<StringArray, Error> {
-    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    let schema_error = |source| Error::Schema {
+        table: table.to_owned(),
+        source,
+    };
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
@@ -252,7 +291,10 @@ fn string_column(batch: &RecordBatch, name: &str, table: &str) -> Result<StringA
 }
 
 fn bool_column(batch: &RecordBatch, name: &str, table: &str) -> Result<BooleanArray, Error> {
-    let schema_error = |source| Error::Schema { table: table.to_owned(), source };
+    let schema_error = |source| Error::Schema {
+        table: table.to_owned(),
+        source,
+    };
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
@@ -278,7 +320,10 @@ fn rendered_nodes(
         let dst = string_column(batch, "dst", table::GRAPH_EDGES)?;
         for (src, dst) in src.iter().zip(dst.iter()) {
             if let (Some(src), Some(dst)) = (src, dst) {
-                adjacency.entry(src.to_owned()).or_default().insert(dst.to_owned());
+                adjacency
+                    .entry(src.to_owned())
+                    .or_default()
+                    .insert(dst.to_owned());
             }
         }
     }
@@ -304,7 +349,11 @@ fn rendered_nodes(
             }
             let id = id.value(row).to_owned();
             let text = |column: &StringArray| {
-                if column.is_null(row) { String::new() } else { column.value(row).to_owned() }
+                if column.is_null(row) {
+                    String::new()
+                } else {
+                    column.value(row).to_owned()
+                }
             };
             let metadata = metas
                 .iter()
@@ -313,7 +362,10 @@ fn rendered_nodes(
                 .collect();
             let node = RenderedNode {
                 view: view.name().to_owned(),
-                adjacency: adjacency.get(&id).map(|d| d.iter().cloned().collect()).unwrap_or_default(),
+                adjacency: adjacency
+                    .get(&id)
+                    .map(|d| d.iter().cloned().collect())
+                    .unwrap_or_default(),
                 id: id.clone(),
                 label: text(&label),
                 label_minor: text(&label_minor),

@@ -43,7 +43,12 @@ fn remove_stale_temp_files(dir: &Path, cutoff: SystemTime) -> Result<u64, Error>
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => return Err(Error::ReadDir { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(Error::ReadDir {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut count = 0;
     for entry in entries.flatten() {
@@ -62,7 +67,10 @@ fn remove(path: &Path) -> Result<(), Error> {
         Ok(()) => Ok(()),
         // Someone else (another renderer on the same dir) was first.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Delete { path: path.to_path_buf(), source }),
+        Err(source) => Err(Error::Delete {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -79,7 +87,9 @@ mod tests {
         let mut paths = Vec::new();
         for name in [table::GRAPH_NODES, table::HOSTS] {
             for t in [old_us, new_us] {
-                let path = dir.path().join(scope_schemas::snapshot::file_path(name, t, "w"));
+                let path = dir
+                    .path()
+                    .join(scope_schemas::snapshot::file_path(name, t, "w"));
                 fs::create_dir_all(path.parent().unwrap()).unwrap();
                 fs::write(&path, b"x").unwrap();
                 paths.push(path);
@@ -89,7 +99,13 @@ mod tests {
         fs::write(&temp, b"x").unwrap();
 
         let deleted = apply(dir.path(), Duration::from_secs(1000), now).unwrap();
-        assert_eq!(deleted, Deleted { files: 1, temp_files: 0 });
+        assert_eq!(
+            deleted,
+            Deleted {
+                files: 1,
+                temp_files: 0
+            }
+        );
         assert!(!paths[0].exists(), "old graph_nodes file deleted");
         assert!(paths[1].exists() && paths[2].exists() && paths[3].exists());
         assert!(temp.exists(), "a fresh temporary file may be in use");

@@ -13,7 +13,7 @@
 //! renderer shows the present; `-X auto.offset.reset=earliest` renders the retained past too.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::atomic::Ordering,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -38,8 +38,10 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// start (bad settings, data dir not writable, Kafka clients not creatable).
 pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), Error> {
     args.validate()?;
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|source| Error::WriteFile { path: args.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|source| Error::WriteFile {
+        path: args.data_dir.clone(),
+        source,
+    })?;
 
     let specs: Vec<_> = topics::all(1)
         .into_iter()
@@ -76,10 +78,16 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
             ("auto.offset.reset", "latest"),
         ])
         .create()
-        .map_err(|source| Error::CreateClient { client: "consumer", source })?;
+        .map_err(|source| Error::CreateClient {
+            client: "consumer",
+            source,
+        })?;
     consumer
         .subscribe(&[topics::SNAPSHOTS])
-        .map_err(|source| Error::Subscribe { topic: topics::SNAPSHOTS.into(), source })?;
+        .map_err(|source| Error::Subscribe {
+            topic: topics::SNAPSHOTS.into(),
+            source,
+        })?;
     tracing::info!(
         data_dir = %args.data_dir.display(),
         group_id,
@@ -123,7 +131,10 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
         };
         match announcement {
             Err(reason) => {
-                let count = stats().malformed_announcements.fetch_add(1, Ordering::Relaxed) + 1;
+                let count = stats()
+                    .malformed_announcements
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 if worker.malformed_log.ready() {
                     tracing::warn!(
                         topic,
@@ -146,12 +157,16 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
         worker.retention();
     }
 
-    // Commit what was handled before leaving the group (blocking: off the async threads).
-    let consumer = Arc::new(consumer);
-    let committing = Arc::clone(&consumer);
-    let committed =
-        tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync))
-            .await;
+    // Commit what was handled, leave the group and stop the clients: blocking calls, so off
+    // the async threads (an embedded broker may be served by this very runtime).
+    let publisher = worker.publisher;
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = consumer.commit_consumer_state(CommitMode::Sync);
+        drop(consumer);
+        drop(publisher);
+        committed
+    })
+    .await;
     match committed {
         Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(_))) => {}
         Ok(Err(error)) => tracing::warn!(%error, "final offset commit failed"),
@@ -203,7 +218,11 @@ impl Worker<'_> {
                 "local networks that are not CIDRs were ignored"
             );
         }
-        if self.publisher.last_snapshot_us().is_some_and(|last| t < last) {
+        if self
+            .publisher
+            .last_snapshot_us()
+            .is_some_and(|last| t < last)
+        {
             stats().snapshots_stale.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 snapshot_time_us = t,
@@ -213,8 +232,12 @@ impl Worker<'_> {
         }
         match self.publisher.publish(t, &rendered.views).await {
             Ok(published) => {
-                stats().nodes_published.fetch_add(published.upserts, Ordering::Relaxed);
-                stats().tombstones_published.fetch_add(published.tombstones, Ordering::Relaxed);
+                stats()
+                    .nodes_published
+                    .fetch_add(published.upserts, Ordering::Relaxed);
+                stats()
+                    .tombstones_published
+                    .fetch_add(published.tombstones, Ordering::Relaxed);
                 tracing::debug!(
                     snapshot_time_us = t,
                     writer,
@@ -237,13 +260,18 @@ impl Worker<'_> {
     }
 
     fn retention(&mut self) {
-        if self.last_retention.is_some_and(|at| at.elapsed() < RETENTION_EVERY) {
+        if self
+            .last_retention
+            .is_some_and(|at| at.elapsed() < RETENTION_EVERY)
+        {
             return;
         }
         self.last_retention = Some(Instant::now());
         match retention::apply(&self.args.data_dir, self.args.retention, SystemTime::now()) {
             Ok(deleted) => {
-                stats().files_deleted.fetch_add(deleted.files + deleted.temp_files, Ordering::Relaxed);
+                stats()
+                    .files_deleted
+                    .fetch_add(deleted.files + deleted.temp_files, Ordering::Relaxed);
             }
             Err(error) => tracing::warn!(%error, "retention failed; retrying later"),
         }

@@ -62,7 +62,10 @@ pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let frame = ctx.sql_with_options(sql, options).await.map_err(Error::Sql)?;
+    let frame = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(Error::Sql)?;
     let schema = Arc::clone(frame.schema().inner());
     let mut batches = frame.collect().await.map_err(Error::Sql)?;
     batches.retain(|b| b.num_rows() > 0);
@@ -84,7 +87,10 @@ pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
     })?;
     catalog
         .register_schema(HISTORY_SCHEMA, Arc::new(MemorySchemaProvider::new()))
-        .map_err(|source| Error::Register { table: HISTORY_SCHEMA.into(), source })?;
+        .map_err(|source| Error::Register {
+            table: HISTORY_SCHEMA.into(),
+            source,
+        })?;
     for name in ALL_TABLES {
         let schema = render::schema_of(name);
         let all = store::list(data_dir, name)?;
@@ -104,8 +110,10 @@ pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
 pub fn latest_rendered(data_dir: &Path) -> Result<Option<i64>, Error> {
     let mut common: Option<std::collections::BTreeSet<i64>> = None;
     for name in table::RENDERED {
-        let times: std::collections::BTreeSet<i64> =
-            store::list(data_dir, name)?.into_iter().map(|f| f.snapshot_time_us).collect();
+        let times: std::collections::BTreeSet<i64> = store::list(data_dir, name)?
+            .into_iter()
+            .map(|f| f.snapshot_time_us)
+            .collect();
         common = Some(match common {
             None => times,
             Some(previous) => previous.intersection(&times).copied().collect(),
@@ -118,7 +126,10 @@ pub fn latest_rendered(data_dir: &Path) -> Result<Option<i64>, Error> {
 fn check_read_only(sql: &str) -> Result<(), Error> {
     let statements = DFParser::parse_sql(sql).map_err(Error::Sql)?;
     if statements.len() != 1 {
-        return Err(Error::ReadOnly(format!("{} statements (one query expected)", statements.len())));
+        return Err(Error::ReadOnly(format!(
+            "{} statements (one query expected)",
+            statements.len()
+        )));
     }
     let allowed = match &statements[0] {
         DfStatement::Statement(statement) => is_query(statement),
@@ -131,7 +142,10 @@ fn check_read_only(sql: &str) -> Result<(), Error> {
         Ok(())
     } else {
         let text = statements[0].to_string();
-        let verb = text.split_whitespace().next().unwrap_or("an empty statement");
+        let verb = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("an empty statement");
         Err(Error::ReadOnly(verb.to_uppercase()))
     }
 }
@@ -166,7 +180,9 @@ pub fn format(batches: &[RecordBatch], format: Format) -> Result<String, Error> 
             Ok(text)
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(Vec::new());
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(Vec::new());
             for batch in batches {
                 writer.write(batch).map_err(Error::Format)?;
             }

@@ -54,7 +54,10 @@ pub fn list(data_dir: &Path, table: &str) -> Result<Vec<TableFile>, Error> {
     };
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::ReadDir { path: dir.clone(), source })?;
+        let entry = entry.map_err(|source| Error::ReadDir {
+            path: dir.clone(),
+            source,
+        })?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some((snapshot_time_us, writer)) = parse_file_name(name) {
@@ -70,7 +73,11 @@ pub fn list(data_dir: &Path, table: &str) -> Result<Vec<TableFile>, Error> {
 }
 
 /// The files of `table` for one snapshot time, all writers.
-pub fn files_at(data_dir: &Path, table: &str, snapshot_time_us: i64) -> Result<Vec<PathBuf>, Error> {
+pub fn files_at(
+    data_dir: &Path,
+    table: &str,
+    snapshot_time_us: i64,
+) -> Result<Vec<PathBuf>, Error> {
     Ok(list(data_dir, table)?
         .into_iter()
         .filter(|f| f.snapshot_time_us == snapshot_time_us)
@@ -94,9 +101,18 @@ pub fn write_parquet(
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<PathBuf, Error> {
-    let path = data_dir.join(scope_schemas::snapshot::file_path(table, snapshot_time_us, writer));
-    let dir = path.parent().map_or_else(|| data_dir.to_path_buf(), Path::to_path_buf);
-    fs::create_dir_all(&dir).map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+    let path = data_dir.join(scope_schemas::snapshot::file_path(
+        table,
+        snapshot_time_us,
+        writer,
+    ));
+    let dir = path
+        .parent()
+        .map_or_else(|| data_dir.to_path_buf(), Path::to_path_buf);
+    fs::create_dir_all(&dir).map_err(|source| Error::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or(table);
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
 
@@ -107,19 +123,30 @@ pub fn write_parquet(
     }
     fs::rename(&tmp, &path).map_err(|source| {
         let _ = fs::remove_file(&tmp);
-        Error::WriteFile { path: path.clone(), source }
+        Error::WriteFile {
+            path: path.clone(),
+            source,
+        }
     })?;
     // The rename is durable once the directory is.
     File::open(&dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| Error::WriteFile { path: dir.clone(), source })?;
+        .map_err(|source| Error::WriteFile {
+            path: dir.clone(),
+            source,
+        })?;
     Ok(path)
 }
 
 fn write_file(tmp: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), Error> {
-    let parquet_err = |source| Error::WriteParquet { path: tmp.to_path_buf(), source };
-    let file =
-        File::create(tmp).map_err(|source| Error::WriteFile { path: tmp.to_path_buf(), source })?;
+    let parquet_err = |source| Error::WriteParquet {
+        path: tmp.to_path_buf(),
+        source,
+    };
+    let file = File::create(tmp).map_err(|source| Error::WriteFile {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -129,7 +156,10 @@ fn write_file(tmp: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
         writer.write(batch).map_err(parquet_err)?;
     }
     let file = writer.into_inner().map_err(parquet_err)?;
-    file.sync_all().map_err(|source| Error::WriteFile { path: tmp.to_path_buf(), source })
+    file.sync_all().map_err(|source| Error::WriteFile {
+        path: tmp.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -139,7 +169,10 @@ mod tests {
     #[test]
     fn file_names() {
         let name = "00000001700000000000-merger-a-1.parquet";
-        assert_eq!(parse_file_name(name), Some((1_700_000_000_000, "merger-a-1")));
+        assert_eq!(
+            parse_file_name(name),
+            Some((1_700_000_000_000, "merger-a-1"))
+        );
         let made = scope_schemas::snapshot::file_path("hosts", 42, "w");
         let made = made.strip_prefix("hosts/").unwrap();
         assert_eq!(parse_file_name(made), Some((42, "w")));

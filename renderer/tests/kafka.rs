@@ -2,12 +2,7 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::atomic::Ordering,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use common::{Snapshot as Tables, recent_time};
 use rdkafka::{
@@ -46,7 +41,11 @@ async fn produce(producer: &FutureProducer, key: &str, payload: Option<&[u8]>) {
     if let Some(payload) = payload {
         record = record.payload(payload);
     }
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
 
 /// Consumes `topic` into `state` (key -> value or tombstone) until `done` holds.
@@ -69,9 +68,13 @@ async fn consume_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renders_announced_snapshots_and_publishes_changes() {
-    let broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let broker = EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
     let kafka = KafkaArgs::new(broker.bootstrap());
-    scope_kafka::ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    scope_kafka::ensure_topics(&kafka, &topics::all(1))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let producer: FutureProducer = kafka.client_config(&[]).create().unwrap();
 
@@ -84,25 +87,34 @@ async fn renders_announced_snapshots_and_publishes_changes() {
         .outbound("h1", Some(100), ("127.0.0.1", 40000), ("127.0.0.1", 80))
         .inbound("h1", Some(200), ("127.0.0.1", 80), ("127.0.0.1", 40000))
         .write(dir.path(), "m1");
-    let malformed_before = scope_renderer::stats().malformed_announcements.load(Ordering::Relaxed);
+    let malformed_before = scope_renderer::stats()
+        .malformed_announcements
+        .load(Ordering::Relaxed);
     produce(&producer, "m1", Some(b"\x00\x01 definitely not avro")).await;
     produce(&producer, "m1", None).await;
     produce(&producer, "m1", Some(&announcement(dir.path(), t1))).await;
 
     let mut args = RendererArgs::new(kafka.clone(), dir.path());
     args.group_id = "renderer-test".into();
-    args.kafka.properties.push(("auto.offset.reset".into(), "earliest".into()));
+    args.kafka
+        .properties
+        .push(("auto.offset.reset".into(), "earliest".into()));
     let shutdown = CancellationToken::new();
     let renderer = tokio::spawn(scope_renderer::run(args, shutdown.clone()));
 
     let consumer: StreamConsumer = kafka
-        .client_config(&[("group.id", "view-reader"), ("auto.offset.reset", "earliest")])
+        .client_config(&[
+            ("group.id", "view-reader"),
+            ("auto.offset.reset", "earliest"),
+        ])
         .create()
         .unwrap();
     consumer.subscribe(&[&View::Processes.topic()]).unwrap();
     let mut state = BTreeMap::new();
-    consume_until(&consumer, &mut state, |s| s.contains_key("h1;100") && s.contains_key("h1;200"))
-        .await;
+    consume_until(&consumer, &mut state, |s| {
+        s.contains_key("h1;100") && s.contains_key("h1;200")
+    })
+    .await;
     let curl = state["h1;100"].clone().expect("a value, not a tombstone");
     assert_eq!(curl.label, "curl");
     assert_eq!(curl.label_minor, "h1 (100)");
@@ -113,23 +125,59 @@ async fn renders_announced_snapshots_and_publishes_changes() {
     assert_eq!(nginx.label, "nginx");
     assert_eq!(state.len(), 2, "{state:#?}");
     assert!(
-        scope_renderer::stats().malformed_announcements.load(Ordering::Relaxed)
+        scope_renderer::stats()
+            .malformed_announcements
+            .load(Ordering::Relaxed)
             >= malformed_before + 2
     );
 
     // Snapshot 2: nginx is gone, and so is the connection.
     let t2 = recent_time(-1);
-    Tables::new(t2).host("h1", "h1").process("h1", 100, "curl").write(dir.path(), "m1");
+    Tables::new(t2)
+        .host("h1", "h1")
+        .process("h1", 100, "curl")
+        .write(dir.path(), "m1");
     produce(&producer, "m1", Some(&announcement(dir.path(), t2))).await;
-    consume_until(&consumer, &mut state, |s| s.get("h1;200").is_some_and(Option::is_none)).await;
     consume_until(&consumer, &mut state, |s| {
-        s.get("h1;100").is_some_and(|n| n.as_ref().is_some_and(|n| n.adjacency.is_empty()))
+        s.get("h1;200").is_some_and(Option::is_none)
+    })
+    .await;
+    consume_until(&consumer, &mut state, |s| {
+        s.get("h1;100")
+            .is_some_and(|n| n.as_ref().is_some_and(|n| n.adjacency.is_empty()))
     })
     .await;
 
     // The rendered tables of both snapshots are on disk.
-    assert_eq!(scope_renderer::sql::latest_rendered(dir.path()).unwrap(), Some(t2));
+    assert_eq!(
+        scope_renderer::sql::latest_rendered(dir.path()).unwrap(),
+        Some(t2)
+    );
 
     shutdown.cancel();
-    tokio::time::timeout(WAIT, renderer).await.expect("renderer stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, renderer)
+        .await
+        .expect("renderer stops")
+        .unwrap()
+        .unwrap();
+
+    // A restarted renderer reads back what was published: curl leaving while it was down
+    // still gets its tombstone.
+    let t3 = recent_time(0);
+    Tables::new(t3).host("h1", "h1").write(dir.path(), "m1");
+    produce(&producer, "m1", Some(&announcement(dir.path(), t3))).await;
+    let mut args = RendererArgs::new(kafka.clone(), dir.path());
+    args.group_id = "renderer-test".into();
+    let shutdown = CancellationToken::new();
+    let renderer = tokio::spawn(scope_renderer::run(args, shutdown.clone()));
+    consume_until(&consumer, &mut state, |s| {
+        s.get("h1;100").is_some_and(Option::is_none)
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, renderer)
+        .await
+        .expect("renderer stops")
+        .unwrap()
+        .unwrap();
 }

@@ -14,7 +14,9 @@ const T2: i64 = 1_700_000_002_000_000;
 const T3: i64 = 1_700_000_003_000_000;
 
 fn snapshot(t: i64, processes: &[(i32, &str)]) -> Snapshot {
-    let mut s = Snapshot::new(t).host("h1", "h1").network("h1", "10.0.0.1/24");
+    let mut s = Snapshot::new(t)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/24");
     for (pid, name) in processes {
         s = s.process("h1", *pid, name);
     }
@@ -36,9 +38,16 @@ async fn data_dir() -> tempfile::TempDir {
 async fn plain_tables_are_the_latest_rendered_snapshot() {
     let dir = data_dir().await;
     assert_eq!(latest_rendered(dir.path()).unwrap(), Some(T2));
-    assert_eq!(rows(dir.path(), "SELECT pid, name FROM processes ORDER BY pid").await, vec!["1,init"]);
     assert_eq!(
-        rows(dir.path(), "SELECT id FROM graph_nodes WHERE view = 'processes'").await,
+        rows(dir.path(), "SELECT pid, name FROM processes ORDER BY pid").await,
+        vec!["1,init"]
+    );
+    assert_eq!(
+        rows(
+            dir.path(),
+            "SELECT id FROM graph_nodes WHERE \"view\" = 'processes'"
+        )
+        .await,
         vec!["h1;1"]
     );
     let times = rows(
@@ -47,7 +56,11 @@ async fn plain_tables_are_the_latest_rendered_snapshot() {
          UNION SELECT DISTINCT CAST(snapshot_time AS BIGINT) FROM graph_nodes",
     )
     .await;
-    assert_eq!(times, vec![(T2).to_string()], "merged and rendered tables of one moment");
+    assert_eq!(
+        times,
+        vec![(T2).to_string()],
+        "merged and rendered tables of one moment"
+    );
 }
 
 #[tokio::test]
@@ -59,7 +72,10 @@ async fn history_has_every_retained_snapshot() {
          GROUP BY snapshot_time ORDER BY t",
     )
     .await;
-    assert_eq!(per_time, vec![format!("{T1},2"), format!("{T2},1"), format!("{T3},2")]);
+    assert_eq!(
+        per_time,
+        vec![format!("{T1},2"), format!("{T2},1"), format!("{T3},2")]
+    );
     let rendered = rows(
         dir.path(),
         "SELECT COUNT(DISTINCT snapshot_time) FROM history.graph_nodes",
@@ -72,16 +88,25 @@ async fn history_has_every_retained_snapshot() {
 async fn empty_data_dir_has_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(latest_rendered(dir.path()).unwrap(), None);
-    let batches = query(dir.path(), "SELECT host_id FROM hosts").await.unwrap();
+    let batches = query(dir.path(), "SELECT host_id FROM hosts")
+        .await
+        .unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
     assert_eq!(format(&batches, Format::Csv).unwrap(), "host_id\n");
-    assert_eq!(rows(dir.path(), "SELECT COUNT(*) FROM history.sockets").await, vec!["0"]);
+    assert_eq!(
+        rows(dir.path(), "SELECT COUNT(*) FROM history.sockets").await,
+        vec!["0"]
+    );
 }
 
 #[tokio::test]
 async fn bad_sql_is_an_error() {
     let dir = data_dir().await;
-    for bad in ["SELEC 1", "SELECT nope FROM hosts", "SELECT * FROM no_such_table"] {
+    for bad in [
+        "SELEC 1",
+        "SELECT nope FROM hosts",
+        "SELECT * FROM no_such_table",
+    ] {
         let error = query(dir.path(), bad).await.expect_err(bad);
         assert!(matches!(error, Error::Sql(_)), "{bad}: {error:?}");
         assert!(!error.is_retryable());
@@ -104,22 +129,33 @@ async fn writes_are_rejected() {
         assert!(error.to_string().contains("read-only"), "{error}");
     }
     // Nothing changed.
-    assert_eq!(rows(dir.path(), "SELECT COUNT(*) FROM hosts").await, vec!["1"]);
+    assert_eq!(
+        rows(dir.path(), "SELECT COUNT(*) FROM hosts").await,
+        vec!["1"]
+    );
 }
 
 #[tokio::test]
 async fn formats() {
     let dir = data_dir().await;
-    let batches = query(dir.path(), "SELECT pid, name FROM history.processes WHERE pid = 3")
-        .await
-        .unwrap();
+    let batches = query(
+        dir.path(),
+        "SELECT pid, name FROM history.processes WHERE pid = 3",
+    )
+    .await
+    .unwrap();
     let table = format(&batches, Format::Table).unwrap();
-    assert!(table.contains("| pid | name |") && table.contains("| 3   | new  |"), "{table}");
+    assert!(
+        table.contains("| pid | name |") && table.contains("| 3   | new  |"),
+        "{table}"
+    );
     assert_eq!(format(&batches, Format::Csv).unwrap(), "pid,name\n3,new\n");
     let json: serde_json::Value =
         serde_json::from_str(&format(&batches, Format::Json).unwrap()).unwrap();
     assert_eq!(json, serde_json::json!([{"pid": 3, "name": "new"}]));
-    let none = query(dir.path(), "SELECT pid FROM processes WHERE pid < 0").await.unwrap();
+    let none = query(dir.path(), "SELECT pid FROM processes WHERE pid < 0")
+        .await
+        .unwrap();
     assert_eq!(format(&none, Format::Json).unwrap().trim(), "[]");
 }
 

@@ -61,13 +61,16 @@ async fn rendered() -> (tempfile::TempDir, Rendered) {
 async fn edges(dir: &Path, view: &str) -> Vec<String> {
     rows(
         dir,
-        &format!("SELECT src, dst, connections FROM graph_edges WHERE view = '{view}' ORDER BY src, dst"),
+        &format!("SELECT src, dst, connections FROM graph_edges WHERE \"view\" = '{view}' ORDER BY src, dst"),
     )
     .await
 }
 
 fn nodes(rendered: &Rendered, view: View) -> BTreeMap<String, RenderedNode> {
-    rendered.views[&view].iter().map(|n| (n.id.clone(), n.clone())).collect()
+    rendered.views[&view]
+        .iter()
+        .map(|n| (n.id.clone(), n.clone()))
+        .collect()
 }
 
 #[tokio::test]
@@ -96,7 +99,10 @@ async fn loopback_pair_is_one_connection() {
     )
     .await;
     // h1's two ends pair; h2's client end (same tuple, other host) stays alone.
-    assert_eq!(loopback, vec!["h1,100,curl,h1,200,nginx", "h2,500,nginx,,,"]);
+    assert_eq!(
+        loopback,
+        vec!["h1,100,curl,h1,200,nginx", "h2,500,nginx,,,"]
+    );
     assert_eq!(rendered.connections, 7);
     let processes = nodes(&rendered, View::Processes);
     assert_eq!(processes["h1;100"].adjacency, vec!["h1;200", "h2;400"]);
@@ -115,7 +121,10 @@ async fn cross_host_connection_pairs_both_hosts_sockets() {
     .await;
     assert_eq!(
         cross,
-        vec!["h1,100,10.0.0.1,50000,h2,400,10.0.0.2,5432,open", ",,10.0.0.9,55555,h2,400,10.0.0.2,5432,open"]
+        vec![
+            "h1,100,10.0.0.1,50000,h2,400,10.0.0.2,5432,open",
+            ",,10.0.0.9,55555,h2,400,10.0.0.2,5432,open"
+        ]
     );
     assert_eq!(
         edges(dir.path(), "hosts").await,
@@ -137,19 +146,31 @@ async fn internet_and_local_pseudo_nodes() {
     assert_eq!(processes["h1;300"].adjacency, vec![INTERNET_OUTBOUND_ID]);
     let inbound = &processes[INTERNET_INBOUND_ID];
     assert_eq!(
-        (inbound.label.as_str(), inbound.label_minor.as_str(), inbound.shape.as_str(), inbound.pseudo),
+        (
+            inbound.label.as_str(),
+            inbound.label_minor.as_str(),
+            inbound.shape.as_str(),
+            inbound.pseudo
+        ),
         ("The Internet", "Inbound connections", "cloud", true)
     );
     assert_eq!(inbound.adjacency, vec!["h2;500"]);
     assert_eq!(inbound.rank, INTERNET_INBOUND_ID);
     let outbound = &processes[INTERNET_OUTBOUND_ID];
     assert_eq!(
-        (outbound.label.as_str(), outbound.label_minor.as_str(), outbound.shape.as_str()),
+        (
+            outbound.label.as_str(),
+            outbound.label_minor.as_str(),
+            outbound.shape.as_str()
+        ),
         ("The Internet", "Outbound connections", "cloud")
     );
     // 10.0.0.9 is in a local network: a node of its own, not the Internet.
     let local = &processes[";10.0.0.9"];
-    assert_eq!((local.label.as_str(), local.shape.as_str(), local.pseudo), ("10.0.0.9", "circle", true));
+    assert_eq!(
+        (local.label.as_str(), local.shape.as_str(), local.pseudo),
+        ("10.0.0.9", "circle", true)
+    );
     assert_eq!(local.adjacency, vec!["h2;400"]);
     // The ownerless socket to 8.8.4.4 has no process: no edge in this view.
     assert_eq!(processes.values().filter(|n| n.pseudo).count(), 4);
@@ -161,7 +182,12 @@ async fn process_nodes_look_like_weave_scope() {
     let processes = nodes(&rendered, View::Processes);
     let curl = &processes["h1;100"];
     assert_eq!(
-        (curl.label.as_str(), curl.label_minor.as_str(), curl.rank.as_str(), curl.shape.as_str()),
+        (
+            curl.label.as_str(),
+            curl.label_minor.as_str(),
+            curl.rank.as_str(),
+            curl.shape.as_str()
+        ),
         ("curl", "h1 (100)", "curl", "square")
     );
     assert!(!curl.pseudo);
@@ -179,7 +205,12 @@ async fn processes_by_name_view() {
     let by_name = nodes(&rendered, View::ProcessesByName);
     let nginx = &by_name["nginx"];
     assert_eq!(
-        (nginx.label.as_str(), nginx.label_minor.as_str(), nginx.rank.as_str(), nginx.shape.as_str()),
+        (
+            nginx.label.as_str(),
+            nginx.label_minor.as_str(),
+            nginx.rank.as_str(),
+            nginx.shape.as_str()
+        ),
         ("nginx", "2 processes", "nginx", "square")
     );
     assert_eq!(by_name["curl"].label_minor, "1 process");
@@ -206,12 +237,23 @@ async fn hosts_view() {
     let hosts = nodes(&rendered, View::Hosts);
     let h1 = &hosts["h1;<host>"];
     assert_eq!(
-        (h1.label.as_str(), h1.label_minor.as_str(), h1.rank.as_str(), h1.shape.as_str()),
+        (
+            h1.label.as_str(),
+            h1.label_minor.as_str(),
+            h1.rank.as_str(),
+            h1.shape.as_str()
+        ),
         ("h1", "", "", "circle")
     );
-    assert_eq!(h1.adjacency, vec!["h1;<host>", "h2;<host>", INTERNET_OUTBOUND_ID]);
+    assert_eq!(
+        h1.adjacency,
+        vec!["h1;<host>", "h2;<host>", INTERNET_OUTBOUND_ID]
+    );
     let h2 = &hosts["h2;<host>"];
-    assert_eq!((h2.label.as_str(), h2.label_minor.as_str(), h2.rank.as_str()), ("h2", "lan", "lan"));
+    assert_eq!(
+        (h2.label.as_str(), h2.label_minor.as_str(), h2.rank.as_str()),
+        ("h2", "lan", "lan")
+    );
     assert_eq!(h2.metadata["os"], "Debian GNU/Linux 12 (bookworm)");
     assert_eq!(hosts.len(), 2 + 4);
 }
@@ -238,15 +280,23 @@ async fn rendering_twice_is_idempotent() {
     let (dir, first) = rendered().await;
     let second = render(dir.path(), T1).await.unwrap();
     assert_eq!(first.views, second.views);
-    let files = std::fs::read_dir(dir.path().join(table::GRAPH_NODES)).unwrap().count();
-    assert_eq!(files, 1, "one file per rendered table and snapshot, no temporary left");
+    let files = std::fs::read_dir(dir.path().join(table::GRAPH_NODES))
+        .unwrap()
+        .count();
+    assert_eq!(
+        files, 1,
+        "one file per rendered table and snapshot, no temporary left"
+    );
 }
 
 #[tokio::test]
 async fn missing_snapshot_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let error = render(dir.path(), T1).await.unwrap_err();
-    assert!(matches!(error, scope_renderer::Error::SnapshotMissing { .. }), "{error}");
+    assert!(
+        matches!(error, scope_renderer::Error::SnapshotMissing { .. }),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -262,9 +312,18 @@ async fn empty_snapshot_renders_empty_views() {
 async fn golden_tables() {
     let (dir, _) = rendered().await;
     for (name, sql) in [
-        ("connections", "SELECT * EXCLUDE (snapshot_time, first_seen, last_seen) FROM connections ORDER BY client_addr, client_port, server_addr, client_host_id"),
-        ("graph_nodes", "SELECT * EXCLUDE (snapshot_time) FROM graph_nodes ORDER BY view, id"),
-        ("graph_edges", "SELECT * EXCLUDE (snapshot_time) FROM graph_edges ORDER BY view, src, dst"),
+        (
+            "connections",
+            "SELECT * EXCLUDE (snapshot_time, first_seen, last_seen) FROM connections ORDER BY client_addr, client_port, server_addr, client_host_id",
+        ),
+        (
+            "graph_nodes",
+            "SELECT * EXCLUDE (snapshot_time) FROM graph_nodes ORDER BY \"view\", id",
+        ),
+        (
+            "graph_edges",
+            "SELECT * EXCLUDE (snapshot_time) FROM graph_edges ORDER BY \"view\", src, dst",
+        ),
     ] {
         let batches = scope_renderer::sql::query(dir.path(), sql).await.unwrap();
         let actual =

@@ -29,6 +29,8 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The two marker bytes that open every single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
+/// The largest string, array or map a decoder allocates for.
+pub const MAX_ALLOCATION_BYTES: usize = 16 << 20;
 
 /// A schema parsed once, with its single-object header.
 pub struct RecordSchema {
@@ -40,6 +42,9 @@ impl RecordSchema {
     /// Parses `.avsc` text; panics only on a malformed schema file, which is a build defect
     /// caught by this crate's tests, never by input data.
     pub fn parse(avsc: &str) -> Self {
+        // A crafted length prefix must not make a decoder allocate apache-avro's default
+        // 512 MiB; no Scope record comes near this bound (Kafka's own limit is 1 MiB).
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         let schema = Schema::parse_str(avsc).expect("embedded .avsc must parse");
         let SchemaFingerprint { bytes } = schema.fingerprint::<Rabin>();
         let mut header = [0u8; HEADER_LEN];

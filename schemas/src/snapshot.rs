@@ -65,15 +65,39 @@ pub fn snapshot_time_of(file_name: &str) -> Option<i64> {
 }
 
 /// Where snapshots live when neither `--data-dir` nor `SCOPE_DATA_DIR` says:
-/// `$XDG_DATA_HOME/scope`, else `$HOME/.local/share/scope`, else `./scope-data`.
-/// Every component and `scope sql` use this one default, so they find each other's files.
+/// `$XDG_DATA_HOME/scope`, else `$HOME/.local/share/scope`, else `./scope-data`. Relative
+/// values of those variables are ignored, as the XDG spec asks. Every component and
+/// `scope sql` use this one default, so they find each other's files.
 pub fn default_data_dir() -> PathBuf {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
-        PathBuf::from(xdg).join("scope")
-    } else if let Some(home) = non_empty("HOME") {
-        PathBuf::from(home).join(".local/share/scope")
+    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute("XDG_DATA_HOME") {
+        xdg.join("scope")
+    } else if let Some(home) = absolute("HOME") {
+        home.join(".local/share/scope")
     } else {
         PathBuf::from("scope-data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_sort_by_time_and_give_it_back() {
+        let early = file_path("hosts", 999_000_000, "m-1");
+        let late = file_path("hosts", 1_000_000_000, "m-1");
+        assert!(early < late);
+        let name = late.rsplit('/').next().unwrap();
+        assert_eq!(snapshot_time_of(name), Some(1_000_000_000));
+    }
+
+    #[test]
+    fn default_data_dir_is_absolute_when_home_is_known() {
+        let dir = default_data_dir();
+        if std::env::var_os("HOME").is_some_and(|h| PathBuf::from(h).is_absolute()) {
+            assert!(dir.is_absolute());
+        }
+        assert!(dir.ends_with("scope") || dir.ends_with("scope-data"));
     }
 }

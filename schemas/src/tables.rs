@@ -10,9 +10,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::snapshot::table;
 
-/// Arrow type of every timestamp column.
+/// The time zone of every timestamp column (see [`timestamp_type`]).
+pub const TIMEZONE: &str = "+00:00";
+
+/// Arrow type of every timestamp column: microseconds, UTC. The zone is written as the
+/// offset `+00:00` because Arrow formats named zones only with its `chrono-tz` feature.
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some(TIMEZONE.into()))
 }
 
 fn ts(name: &str, nullable: bool) -> Field {

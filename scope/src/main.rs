@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use scope_collector::CollectorArgs;
-use scope_kafka::{EmbeddedBroker, KafkaArgs, service};
+use scope_kafka::{
+    EmbeddedBroker, KafkaArgs,
+    service::{self, Component},
+};
 use scope_merger::MergerArgs;
 use scope_renderer::{RendererArgs, sql};
 use scope_schemas::{View, topics};
@@ -32,15 +35,6 @@ enum Command {
     /// Answer SQL over the latest snapshot (plain table names) and the retained history
     /// (`history.<table>`).
     Sql(SqlArgs),
-}
-
-#[derive(Args)]
-struct Component<A: Args> {
-    #[command(flatten)]
-    args: A,
-    /// Validate the configuration, print the verdict and exit (0 when sound).
-    #[arg(long)]
-    check_config: bool,
 }
 
 #[derive(Args)]
@@ -84,22 +78,11 @@ async fn main() -> ExitCode {
             }
         }
         Command::Collector(c) => {
-            service::main("scope-collector", c.check_config, || c.args.validate(), |t| {
-                scope_collector::run(c.args.clone(), t)
-            })
-            .await
+            c.main("scope collector", CollectorArgs::validate, scope_collector::run).await
         }
-        Command::Merger(c) => {
-            service::main("scope-merger", c.check_config, || c.args.validate(), |t| {
-                scope_merger::run(c.args.clone(), t)
-            })
-            .await
-        }
+        Command::Merger(c) => c.main("scope merger", MergerArgs::validate, scope_merger::run).await,
         Command::Renderer(c) => {
-            service::main("scope-renderer", c.check_config, || c.args.validate(), |t| {
-                scope_renderer::run(c.args.clone(), t)
-            })
-            .await
+            c.main("scope renderer", RendererArgs::validate, scope_renderer::run).await
         }
         Command::Sql(args) => match sql::query(&args.data_dir, &args.query).await {
             Ok(batches) => match sql::format(&batches, args.format) {
@@ -122,8 +105,8 @@ async fn main() -> ExitCode {
 
 /// Parses a component's arguments as if given on its own command line, so `scope up` honours
 /// the same flags defaults and `SCOPE_*` environment variables as the standalone binaries.
-fn component_args<A: Args + FromArgMatches>(name: &str, argv: &[String]) -> anyhow::Result<A> {
-    let command = A::augment_args(clap::Command::new(name.to_owned()));
+fn component_args<A: Args + FromArgMatches>(name: &'static str, argv: &[String]) -> anyhow::Result<A> {
+    let command = A::augment_args(clap::Command::new(name));
     let matches = command.try_get_matches_from(std::iter::once(name.to_owned()).chain(argv.iter().cloned()))?;
     Ok(A::from_arg_matches(&matches)?)
 }

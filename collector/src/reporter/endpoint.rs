@@ -54,7 +54,11 @@ pub struct EndpointReporter {
 
 impl EndpointReporter {
     pub fn new(host_id: impl Into<String>) -> Self {
-        EndpointReporter { host_id: host_id.into(), open: BTreeMap::new(), pending: HashMap::new() }
+        EndpointReporter {
+            host_id: host_id.into(),
+            open: BTreeMap::new(),
+            pending: HashMap::new(),
+        }
     }
 
     /// Feeds one spy; returns the events it caused.
@@ -65,10 +69,21 @@ impl EndpointReporter {
     /// Diffs `now` against the previous table. Closes come first, then new connections.
     pub fn apply(&mut self, now: Observed, timestamp_us: i64) -> Vec<ConnectionEvent> {
         let mut events = Vec::new();
-        let closed: Vec<ConnKey> = self.open.keys().filter(|k| !now.contains_key(k)).copied().collect();
+        let closed: Vec<ConnKey> = self
+            .open
+            .keys()
+            .filter(|k| !now.contains_key(k))
+            .copied()
+            .collect();
         for key in closed {
             if let Some(conn) = self.open.remove(&key) {
-                events.push(self.event(&key, &conn, ConnectionEventKind::Close, timestamp_us, false));
+                events.push(self.event(
+                    &key,
+                    &conn,
+                    ConnectionEventKind::Close,
+                    timestamp_us,
+                    false,
+                ));
             }
         }
         // Opened and closed between two spies, never announced: announce both.
@@ -130,7 +145,11 @@ impl EndpointReporter {
             netns: i64::try_from(key.netns).unwrap_or(i64::MAX),
             pid: conn.pid,
             process_name: conn.process_name.clone(),
-            family: if key.local.is_ipv4() { AddressFamily::Ipv4 } else { AddressFamily::Ipv6 },
+            family: if key.local.is_ipv4() {
+                AddressFamily::Ipv4
+            } else {
+                AddressFamily::Ipv6
+            },
             local_addr: key.local.ip().to_string(),
             local_port: i32::from(key.local.port()),
             remote_addr: key.remote.ip().to_string(),
@@ -144,16 +163,25 @@ impl EndpointReporter {
 pub fn observe_scan(scan: &Scan) -> Observed {
     let mut observed = Observed::new();
     for (&netns, sockets) in &scan.tcp {
-        let listeners: Vec<SocketAddr> =
-            sockets.iter().filter(|s| s.state == tcp::LISTEN).map(|s| s.local).collect();
+        let listeners: Vec<SocketAddr> = sockets
+            .iter()
+            .filter(|s| s.state == tcp::LISTEN)
+            .map(|s| s.local)
+            .collect();
         for socket in sockets.iter().filter(|s| s.state == tcp::ESTABLISHED) {
             let pid = owner(scan, socket);
             observed.insert(
-                ConnKey { netns, local: socket.local, remote: socket.remote },
+                ConnKey {
+                    netns,
+                    local: socket.local,
+                    remote: socket.remote,
+                },
                 Conn {
                     kind: classify(socket.local, &listeners),
                     pid,
-                    process_name: pid.and_then(|pid| scan.process_name(pid)).map(str::to_owned),
+                    process_name: pid
+                        .and_then(|pid| scan.process_name(pid))
+                        .map(str::to_owned),
                     first_seen_us: scan.timestamp_us,
                 },
             );
@@ -176,7 +204,11 @@ pub fn classify(local: SocketAddr, listeners: &[SocketAddr]) -> ConnectionEventK
         listener.port() == local.port()
             && (listener.ip().is_unspecified() || listener.ip() == local.ip())
     });
-    if accepted { ConnectionEventKind::Accept } else { ConnectionEventKind::Connect }
+    if accepted {
+        ConnectionEventKind::Accept
+    } else {
+        ConnectionEventKind::Connect
+    }
 }
 
 #[cfg(test)]
@@ -205,15 +237,27 @@ mod tests {
     }
 
     fn conn(kind: ConnectionEventKind, pid: Option<i32>) -> Conn {
-        Conn { kind, pid, process_name: pid.map(|p| format!("p{p}")), first_seen_us: 0 }
+        Conn {
+            kind,
+            pid,
+            process_name: pid.map(|p| format!("p{p}")),
+            first_seen_us: 0,
+        }
     }
 
     fn key(local: &str, remote: &str) -> ConnKey {
-        ConnKey { netns: 7, local: sa(local), remote: sa(remote) }
+        ConnKey {
+            netns: 7,
+            local: sa(local),
+            remote: sa(remote),
+        }
     }
 
     fn kinds(events: &[ConnectionEvent]) -> Vec<(ConnectionEventKind, i32, i64)> {
-        events.iter().map(|e| (e.kind, e.local_port, e.timestamp_us)).collect()
+        events
+            .iter()
+            .map(|e| (e.kind, e.local_port, e.timestamp_us))
+            .collect()
     }
 
     #[test]
@@ -221,14 +265,26 @@ mod tests {
         let mut reporter = EndpointReporter::new("h1");
         let client = key("127.0.0.1:50000", "127.0.0.1:8080");
         let server = key("127.0.0.1:8080", "127.0.0.1:50000");
-        let t1 = Observed::from([(client, conn(Connect, Some(10))), (server, conn(Accept, Some(20)))]);
+        let t1 = Observed::from([
+            (client, conn(Connect, Some(10))),
+            (server, conn(Accept, Some(20))),
+        ]);
 
         let events = reporter.apply(t1.clone(), 1_000);
-        assert_eq!(kinds(&events), [(Accept, 8080, 1_000), (Connect, 50000, 1_000)]);
+        assert_eq!(
+            kinds(&events),
+            [(Accept, 8080, 1_000), (Connect, 50000, 1_000)]
+        );
         let e = &events[1];
         assert_eq!((e.pid, e.process_name.as_deref()), (Some(10), Some("p10")));
-        assert_eq!((e.host_id.as_str(), e.netns, e.family), ("h1", 7, AddressFamily::Ipv4));
-        assert_eq!((e.local_addr.as_str(), e.remote_addr.as_str(), e.remote_port), ("127.0.0.1", "127.0.0.1", 8080));
+        assert_eq!(
+            (e.host_id.as_str(), e.netns, e.family),
+            ("h1", 7, AddressFamily::Ipv4)
+        );
+        assert_eq!(
+            (e.local_addr.as_str(), e.remote_addr.as_str(), e.remote_port),
+            ("127.0.0.1", "127.0.0.1", 8080)
+        );
         assert!(!e.refresh);
 
         // Nothing changed: no events.
@@ -245,7 +301,10 @@ mod tests {
         assert_eq!(kinds(&refresh), [(Accept, 8080, 1_000)]);
         assert!(refresh[0].refresh);
 
-        assert_eq!(kinds(&reporter.apply(Observed::new(), 4_000)), [(Close, 8080, 4_000)]);
+        assert_eq!(
+            kinds(&reporter.apply(Observed::new(), 4_000)),
+            [(Close, 8080, 4_000)]
+        );
         assert!(reporter.refresh().is_empty());
     }
 
@@ -254,15 +313,25 @@ mod tests {
         let mut reporter = EndpointReporter::new("h1");
         let server = key("[::1]:8080", "[::1]:50000");
         // In the accept queue: nobody holds it yet, so nothing is announced.
-        assert!(reporter.apply(Observed::from([(server, conn(Accept, None))]), 1_000).is_empty());
+        assert!(
+            reporter
+                .apply(Observed::from([(server, conn(Accept, None))]), 1_000)
+                .is_empty()
+        );
         // Accepted: announced with the pid, stamped with when it was first seen.
         let events = reporter.apply(Observed::from([(server, conn(Accept, Some(20)))]), 2_000);
         assert_eq!(kinds(&events), [(Accept, 8080, 1_000)]);
-        assert_eq!((events[0].pid, events[0].family), (Some(20), AddressFamily::Ipv6));
+        assert_eq!(
+            (events[0].pid, events[0].family),
+            (Some(20), AddressFamily::Ipv6)
+        );
 
         // Never accepted: announced without a pid on the second sighting.
         let other = key("[::1]:8080", "[::1]:50001");
-        let both = Observed::from([(server, conn(Accept, Some(20))), (other, conn(Accept, None))]);
+        let both = Observed::from([
+            (server, conn(Accept, Some(20))),
+            (other, conn(Accept, None)),
+        ]);
         assert!(reporter.apply(both.clone(), 3_000).is_empty());
         let events = reporter.apply(both, 4_000);
         assert_eq!(kinds(&events), [(Accept, 8080, 3_000)]);
@@ -273,9 +342,16 @@ mod tests {
     fn announces_connections_that_closed_before_being_announced() {
         let mut reporter = EndpointReporter::new("h1");
         let c = key("10.0.0.1:40000", "10.0.0.2:80");
-        assert!(reporter.apply(Observed::from([(c, conn(Connect, None))]), 1_000).is_empty());
+        assert!(
+            reporter
+                .apply(Observed::from([(c, conn(Connect, None))]), 1_000)
+                .is_empty()
+        );
         let events = reporter.apply(Observed::new(), 2_000);
-        assert_eq!(kinds(&events), [(Connect, 40000, 1_000), (Close, 40000, 2_000)]);
+        assert_eq!(
+            kinds(&events),
+            [(Connect, 40000, 1_000), (Close, 40000, 2_000)]
+        );
         assert!(reporter.apply(Observed::new(), 3_000).is_empty());
     }
 }

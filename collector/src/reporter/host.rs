@@ -68,16 +68,22 @@ impl HostReporter {
         }
         let mut metric = |key: &str, value: Option<f64>| {
             if let Some(value) = value {
-                node.metrics.insert(key.to_owned(), Metric::single(now_us, value));
+                node.metrics
+                    .insert(key.to_owned(), Metric::single(now_us, value));
             }
         };
-        metric(keys::LOAD1, read("loadavg").as_deref().and_then(parse_load1));
+        metric(
+            keys::LOAD1,
+            read("loadavg").as_deref().and_then(parse_load1),
+        );
         if let Some((total, used)) = read("meminfo").as_deref().and_then(parse_meminfo) {
             metric(keys::MEMORY_TOTAL_BYTES, Some(total as f64));
             metric(keys::MEMORY_USAGE_BYTES, Some(used as f64));
         }
         if let Some(sample) = read("stat").as_deref().and_then(parse_cpu_line) {
-            let percent = self.previous_cpu.and_then(|before| cpu_percent(before, sample));
+            let percent = self
+                .previous_cpu
+                .and_then(|before| cpu_percent(before, sample));
             metric(keys::CPU_USAGE_PERCENT, percent);
             self.previous_cpu = Some(sample);
         }
@@ -131,8 +137,14 @@ pub(crate) fn parse_load1(text: &str) -> Option<f64> {
 /// (total, used) bytes from `/proc/meminfo`: used = MemTotal - MemAvailable.
 pub(crate) fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
     let kib = |key: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        text.lines().find_map(|line| {
+            line.strip_prefix(key)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
     };
     let total = kib("MemTotal:")?;
     let available = kib("MemAvailable:")?;
@@ -144,7 +156,12 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
 /// as idle.
 pub(crate) fn parse_cpu_line(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let values: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
     if values.len() < 5 {
         return None;
     }
@@ -167,15 +184,21 @@ mod tests {
     #[test]
     fn parses_host_files() {
         assert_eq!(
-            pretty_name("NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            pretty_name(
+                "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"
+            ),
             Some("Debian GNU/Linux 12 (bookworm)".into())
         );
         assert_eq!(pretty_name("NAME=x\n"), None);
         assert_eq!(parse_uptime("1283.52 2400.10\n"), Some(1283));
         assert_eq!(parse_uptime("nan 1"), None);
         assert_eq!(parse_load1("0.52 0.58 0.59 1/189 4242\n"), Some(0.52));
-        let meminfo = "MemTotal:       24576000 kB\nMemFree:        1000 kB\nMemAvailable:   20480000 kB\n";
-        assert_eq!(parse_meminfo(meminfo), Some((24576000 * 1024, 4096000 * 1024)));
+        let meminfo =
+            "MemTotal:       24576000 kB\nMemFree:        1000 kB\nMemAvailable:   20480000 kB\n";
+        assert_eq!(
+            parse_meminfo(meminfo),
+            Some((24576000 * 1024, 4096000 * 1024))
+        );
         assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
         let stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n";
         assert_eq!(parse_cpu_line(stat), Some((1000, 850)));
@@ -191,15 +214,29 @@ mod tests {
         reporter.observe(1, &stats);
         reporter.observe(2, &stats);
         let node = &reporter.nodes()[0];
-        assert_eq!((node.topology.as_str(), node.id.as_str()), ("host", "h1;<host>"));
+        assert_eq!(
+            (node.topology.as_str(), node.id.as_str()),
+            ("host", "h1;<host>")
+        );
         assert_eq!(node.latest(keys::HOST_NAME), Some("myhost"));
         assert_eq!(node.latest(keys::TRACKER_MODE), Some("procfs"));
-        assert!(node.latest(keys::KERNEL_VERSION).is_some_and(|k| !k.is_empty()));
+        assert!(
+            node.latest(keys::KERNEL_VERSION)
+                .is_some_and(|k| !k.is_empty())
+        );
         assert!(node.latest(keys::UPTIME_SECONDS).is_some());
         assert!(node.latest(keys::OS).is_some());
-        assert!(node.metric(keys::MEMORY_TOTAL_BYTES).is_some_and(|m| m > 0.0));
+        assert!(
+            node.metric(keys::MEMORY_TOTAL_BYTES)
+                .is_some_and(|m| m > 0.0)
+        );
         assert!(node.metric(keys::LOAD1).is_some());
         assert!(node.sets[keys::LOCAL_NETWORKS].contains(&"127.0.0.1/8".to_owned()));
-        assert_eq!(stats.proc_read_errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            stats
+                .proc_read_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 }

@@ -90,14 +90,21 @@ fn process_node(
         node = node.with_latest(keys::CMDLINE, &p.cmdline, now_us);
     }
     if let Some(cpu) = cpu {
-        node.metrics.insert(keys::CPU_USAGE_PERCENT.into(), Metric::single(now_us, cpu));
+        node.metrics
+            .insert(keys::CPU_USAGE_PERCENT.into(), Metric::single(now_us, cpu));
     }
-    node.metrics
-        .insert(keys::MEMORY_USAGE_BYTES.into(), Metric::single(now_us, p.rss_bytes as f64));
+    node.metrics.insert(
+        keys::MEMORY_USAGE_BYTES.into(),
+        Metric::single(now_us, p.rss_bytes as f64),
+    );
     if let Some(open) = p.open_files {
-        node.metrics.insert(keys::OPEN_FILES_COUNT.into(), Metric::single(now_us, open as f64));
+        node.metrics.insert(
+            keys::OPEN_FILES_COUNT.into(),
+            Metric::single(now_us, open as f64),
+        );
     }
-    node.parents.insert(keys::HOST.into(), vec![host_node.to_owned()]);
+    node.parents
+        .insert(keys::HOST.into(), vec![host_node.to_owned()]);
     node
 }
 
@@ -138,9 +145,18 @@ mod tests {
 
     #[test]
     fn cpu_percent_is_a_rate() {
-        assert_eq!(cpu_percent(100, 150, 100.0, Duration::from_secs(1)), Some(50.0));
-        assert_eq!(cpu_percent(100, 500, 100.0, Duration::from_secs(2)), Some(200.0));
-        assert_eq!(cpu_percent(100, 50, 100.0, Duration::from_secs(1)), Some(0.0));
+        assert_eq!(
+            cpu_percent(100, 150, 100.0, Duration::from_secs(1)),
+            Some(50.0)
+        );
+        assert_eq!(
+            cpu_percent(100, 500, 100.0, Duration::from_secs(2)),
+            Some(200.0)
+        );
+        assert_eq!(
+            cpu_percent(100, 50, 100.0, Duration::from_secs(1)),
+            Some(0.0)
+        );
         assert_eq!(cpu_percent(0, 1, 100.0, Duration::ZERO), None);
     }
 
@@ -151,7 +167,10 @@ mod tests {
         let t0 = Instant::now();
         reporter.observe(&scan(t0, vec![sample(42, 7, 100), sample(43, 7, 0)]));
         let node = &reporter.nodes()[0];
-        assert_eq!((node.topology.as_str(), node.id.as_str()), ("process", "h1;42"));
+        assert_eq!(
+            (node.topology.as_str(), node.id.as_str()),
+            ("process", "h1;42")
+        );
         assert_eq!(node.latest(keys::PID), Some("42"));
         assert_eq!(node.latest(keys::PPID), Some("1"));
         assert_eq!(node.latest(keys::NAME), Some("python3"));
@@ -166,7 +185,10 @@ mod tests {
         // pid 43 was replaced by a new process with the same pid (other start time).
         let t1 = t0 + Duration::from_secs(1);
         reporter.observe(&scan(t1, vec![sample(42, 7, 125), sample(43, 9, 50)]));
-        assert_eq!(reporter.nodes()[0].metric(keys::CPU_USAGE_PERCENT), Some(25.0));
+        assert_eq!(
+            reporter.nodes()[0].metric(keys::CPU_USAGE_PERCENT),
+            Some(25.0)
+        );
         assert_eq!(reporter.nodes()[1].metric(keys::CPU_USAGE_PERCENT), None);
     }
 }

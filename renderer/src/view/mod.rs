@@ -47,14 +47,18 @@ pub struct ViewSql {
 /// The queries of `view`.
 pub fn sql(view: View) -> ViewSql {
     let (nodes, edges) = match view {
-        View::Processes => {
-            (include_str!("processes.nodes.sql"), include_str!("processes.edges.sql"))
-        }
+        View::Processes => (
+            include_str!("processes.nodes.sql"),
+            include_str!("processes.edges.sql"),
+        ),
         View::ProcessesByName => (
             include_str!("processes-by-name.nodes.sql"),
             include_str!("processes-by-name.edges.sql"),
         ),
-        View::Hosts => (include_str!("hosts.nodes.sql"), include_str!("hosts.edges.sql")),
+        View::Hosts => (
+            include_str!("hosts.nodes.sql"),
+            include_str!("hosts.edges.sql"),
+        ),
     };
     ViewSql { view, nodes, edges }
 }

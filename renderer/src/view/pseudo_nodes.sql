@@ -2,7 +2,7 @@
 -- does: the Internet is a cloud, an unknown address a circle labelled with the address.
 SELECT DISTINCT
     snapshot_time,
-    view,
+    "view",
     id,
     CASE WHEN id IN ('in-theinternet', 'out-theinternet') THEN 'The Internet'
          ELSE substr(id, 2) END AS label,
@@ -15,8 +15,8 @@ SELECT DISTINCT
          ELSE 'circle' END AS shape,
     true AS pseudo
 FROM (
-    SELECT snapshot_time, view, src AS id FROM view_edges WHERE src_pseudo
+    SELECT snapshot_time, "view", src AS id FROM view_edges WHERE src_pseudo
     UNION ALL
-    SELECT snapshot_time, view, dst AS id FROM view_edges WHERE dst_pseudo
+    SELECT snapshot_time, "view", dst AS id FROM view_edges WHERE dst_pseudo
 ) ends
 ORDER BY id

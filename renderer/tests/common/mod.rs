@@ -56,11 +56,20 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(time: i64) -> Self {
-        Snapshot { time, hosts: vec![], processes: vec![], sockets: vec![], networks: vec![] }
+        Snapshot {
+            time,
+            hosts: vec![],
+            processes: vec![],
+            sockets: vec![],
+            networks: vec![],
+        }
     }
 
     pub fn host(mut self, id: &str, name: &str) -> Self {
-        self.hosts.push(Host { id: id.into(), name: Some(name.into()) });
+        self.hosts.push(Host {
+            id: id.into(),
+            name: Some(name.into()),
+        });
         self
     }
 
@@ -70,17 +79,33 @@ impl Snapshot {
     }
 
     pub fn process(mut self, host: &str, pid: i32, name: &str) -> Self {
-        self.processes.push(Process { host: host.into(), pid, name: Some(name.into()) });
+        self.processes.push(Process {
+            host: host.into(),
+            pid,
+            name: Some(name.into()),
+        });
         self
     }
 
     /// The client's end: `host` connected from `local` to `remote`.
-    pub fn outbound(self, host: &str, pid: Option<i32>, local: (&str, i32), remote: (&str, i32)) -> Self {
+    pub fn outbound(
+        self,
+        host: &str,
+        pid: Option<i32>,
+        local: (&str, i32),
+        remote: (&str, i32),
+    ) -> Self {
         self.socket(host, pid, "outbound", local, remote)
     }
 
     /// The server's end: `host` accepted on `local` a connection from `remote`.
-    pub fn inbound(self, host: &str, pid: Option<i32>, local: (&str, i32), remote: (&str, i32)) -> Self {
+    pub fn inbound(
+        self,
+        host: &str,
+        pid: Option<i32>,
+        local: (&str, i32),
+        remote: (&str, i32),
+    ) -> Self {
         self.socket(host, pid, "inbound", local, remote)
     }
 
@@ -122,7 +147,7 @@ impl Snapshot {
     pub fn batches(&self) -> Vec<(&'static str, RecordBatch)> {
         let t = self.time;
         let ts = |n: usize, v: i64| -> ArrayRef {
-            Arc::new(TimestampMicrosecondArray::from(vec![v; n]).with_timezone("UTC"))
+            Arc::new(TimestampMicrosecondArray::from(vec![v; n]).with_timezone(scope_schemas::tables::TIMEZONE))
         };
         let strs = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         let some = |s: &str| Some(s.to_owned());
@@ -152,10 +177,17 @@ impl Snapshot {
             vec![
                 ts(n, t),
                 strs(self.processes.iter().map(|p| some(&p.host)).collect()),
-                Arc::new(Int32Array::from(self.processes.iter().map(|p| p.pid).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(
+                    self.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                )),
                 Arc::new(Int32Array::from(vec![Some(1); n])),
                 strs(self.processes.iter().map(|p| p.name.clone()).collect()),
-                strs(self.processes.iter().map(|p| p.name.as_ref().map(|n| format!("/usr/bin/{n} --flag"))).collect()),
+                strs(
+                    self.processes
+                        .iter()
+                        .map(|p| p.name.as_ref().map(|n| format!("/usr/bin/{n} --flag")))
+                        .collect(),
+                ),
                 Arc::new(Int32Array::from(vec![Some(2); n])),
                 Arc::new(Float64Array::from(vec![Some(1.5); n])),
                 Arc::new(Int64Array::from(vec![Some(1 << 20); n])),
@@ -172,18 +204,28 @@ impl Snapshot {
             vec![
                 ts(n, t),
                 strs(s.iter().map(|s| some(&s.host)).collect()),
-                Arc::new(Int64Array::from(s.iter().map(|s| s.netns).collect::<Vec<_>>())),
-                Arc::new(Int32Array::from(s.iter().map(|s| s.pid).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(
+                    s.iter().map(|s| s.netns).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int32Array::from(
+                    s.iter().map(|s| s.pid).collect::<Vec<_>>(),
+                )),
                 strs(s.iter().map(|s| s.name.clone()).collect()),
                 strs(s.iter().map(|s| some(s.direction)).collect()),
                 strs(s.iter().map(|s| some(family(&s.local.0))).collect()),
                 strs(s.iter().map(|s| some(&s.local.0)).collect()),
-                Arc::new(Int32Array::from(s.iter().map(|s| s.local.1).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(
+                    s.iter().map(|s| s.local.1).collect::<Vec<_>>(),
+                )),
                 strs(s.iter().map(|s| some(&s.remote.0)).collect()),
-                Arc::new(Int32Array::from(s.iter().map(|s| s.remote.1).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(
+                    s.iter().map(|s| s.remote.1).collect::<Vec<_>>(),
+                )),
                 ts(n, t - 5_000_000),
                 ts(n, t - 1_000_000),
-                Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone(scope_schemas::tables::TIMEZONE),
+                ),
                 strs(s.iter().map(|s| some(s.state)).collect()),
                 strs(vec![some("procfs"); n]),
             ],

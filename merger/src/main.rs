@@ -1,0 +1,14 @@
+//! `scope-merger`: one member of the merger consumer group.
+
+use scope_kafka::service::Component;
+use scope_merger::MergerArgs;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    Component::<MergerArgs>::parse(
+        "scope-merger",
+        "Merges collector deltas into windowed Parquet snapshots",
+    )
+    .main("scope-merger", MergerArgs::validate, scope_merger::run)
+    .await
+}
