@@ -51,7 +51,10 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 impl KafkaArgs {
     /// Settings for the given bootstrap servers and no extra properties.
     pub fn new(brokers: impl Into<String>) -> Self {
-        KafkaArgs { brokers: brokers.into(), properties: Vec::new() }
+        KafkaArgs {
+            brokers: brokers.into(),
+            properties: Vec::new(),
+        }
     }
 
     /// A client configuration: bootstrap servers, then `defaults`, then the user's properties.
@@ -76,7 +79,10 @@ pub enum Error {
     CreateTopic { topic: String, source: KafkaError },
     #[cfg(feature = "embedded")]
     #[error("starting the embedded broker on {addr}: {reason}")]
-    Embedded { addr: std::net::SocketAddr, reason: String },
+    Embedded {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -86,7 +92,9 @@ impl Error {
             Error::Admin(_) => false,
             Error::CreateTopic { source, .. } => matches!(
                 source.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure)
+                Some(
+                    RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure
+                )
             ),
             #[cfg(feature = "embedded")]
             Error::Embedded { .. } => false,
@@ -113,13 +121,19 @@ pub async fn ensure_topics(kafka: &KafkaArgs, specs: &[TopicSpec]) -> Result<(),
     let results = admin
         .create_topics(&new_topics, &options)
         .await
-        .map_err(|source| Error::CreateTopic { topic: "*".into(), source })?;
+        .map_err(|source| Error::CreateTopic {
+            topic: "*".into(),
+            source,
+        })?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(topic, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(Error::CreateTopic { topic, source: KafkaError::AdminOp(code) });
+                return Err(Error::CreateTopic {
+                    topic,
+                    source: KafkaError::AdminOp(code),
+                });
             }
         }
     }
@@ -129,7 +143,10 @@ pub async fn ensure_topics(kafka: &KafkaArgs, specs: &[TopicSpec]) -> Result<(),
 fn topic_config(cleanup: Cleanup) -> Vec<(&'static str, String)> {
     match cleanup {
         Cleanup::Delete { retention_ms } => {
-            vec![("cleanup.policy", "delete".into()), ("retention.ms", retention_ms.to_string())]
+            vec![
+                ("cleanup.policy", "delete".into()),
+                ("retention.ms", retention_ms.to_string()),
+            ]
         }
         Cleanup::Compact => vec![("cleanup.policy", "compact".into())],
     }

@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.
@@ -17,7 +20,9 @@ pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(term) => term,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this process");
@@ -51,7 +56,9 @@ impl<A: clap::Args + clap::FromArgMatches> Component<A> {
     /// Parses this process's command line as the binary `name`; exits with usage on error.
     pub fn parse(name: &'static str, about: &'static str) -> Self {
         use clap::FromArgMatches;
-        let command = clap::Command::new(name).about(about).version(env!("CARGO_PKG_VERSION"));
+        let command = clap::Command::new(name)
+            .about(about)
+            .version(env!("CARGO_PKG_VERSION"));
         let matches = <Self as clap::Args>::augment_args(command).get_matches();
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }

@@ -111,7 +111,6 @@ fn valid_writer(writer: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-
 /// `<hostname>-<pid>`, with characters a file name should not hold replaced by `_`.
 pub fn default_writer() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -58,7 +58,10 @@ pub fn record_batches(
     t: &SnapshotTables,
 ) -> Result<Vec<(&'static str, RecordBatch)>, SnapshotError> {
     let time = |n: usize| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(vec![t.snapshot_time_us; n]).with_timezone(scope_schemas::tables::TIMEZONE))
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![t.snapshot_time_us; n])
+                .with_timezone(scope_schemas::tables::TIMEZONE),
+        )
     };
     let ts = |v: Vec<i64>| -> ArrayRef {
         Arc::new(TimestampMicrosecondArray::from(v).with_timezone(scope_schemas::tables::TIMEZONE))

@@ -90,7 +90,6 @@ impl RendererArgs {
     }
 }
 
-
 /// The renderer's counters, process-wide (see [`stats`]).
 #[derive(Debug, Default)]
 pub struct Stats {

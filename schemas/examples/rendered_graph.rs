@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("group.id", format!("rendered-graph-example-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("rendered-graph-example-{}", std::process::id()),
+        )
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .create()?;
@@ -48,7 +51,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for node in graph.values() {
-        println!("{} ({}) -> [{}]", node.id, node.label, node.adjacency.join(", "));
+        println!(
+            "{} ({}) -> [{}]",
+            node.id,
+            node.label,
+            node.adjacency.join(", ")
+        );
     }
     Ok(())
 }

@@ -18,10 +18,7 @@
 //! ```
 
 use apache_avro::{
-    Schema,
-    rabin::Rabin,
-    reader::datum::GenericDatumReader,
-    schema::SchemaFingerprint,
+    Schema, rabin::Rabin, reader::datum::GenericDatumReader, schema::SchemaFingerprint,
     writer::datum::GenericDatumWriter,
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -138,7 +135,10 @@ pub enum DecodeError {
     #[error("not Avro single-object encoding (no C3 01 header)")]
     NotSingleObject,
     #[error("written with a schema other than {expected}'s (fingerprint {fingerprint:#018x})")]
-    UnknownSchema { expected: &'static str, fingerprint: u64 },
+    UnknownSchema {
+        expected: &'static str,
+        fingerprint: u64,
+    },
     #[error("malformed Avro datum: {0}")]
     Avro(#[source] apache_avro::Error),
     #[error("{0} bytes left over after the Avro datum")]

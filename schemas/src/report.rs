@@ -54,12 +54,22 @@ pub struct Sample {
 
 impl Node {
     pub fn new(topology: &str, id: impl Into<String>) -> Self {
-        Node { topology: topology.to_owned(), id: id.into(), ..Default::default() }
+        Node {
+            topology: topology.to_owned(),
+            id: id.into(),
+            ..Default::default()
+        }
     }
 
     /// Sets a latest value, stamped with `timestamp_us`.
     pub fn with_latest(mut self, key: &str, value: impl ToString, timestamp_us: i64) -> Self {
-        self.latest.insert(key.to_owned(), LatestValue { value: value.to_string(), timestamp_us });
+        self.latest.insert(
+            key.to_owned(),
+            LatestValue {
+                value: value.to_string(),
+                timestamp_us,
+            },
+        );
         self
     }
 
@@ -69,14 +79,24 @@ impl Node {
 
     /// The most recent sample of a metric.
     pub fn metric(&self, key: &str) -> Option<f64> {
-        self.metrics.get(key).and_then(|m| m.samples.last()).map(|s| s.value)
+        self.metrics
+            .get(key)
+            .and_then(|m| m.samples.last())
+            .map(|s| s.value)
     }
 }
 
 impl Metric {
     /// A metric with one sample.
     pub fn single(timestamp_us: i64, value: f64) -> Self {
-        Metric { samples: vec![Sample { timestamp_us, value }], min: value.min(0.0), max: value }
+        Metric {
+            samples: vec![Sample {
+                timestamp_us,
+                value,
+            }],
+            min: value.min(0.0),
+            max: value,
+        }
     }
 }
 

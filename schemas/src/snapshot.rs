@@ -69,7 +69,11 @@ pub fn snapshot_time_of(file_name: &str) -> Option<i64> {
 /// values of those variables are ignored, as the XDG spec asks. Every component and
 /// `scope sql` use this one default, so they find each other's files.
 pub fn default_data_dir() -> PathBuf {
-    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
     if let Some(xdg) = absolute("XDG_DATA_HOME") {
         xdg.join("scope")
     } else if let Some(home) = absolute("HOME") {

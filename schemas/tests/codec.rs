@@ -28,8 +28,12 @@ fn event() -> ConnectionEvent {
 
 fn delta() -> ReportDelta {
     let mut node = Node::new(keys::HOST, "h1;<host>").with_latest(keys::OS, "Debian", 5);
-    node.sets.insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.5/24".into(), "::1/128".into()]);
-    node.metrics.insert(keys::LOAD1.into(), Metric::single(5, 0.25));
+    node.sets.insert(
+        keys::LOCAL_NETWORKS.into(),
+        vec!["10.0.0.5/24".into(), "::1/128".into()],
+    );
+    node.metrics
+        .insert(keys::LOAD1.into(), Metric::single(5, 0.25));
     node.parents.insert("host".into(), vec![]);
     ReportDelta {
         host_id: "h1".into(),
@@ -44,16 +48,29 @@ fn delta() -> ReportDelta {
 
 #[test]
 fn records_round_trip() {
-    assert_eq!(ConnectionEvent::decode(&event().encode().unwrap()).unwrap(), event());
-    assert_eq!(ReportDelta::decode(&delta().encode().unwrap()).unwrap(), delta());
+    assert_eq!(
+        ConnectionEvent::decode(&event().encode().unwrap()).unwrap(),
+        event()
+    );
+    assert_eq!(
+        ReportDelta::decode(&delta().encode().unwrap()).unwrap(),
+        delta()
+    );
     let snapshot = Snapshot {
         snapshot_time_us: 1,
         window_us: 15_000_000,
         writer: "m1".into(),
         data_dir: "/d".into(),
-        files: vec![SnapshotFile { table: "hosts".into(), path: "hosts/x.parquet".into(), rows: 3 }],
+        files: vec![SnapshotFile {
+            table: "hosts".into(),
+            path: "hosts/x.parquet".into(),
+            rows: 3,
+        }],
     };
-    assert_eq!(Snapshot::decode(&snapshot.encode().unwrap()).unwrap(), snapshot);
+    assert_eq!(
+        Snapshot::decode(&snapshot.encode().unwrap()).unwrap(),
+        snapshot
+    );
     let node = RenderedNode {
         view: "processes".into(),
         id: "h1;42".into(),
@@ -74,24 +91,45 @@ fn a_generic_avro_reader_decodes_with_the_avsc_file_alone() {
     // What any Avro library does: skip the 10-byte header, read the datum with the .avsc.
     let bytes = event().encode().unwrap();
     let schema = Schema::parse_str(include_str!("../avro/connection_event.avsc")).unwrap();
-    let value = GenericDatumReader::builder(&schema).build().unwrap().read_value(&mut &bytes[10..]).unwrap();
-    let Value::Record(fields) = value else { panic!("not a record: {value:?}") };
+    let value = GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut &bytes[10..])
+        .unwrap();
+    let Value::Record(fields) = value else {
+        panic!("not a record: {value:?}")
+    };
     assert!(fields.contains(&("kind".into(), Value::Enum(1, "accept".into()))));
     assert!(fields.contains(&("local_port".into(), Value::Int(8080))));
 }
 
 #[test]
 fn garbage_and_foreign_records_are_rejected_with_a_reason() {
-    assert!(matches!(ConnectionEvent::decode(b"hello"), Err(DecodeError::NotSingleObject)));
-    assert!(matches!(ConnectionEvent::decode(&[]), Err(DecodeError::NotSingleObject)));
+    assert!(matches!(
+        ConnectionEvent::decode(b"hello"),
+        Err(DecodeError::NotSingleObject)
+    ));
+    assert!(matches!(
+        ConnectionEvent::decode(&[]),
+        Err(DecodeError::NotSingleObject)
+    ));
     let other = delta().encode().unwrap();
-    assert!(matches!(ConnectionEvent::decode(&other), Err(DecodeError::UnknownSchema { .. })));
+    assert!(matches!(
+        ConnectionEvent::decode(&other),
+        Err(DecodeError::UnknownSchema { .. })
+    ));
     let mut truncated = event().encode().unwrap();
     truncated.truncate(14);
-    assert!(matches!(ConnectionEvent::decode(&truncated), Err(DecodeError::Avro(_))));
+    assert!(matches!(
+        ConnectionEvent::decode(&truncated),
+        Err(DecodeError::Avro(_))
+    ));
     let mut long = event().encode().unwrap();
     long.push(0);
-    assert!(matches!(ConnectionEvent::decode(&long), Err(DecodeError::TrailingBytes(1))));
+    assert!(matches!(
+        ConnectionEvent::decode(&long),
+        Err(DecodeError::TrailingBytes(1))
+    ));
 }
 
 #[test]

@@ -23,7 +23,9 @@ fn git(args: &[&str]) -> Option<String> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -34,13 +36,17 @@ fn every_committed_version_is_readable_by_the_current_schema() {
     };
     let mut compared = 0;
     for file in schema_files() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro").join(&file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("avro")
+            .join(&file);
         let current = Schema::parse_str(&std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
         let rel = format!("avro/{file}");
         let commits = git(&["log", "--format=%H", "--", &rel]).unwrap_or_default();
         for commit in commits.lines() {
-            let Some(text) = git(&["show", &format!("{commit}:./{rel}")]) else { continue };
+            let Some(text) = git(&["show", &format!("{commit}:./{rel}")]) else {
+                continue;
+            };
             let old = Schema::parse_str(&text)
                 .unwrap_or_else(|e| panic!("{file} at {commit} does not parse: {e}"));
             if let Err(e) = SchemaCompatibility::can_read(&old, &current) {

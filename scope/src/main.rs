@@ -15,7 +15,11 @@ use scope_schemas::{View, topics};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "scope", version, about = "Weave Scope's live topology map, rebuilt as a Kafka stream pipeline")]
+#[command(
+    name = "scope",
+    version,
+    about = "Weave Scope's live topology map, rebuilt as a Kafka stream pipeline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,11 +82,24 @@ async fn main() -> ExitCode {
             }
         }
         Command::Collector(c) => {
-            c.main("scope collector", CollectorArgs::validate, scope_collector::run).await
+            c.main(
+                "scope collector",
+                CollectorArgs::validate,
+                scope_collector::run,
+            )
+            .await
         }
-        Command::Merger(c) => c.main("scope merger", MergerArgs::validate, scope_merger::run).await,
+        Command::Merger(c) => {
+            c.main("scope merger", MergerArgs::validate, scope_merger::run)
+                .await
+        }
         Command::Renderer(c) => {
-            c.main("scope renderer", RendererArgs::validate, scope_renderer::run).await
+            c.main(
+                "scope renderer",
+                RendererArgs::validate,
+                scope_renderer::run,
+            )
+            .await
         }
         Command::Sql(args) => match sql::query(&args.data_dir, &args.query).await {
             Ok(batches) => match sql::format(&batches, args.format) {
@@ -105,9 +122,13 @@ async fn main() -> ExitCode {
 
 /// Parses a component's arguments as if given on its own command line, so `scope up` honours
 /// the same flags defaults and `SCOPE_*` environment variables as the standalone binaries.
-fn component_args<A: Args + FromArgMatches>(name: &'static str, argv: &[String]) -> anyhow::Result<A> {
+fn component_args<A: Args + FromArgMatches>(
+    name: &'static str,
+    argv: &[String],
+) -> anyhow::Result<A> {
     let command = A::augment_args(clap::Command::new(name));
-    let matches = command.try_get_matches_from(std::iter::once(name.to_owned()).chain(argv.iter().cloned()))?;
+    let matches = command
+        .try_get_matches_from(std::iter::once(name.to_owned()).chain(argv.iter().cloned()))?;
     Ok(A::from_arg_matches(&matches)?)
 }
 
@@ -134,7 +155,10 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     merger.validate()?;
     renderer.validate()?;
 
-    let kafka = KafkaArgs { brokers: brokers.clone(), properties: collector.kafka.properties.clone() };
+    let kafka = KafkaArgs {
+        brokers: brokers.clone(),
+        properties: collector.kafka.properties.clone(),
+    };
     scope_kafka::ensure_topics(&kafka, &topics::all(1)).await?;
 
     let rendered: Vec<String> = View::ALL.iter().map(|v| v.topic()).collect();
@@ -143,7 +167,12 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         Some(_) => println!("  kafka      {brokers} (embedded broker, memory storage)"),
         None => println!("  kafka      {brokers}"),
     }
-    println!("  topics     {}, {}, {}", topics::CONNECTIONS, topics::REPORTS, topics::SNAPSHOTS);
+    println!(
+        "  topics     {}, {}, {}",
+        topics::CONNECTIONS,
+        topics::REPORTS,
+        topics::SNAPSHOTS
+    );
     println!("             {}", rendered.join(", "));
     println!("  snapshots  {}", up.data_dir.display());
     println!("  query      scope sql \"select * from graph_edges where view = 'processes'\"");

@@ -35,7 +35,10 @@ impl Up {
 
     /// SIGTERM, then wait: the components shut down in order.
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
@@ -63,7 +66,11 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn sql(data_dir: &Path, format: &str, query: &str) -> (bool, String, String) {
@@ -86,7 +93,10 @@ fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -102,12 +112,17 @@ fn python(code: &str) -> Killed {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn latest_snapshot_time(data_dir: &Path) -> Option<String> {
     let (ok, out, _) = sql(data_dir, "csv", "select max(snapshot_time) as t from hosts");
-    ok.then(|| out.lines().nth(1).map(str::to_owned)).flatten().filter(|t| !t.is_empty())
+    ok.then(|| out.lines().nth(1).map(str::to_owned))
+        .flatten()
+        .filter(|t| !t.is_empty())
 }
 
 #[test]
@@ -124,7 +139,9 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
          s.bind(('127.0.0.1',{server_port}));s.listen()\nheld=[]\nwhile True: held.append(s.accept()[0])"
     ));
     wait_for(Duration::from_secs(10), "the server to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", server_port)).err().map_or(Some(()), |_| None)
+        std::net::TcpStream::connect(("127.0.0.1", server_port))
+            .err()
+            .map_or(Some(()), |_| None)
     });
     // The server holds every connection it accepts; the client keeps its one open.
     let client = python(&format!(
@@ -135,25 +152,48 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     let src = format!("{host};{}", client.0.id());
     let dst = format!("{host};{}", server.0.id());
     let query = "select * from graph_edges where view = 'processes'";
-    wait_for(Duration::from_secs(30), "the client -> server edge in graph_edges", || {
-        let (ok, out, _) = sql(&data_dir, "json", query);
-        (ok && out.contains(&format!("\"src\":\"{src}\"")) && out.contains(&format!("\"dst\":\"{dst}\"")))
+    wait_for(
+        Duration::from_secs(30),
+        "the client -> server edge in graph_edges",
+        || {
+            let (ok, out, _) = sql(&data_dir, "json", query);
+            (ok && out.contains(&format!("\"src\":\"{src}\""))
+                && out.contains(&format!("\"dst\":\"{dst}\"")))
             .then_some(())
-    });
+        },
+    );
     let (_, edges, _) = sql(&data_dir, "json", query);
     assert!(
-        edges.lines().any(|l| l.contains(&format!("\"src\":\"{src}\"")) && l.contains(&format!("\"dst\":\"{dst}\""))),
+        edges
+            .lines()
+            .any(|l| l.contains(&format!("\"src\":\"{src}\""))
+                && l.contains(&format!("\"dst\":\"{dst}\""))),
         "no single edge row from {src} to {dst}: {edges}"
     );
 
     // The rendered topic names both nodes.
     let keys = Command::new("kcat")
-        .args(["-C", "-b", &listen, "-t", "scope.rendered.processes", "-e", "-f", "%k\n"])
+        .args([
+            "-C",
+            "-b",
+            &listen,
+            "-t",
+            "scope.rendered.processes",
+            "-e",
+            "-f",
+            "%k\n",
+        ])
         .output()
         .expect("kcat runs (scripts/setup installs it)");
     let keys = String::from_utf8_lossy(&keys.stdout);
-    assert!(keys.lines().any(|k| k == src), "{src} not on scope.rendered.processes: {keys}");
-    assert!(keys.lines().any(|k| k == dst), "{dst} not on scope.rendered.processes: {keys}");
+    assert!(
+        keys.lines().any(|k| k == src),
+        "{src} not on scope.rendered.processes: {keys}"
+    );
+    assert!(
+        keys.lines().any(|k| k == dst),
+        "{dst} not on scope.rendered.processes: {keys}"
+    );
 
     // Garbage on every input topic is counted, logged with a reason and skipped.
     let before = latest_snapshot_time(&data_dir).expect("a snapshot exists");
@@ -163,12 +203,18 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        kcat.stdin.take().unwrap().write_all(b"\x00\x01not avro at all\xff\n").unwrap();
+        kcat.stdin
+            .take()
+            .unwrap()
+            .write_all(b"\x00\x01not avro at all\xff\n")
+            .unwrap();
         assert!(kcat.wait().unwrap().success());
     }
-    wait_for(Duration::from_secs(30), "snapshots to keep coming after garbage", || {
-        latest_snapshot_time(&data_dir).filter(|t| *t > before)
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "snapshots to keep coming after garbage",
+        || latest_snapshot_time(&data_dir).filter(|t| *t > before),
+    );
     let log = std::fs::read_to_string(dir.path().join("up1.log")).unwrap();
     assert!(
         log.contains("scope.connections") && log.contains("skipp"),
@@ -181,11 +227,20 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     let (ok, history, err) = sql(
         &data_dir,
         "csv",
-        &format!("select count(*) as n from history.graph_edges where src = '{src}' and dst = '{dst}'"),
+        &format!(
+            "select count(*) as n from history.graph_edges where src = '{src}' and dst = '{dst}'"
+        ),
     );
     assert!(ok, "history query failed: {err}");
-    let n: i64 = history.lines().nth(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    assert!(n > 0, "the edge is gone from history after a restart: {history}");
+    let n: i64 = history
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        n > 0,
+        "the edge is gone from history after a restart: {history}"
+    );
     drop(client);
     drop(server);
     up.stop();

@@ -147,7 +147,10 @@ impl Snapshot {
     pub fn batches(&self) -> Vec<(&'static str, RecordBatch)> {
         let t = self.time;
         let ts = |n: usize, v: i64| -> ArrayRef {
-            Arc::new(TimestampMicrosecondArray::from(vec![v; n]).with_timezone(scope_schemas::tables::TIMEZONE))
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![v; n])
+                    .with_timezone(scope_schemas::tables::TIMEZONE),
+            )
         };
         let strs = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         let some = |s: &str| Some(s.to_owned());
@@ -224,7 +227,8 @@ impl Snapshot {
                 ts(n, t - 5_000_000),
                 ts(n, t - 1_000_000),
                 Arc::new(
-                    TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone(scope_schemas::tables::TIMEZONE),
+                    TimestampMicrosecondArray::from(vec![None::<i64>; n])
+                        .with_timezone(scope_schemas::tables::TIMEZONE),
                 ),
                 strs(s.iter().map(|s| some(s.state)).collect()),
                 strs(vec![some("procfs"); n]),
