@@ -44,6 +44,11 @@ pub struct MergerArgs {
     /// partitions replays that much of their past to rebuild its state.
     #[arg(long, env = "SCOPE_FULL_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub full_interval: Duration,
+    /// Partitions of the input topics when this merger has to create them (an existing topic
+    /// is left as it is). Mergers in one group share these partitions, so this bounds how many
+    /// of them can work at once.
+    #[arg(long, env = "SCOPE_INPUT_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
+    pub input_partitions: i32,
 }
 
 impl MergerArgs {
@@ -58,6 +63,7 @@ impl MergerArgs {
             retention: Duration::from_secs(3600),
             writer: default_writer(),
             full_interval: Duration::from_secs(15),
+            input_partitions: 6,
         }
     }
 

@@ -56,6 +56,13 @@ pub(crate) async fn run(
         ])
         .create()
         .map_err(Error::CreateProducer)?;
+    let inputs: Vec<_> = topics::all(args.input_partitions)
+        .into_iter()
+        .filter(|spec| topics::MERGER_INPUTS.contains(&spec.name.as_str()))
+        .collect();
+    if let Err(error) = scope_kafka::ensure_topics(&args.kafka, &inputs).await {
+        tracing::warn!(%error, "could not make sure the input topics exist; continuing");
+    }
     let consumer = consumer::subscribe(&args, window.expire_after_us)?;
     tracing::info!(
         group_id = args.group_id,

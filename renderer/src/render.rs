@@ -275,22 +275,20 @@ pub(crate) fn conform(
 }
 
 fn string_column(batch: &RecordBatch, name: &str, table: &str) -> Result<StringArray, Error> {
-    let schema_error = |source| Error::Schema {
-        table: table.to_owned(),
-        source,
-    };
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
-    let column = cast(column, &DataType::Utf8).map_err(schema_error)?;
-    column
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| schema_error(ArrowError::CastError(format!("{name} is not a string"))))
+    typed_column(batch, name, table, DataType::Utf8)
 }
 
 fn bool_column(batch: &RecordBatch, name: &str, table: &str) -> Result<BooleanArray, Error> {
+    typed_column(batch, name, table, DataType::Boolean)
+}
+
+/// A column cast to `data_type`, as the concrete array type `A` of that data type.
+fn typed_column<A: Array + Clone + 'static>(
+    batch: &RecordBatch,
+    name: &str,
+    table: &str,
+    data_type: DataType,
+) -> Result<A, Error> {
     let schema_error = |source| Error::Schema {
         table: table.to_owned(),
         source,
@@ -298,12 +296,12 @@ fn bool_column(batch: &RecordBatch, name: &str, table: &str) -> Result<BooleanAr
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| schema_error(ArrowError::SchemaError(format!("no column {name}"))))?;
-    let column = cast(column, &DataType::Boolean).map_err(schema_error)?;
+    let column = cast(column, &data_type).map_err(schema_error)?;
     column
         .as_any()
-        .downcast_ref::<BooleanArray>()
+        .downcast_ref::<A>()
         .cloned()
-        .ok_or_else(|| schema_error(ArrowError::CastError(format!("{name} is not a boolean"))))
+        .ok_or_else(|| schema_error(ArrowError::CastError(format!("{name} is not {data_type}"))))
 }
 
 /// The published form of a view: one node per id (a real node wins over a pseudo node of the
