@@ -243,7 +243,10 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     );
     drop(client);
     drop(server);
-    up.stop();
+    // Killed, not stopped: a graceful stop right after start-up can wait on the consumer
+    // groups still joining (seen past 30 s on a loaded machine); the first stop above is the
+    // graceful-shutdown check.
+    drop(up);
 }
 
 #[test]
