@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use scope_kafka::KafkaArgs;
 
-use crate::Error;
+use crate::{Error, tracker::TrackerChoice};
 
 pub const DEFAULT_SPY_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_secs(3);
@@ -32,6 +32,15 @@ pub struct CollectorArgs {
     /// Where the host's procfs is mounted (e.g. /host/proc in a container).
     #[arg(long, env = "SCOPE_PROC_ROOT", default_value = DEFAULT_PROC_ROOT)]
     pub proc_root: PathBuf,
+    /// How connections are learnt: `ebpf` traces every connect, accept and close in the
+    /// kernel; `procfs` polls /proc every spy and misses connections shorter than that;
+    /// `auto` tries eBPF and falls back to procfs, saying why once.
+    #[arg(long, env = "SCOPE_TRACKER", value_enum, default_value_t = TrackerChoice::Auto)]
+    pub tracker: TrackerChoice,
+    /// Size of the eBPF ring buffer in bytes (a power of two, at least a page). Events that do
+    /// not fit are counted as lost and trigger a resync from /proc.
+    #[arg(long, env = "SCOPE_EBPF_RING_BUFFER_BYTES", default_value_t = scope_ebpf::DEFAULT_RING_BUFFER_BYTES)]
+    pub ebpf_ring_buffer_bytes: u32,
 }
 
 impl CollectorArgs {
@@ -44,6 +53,8 @@ impl CollectorArgs {
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
             full_every: DEFAULT_FULL_EVERY,
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+            tracker: TrackerChoice::Auto,
+            ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
         }
     }
 
@@ -77,6 +88,12 @@ impl CollectorArgs {
         }
         if self.proc_root.as_os_str().is_empty() {
             return invalid("--proc-root must not be empty".into());
+        }
+        let ring = self.ebpf_ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < 4096 {
+            return invalid(format!(
+                "--ebpf-ring-buffer-bytes {ring} must be a power of two of at least 4096"
+            ));
         }
         Ok(())
     }
@@ -115,6 +132,10 @@ mod tests {
             "3",
             "--proc-root",
             "/host/proc",
+            "--tracker",
+            "procfs",
+            "--ebpf-ring-buffer-bytes",
+            "65536",
         ]);
         assert_eq!(args.kafka.brokers, "k:9092");
         assert_eq!(args.host_id.as_deref(), Some("node-1"));
@@ -122,11 +143,15 @@ mod tests {
         assert_eq!(args.publish_interval, Duration::from_secs(2));
         assert_eq!(args.full_every, 3);
         assert_eq!(args.proc_root, PathBuf::from("/host/proc"));
+        assert_eq!(args.tracker, TrackerChoice::Procfs);
+        assert_eq!(args.ebpf_ring_buffer_bytes, 65536);
         args.validate().unwrap();
 
         let defaults = parse(&[]);
         let expected = CollectorArgs::new(defaults.kafka.clone());
         assert_eq!(defaults.host_id, None);
+        assert_eq!(defaults.tracker, TrackerChoice::Auto);
+        assert!(Cli::try_parse_from(["scope", "--tracker", "kprobe"]).is_err());
         assert_eq!(
             (
                 defaults.spy_interval,
@@ -167,6 +192,10 @@ mod tests {
             },
             CollectorArgs {
                 full_every: 0,
+                ..ok.clone()
+            },
+            CollectorArgs {
+                ebpf_ring_buffer_bytes: 100_000,
                 ..ok.clone()
             },
             CollectorArgs {

@@ -18,6 +18,8 @@ pub enum Error {
     CreateProducer(#[source] KafkaError),
     #[error("running a spy of /proc: {0}")]
     Spy(#[source] tokio::task::JoinError),
+    #[error("starting the eBPF connection tracker (--tracker ebpf): {0}")]
+    Tracker(#[source] scope_ebpf::LoadError),
 }
 
 impl Error {
@@ -30,7 +32,8 @@ impl Error {
             | Error::ProcRoot { .. }
             | Error::Hostname(_)
             | Error::CreateProducer(_)
-            | Error::Spy(_) => false,
+            | Error::Spy(_)
+            | Error::Tracker(_) => false,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Scope's collector: the probe that runs on every host.
 //!
-//! It reads `/proc` every `--spy-interval` and publishes what changed to Kafka: TCP
-//! connections as [`scope_schemas::ConnectionEvent`]s on `scope.connections` (as soon as a
-//! spy sees them change), processes and the host itself as [`scope_schemas::ReportDelta`]s
-//! on `scope.reports` (every `--publish-interval`, full every `--full-every` publishes).
+//! It publishes TCP connections as [`scope_schemas::ConnectionEvent`]s on `scope.connections`
+//! as they happen, learnt from the eBPF tracker ([`scope_ebpf`]) or, where it cannot load,
+//! from `/proc` every `--spy-interval` ([`tracker`]). It reads `/proc` every spy for processes
+//! and the host itself, published as [`scope_schemas::ReportDelta`]s on `scope.reports`
+//! (every `--publish-interval`, full every `--full-every` publishes).
 //! Mergers turn these streams into snapshots; the collector keeps no history and talks to
 //! nothing but Kafka. It must never fail because of what it reads or a broker being away:
 //! processes vanish mid-read all the time and are skipped, undeliverable records are counted,
@@ -11,6 +12,8 @@
 //!
 //! # Layout
 //! - [`config`]: [`CollectorArgs`], the command line and its validation.
+//! - [`conntrack`]: the real backend behind a DNAT'ed address, asked of the kernel over
+//!   ctnetlink in the connection's network namespace.
 //! - [`scan`]: one walk over `/proc/<pid>` per spy (stat, cmdline, fds, network namespace)
 //!   plus the TCP tables of every network namespace.
 //! - [`tcp`]: parsing `/proc/net/tcp` and `tcp6`.
@@ -22,6 +25,7 @@
 //! - [`stats`]: counters; [`error`]: what can stop the collector.
 
 pub mod config;
+pub mod conntrack;
 pub mod delta;
 pub mod error;
 pub mod interfaces;
@@ -31,6 +35,7 @@ pub mod scan;
 pub mod spy;
 pub mod stats;
 pub mod tcp;
+pub mod tracker;
 
 use std::{
     sync::Arc,
@@ -44,7 +49,12 @@ pub use config::CollectorArgs;
 pub use error::Error;
 pub use stats::{Stats, stats};
 
-use crate::{publisher::Publisher, spy::Spy};
+use scope_ebpf::Tracker;
+
+use crate::{
+    conntrack::Conntrack, publisher::Publisher, reporter::EndpointReporter, scan::Depth, spy::Spy,
+    tracker::TrackerMode,
+};
 
 /// How long shutdown waits for queued records to reach the broker.
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,21 +79,36 @@ pub async fn run_with_stats(
     let hostname = hostname().map_err(Error::Hostname)?;
     let host_id = args.host_id.clone().unwrap_or_else(|| hostname.clone());
     let mut publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
+    let mut tracker = tracker::start(&args)?;
+    let mode = match tracker {
+        Some(_) => TrackerMode::Ebpf,
+        None => TrackerMode::Procfs,
+    };
+    stats.set_tracker_mode(mode);
+    let mut endpoints =
+        EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone()));
     let mut spy = Some(Spy::new(
         &host_id,
         &hostname,
         args.proc_root.clone(),
         args.full_every,
+        mode,
         stats.clone(),
     ));
     tracing::info!(
         host_id, brokers = args.kafka.brokers, proc_root = %args.proc_root.display(),
+        tracker = mode.as_str(),
         spy_interval = %humantime::format_duration(args.spy_interval),
         publish_interval = %humantime::format_duration(args.publish_interval),
         full_every = args.full_every,
         "collector started"
     );
 
+    // The first spy reads the connections that already exist, whatever the mode; with eBPF,
+    // later spies read them again only after the kernel lost events.
+    let mut read_connections = true;
+    let mut lost_seen = 0;
+    let mut kernel_events = Vec::new();
     let mut spy_tick = tokio::time::interval(args.spy_interval);
     spy_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut publish_tick = tokio::time::interval(args.publish_interval);
@@ -92,16 +117,46 @@ pub async fn run_with_stats(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            read = next_kernel_batch(tracker.as_mut(), &mut kernel_events) => {
+                if let Err(error) = read {
+                    // Not expected once loaded; never keep spinning on a broken descriptor.
+                    tracing::error!(%error, "reading the eBPF ring buffer failed; connections now come from procfs");
+                    tracker = None;
+                    read_connections = true;
+                    continue;
+                }
+                let mut events = Vec::new();
+                for event in kernel_events.drain(..) {
+                    stats.kernel_event(event.kind);
+                    events.extend(endpoints.on_kernel_event(&event));
+                }
+                publisher.send_events(&events);
+            }
             _ = spy_tick.tick() => {
+                if let Some(tracker) = &tracker
+                    && lost_events_grew(tracker, &mut lost_seen, &stats)
+                {
+                    read_connections = true;
+                    Stats::add(&stats.resyncs, 1);
+                }
+                let depth = if read_connections || tracker.is_none() {
+                    Depth::Connections
+                } else {
+                    Depth::Processes
+                };
                 let Some(mut state) = spy.take() else { break };
-                let (state, events) = tokio::task::spawn_blocking(move || {
-                    let events = state.spy();
-                    (state, events)
+                let (state, observed) = tokio::task::spawn_blocking(move || {
+                    let observed = state.spy(depth);
+                    (state, observed)
                 })
                 .await
                 .map_err(Error::Spy)?;
                 spy = Some(state);
-                publisher.send_events(&events);
+                if let Some((observed, at)) = observed {
+                    read_connections = false;
+                    publisher.send_events(&endpoints.apply(observed, at));
+                }
+                stats.set_nat_translations(endpoints.nat_translations());
             }
             _ = publish_tick.tick() => {
                 let Some(state) = spy.as_mut() else { break };
@@ -109,9 +164,11 @@ pub async fn run_with_stats(
                 for delta in &publish.deltas {
                     publisher.send_delta(delta);
                 }
-                publisher.send_events(&publish.refresh);
+                if publish.full {
+                    publisher.send_events(&endpoints.refresh());
+                }
                 publisher.recover();
-                if publish.deltas.first().is_some_and(|d| d.full) {
+                if publish.full {
                     let metrics = stats.metrics();
                     tracing::debug!(?metrics, "collector counters");
                 }
@@ -123,6 +180,40 @@ pub async fn run_with_stats(
     let metrics = stats.metrics();
     tracing::info!(?metrics, "collector stopped");
     Ok(())
+}
+
+/// The next batch of kernel events; never ready without a tracker.
+async fn next_kernel_batch(
+    tracker: Option<&mut Tracker>,
+    out: &mut Vec<scope_ebpf::Event>,
+) -> std::io::Result<()> {
+    match tracker {
+        Some(tracker) => tracker.next_batch(out).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the kernel dropped events since the last look: they are counted, logged, and the
+/// caller resyncs from /proc, so a lost connect or close is never a silent gap.
+fn lost_events_grew(tracker: &Tracker, lost_seen: &mut u64, stats: &Stats) -> bool {
+    let lost = match tracker.lost_events() {
+        Ok(lost) => lost,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the eBPF lost-event counter; resyncing from /proc");
+            return true;
+        }
+    };
+    if lost <= *lost_seen {
+        return false;
+    }
+    let new = lost - *lost_seen;
+    *lost_seen = lost;
+    Stats::add(&stats.ebpf_lost_events, new);
+    tracing::warn!(
+        lost = new,
+        "the eBPF ring buffer overflowed (raise --ebpf-ring-buffer-bytes); resyncing connections from /proc"
+    );
+    true
 }
 
 /// This machine's host name (`gethostname(2)`).

@@ -12,6 +12,7 @@ async fn main() -> std::process::ExitCode {
     .main(
         "scope-collector",
         CollectorArgs::validate,
+        |out| scope_collector::stats().write_metrics(out),
         scope_collector::run,
     )
     .await

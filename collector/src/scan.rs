@@ -66,8 +66,19 @@ impl Scan {
     }
 }
 
+/// How much of /proc a scan reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Each process's stat, cmdline, namespace and descriptor count: what the process
+    /// reporter needs.
+    Processes,
+    /// Also where every descriptor points and each namespace's TCP tables: the connections.
+    /// The expensive part, skipped while the eBPF tracker reports connections.
+    Connections,
+}
+
 /// Walks `proc_root`. Fails only when `proc_root` itself cannot be listed.
-pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
+pub fn scan(proc_root: &Path, depth: Depth, stats: &Stats) -> io::Result<Scan> {
     let timestamp_us = crate::now_us();
     let at = Instant::now();
     let page_size = page_size();
@@ -84,7 +95,7 @@ pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
         else {
             continue;
         };
-        match read_process(&entry.path(), pid, page_size, stats) {
+        match read_process(&entry.path(), pid, page_size, depth, stats) {
             Ok(process) => processes.push(process),
             Err(error) => {
                 stats.proc_read_error();
@@ -101,7 +112,10 @@ pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
             socket_owner.entry(inode).or_insert(process.pid);
         }
     }
-    let tcp = read_tcp_tables(proc_root, &processes, stats);
+    let tcp = match depth {
+        Depth::Connections => read_tcp_tables(proc_root, &processes, stats),
+        Depth::Processes => BTreeMap::new(),
+    };
     Ok(Scan {
         timestamp_us,
         at,
@@ -113,7 +127,13 @@ pub fn scan(proc_root: &Path, stats: &Stats) -> io::Result<Scan> {
 
 /// Reads one process. `stat` is required; the other files are optional unless their
 /// absence says the process is gone.
-fn read_process(dir: &Path, pid: i32, page_size: u64, stats: &Stats) -> io::Result<ProcessSample> {
+fn read_process(
+    dir: &Path,
+    pid: i32,
+    page_size: u64,
+    depth: Depth,
+    stats: &Stats,
+) -> io::Result<ProcessSample> {
     let stat = fs::read_to_string(dir.join("stat"))?;
     let stat = parse_stat(&stat)
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "malformed stat"))?;
@@ -125,7 +145,7 @@ fn read_process(dir: &Path, pid: i32, page_size: u64, stats: &Stats) -> io::Resu
             String::new()
         }
     };
-    let (open_files, sockets) = match read_fds(&dir.join("fd")) {
+    let (open_files, sockets) = match read_fds(&dir.join("fd"), depth) {
         Ok((count, sockets)) => (Some(count), sockets),
         Err(e) if gone(&e) => return Err(e),
         Err(_) => {
@@ -205,13 +225,18 @@ fn join_cmdline(bytes: &[u8]) -> String {
     args.join(" ")
 }
 
-/// Counts the descriptors in `fd/` and collects the inodes of those that are sockets.
-/// A descriptor closed between listing and `readlink` is just not counted.
-fn read_fds(fd_dir: &Path) -> io::Result<(u64, Vec<u64>)> {
+/// Counts the descriptors in `fd/` and, for [`Depth::Connections`], collects the inodes of
+/// those that are sockets. A descriptor closed between listing and `readlink` is just not
+/// counted.
+fn read_fds(fd_dir: &Path, depth: Depth) -> io::Result<(u64, Vec<u64>)> {
     let mut count = 0;
     let mut sockets = Vec::new();
     for entry in fs::read_dir(fd_dir)? {
         let Ok(entry) = entry else { continue };
+        if depth == Depth::Processes {
+            count += 1;
+            continue;
+        }
         let Ok(target) = fs::read_link(entry.path()) else {
             continue;
         };
@@ -344,7 +369,7 @@ mod tests {
         let stats = Stats::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let scan = scan(Path::new("/proc"), &stats).unwrap();
+        let scan = scan(Path::new("/proc"), Depth::Connections, &stats).unwrap();
         let me = std::process::id() as i32;
         let process = scan
             .processes
@@ -360,14 +385,21 @@ mod tests {
             .find(|s| s.state == tcp::LISTEN && s.local.port() == port)
             .expect("own listener in the TCP table");
         assert_eq!(scan.socket_owner.get(&socket.inode), Some(&me));
+
+        // The shallow scan counts the same process's descriptors but reads no connections.
+        let shallow = super::scan(Path::new("/proc"), Depth::Processes, &stats).unwrap();
+        let process = shallow.processes.iter().find(|p| p.pid == me).unwrap();
+        assert!(process.open_files.unwrap() >= 1 && process.sockets.is_empty());
+        assert!(shallow.tcp.is_empty() && shallow.socket_owner.is_empty());
     }
 
     #[test]
     fn missing_proc_root_fails_the_scan() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(scan(&dir.path().join("nope"), &Stats::default()).is_err());
+        let stats = Stats::default();
+        assert!(scan(&dir.path().join("nope"), Depth::Connections, &stats).is_err());
         // An empty directory is a valid, empty /proc.
-        let scan = scan(dir.path(), &Stats::default()).unwrap();
+        let scan = scan(dir.path(), Depth::Connections, &stats).unwrap();
         assert!(scan.processes.is_empty() && scan.tcp.is_empty());
     }
 }

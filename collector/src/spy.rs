@@ -1,24 +1,25 @@
-//! The spy: the reporters' state, advanced once per `--spy-interval` and summarised once per
-//! `--publish-interval`.
+//! The spy: the process and host reporters' state, advanced once per `--spy-interval` and
+//! summarised once per `--publish-interval`, plus the connection table when a spy reads it.
 //!
 //! Reading /proc is blocking file I/O, so [`Spy::spy`] runs on a blocking thread and owns
-//! everything it touches; the async loop in [`crate::run`] only moves it there and back.
+//! everything it touches; the async loop in [`crate::run`] only moves it there and back. The
+//! endpoint reporter stays in that loop, because kernel events update it between spies.
 
 use std::{path::PathBuf, sync::Arc};
 
-use scope_schemas::{ConnectionEvent, ReportDelta, report::keys};
+use scope_schemas::{ReportDelta, report::keys};
 
 use crate::{
     delta::{DeltaTracker, FullSchedule, Sequence},
-    reporter::{EndpointReporter, HostReporter, ProcessReporter},
-    scan,
+    reporter::{HostReporter, ProcessReporter, endpoint},
+    scan::{self, Depth},
     stats::Stats,
+    tracker::TrackerMode,
 };
 
 pub struct Spy {
     proc_root: PathBuf,
     stats: Arc<Stats>,
-    endpoints: EndpointReporter,
     processes: ProcessReporter,
     host: HostReporter,
     host_deltas: DeltaTracker,
@@ -30,8 +31,8 @@ pub struct Spy {
 /// What one publish sends.
 pub struct Publish {
     pub deltas: Vec<ReportDelta>,
-    /// Open connections re-announced with a full report; empty otherwise.
-    pub refresh: Vec<ConnectionEvent>,
+    /// A full report: open connections are re-announced with it.
+    pub full: bool,
 }
 
 impl Spy {
@@ -40,12 +41,12 @@ impl Spy {
         hostname: &str,
         proc_root: PathBuf,
         full_every: u32,
+        tracker_mode: TrackerMode,
         stats: Arc<Stats>,
     ) -> Self {
         Spy {
-            endpoints: EndpointReporter::new(host_id),
             processes: ProcessReporter::new(host_id),
-            host: HostReporter::new(host_id, hostname, &proc_root),
+            host: HostReporter::new(host_id, hostname, &proc_root, tracker_mode),
             host_deltas: DeltaTracker::new(host_id, keys::HOST),
             process_deltas: DeltaTracker::new(host_id, keys::PROCESS),
             schedule: FullSchedule::new(full_every),
@@ -55,26 +56,26 @@ impl Spy {
         }
     }
 
-    /// Reads /proc once; returns the connection events it caused. A /proc that cannot be
-    /// listed skips this spy (the previous state stands) instead of reporting everything gone.
-    pub fn spy(&mut self) -> Vec<ConnectionEvent> {
-        let scan = match scan::scan(&self.proc_root, &self.stats) {
+    /// Reads /proc once, to `depth`; with [`Depth::Connections`], returns the connection
+    /// table it saw and when. A /proc that cannot be listed skips this spy (the previous state
+    /// stands, `None`) instead of reporting everything gone.
+    pub fn spy(&mut self, depth: Depth) -> Option<(endpoint::Observed, i64)> {
+        let scan = match scan::scan(&self.proc_root, depth, &self.stats) {
             Ok(scan) => scan,
             Err(error) => {
                 self.stats.proc_read_error();
                 tracing::warn!(proc_root = %self.proc_root.display(), %error, "could not list /proc; skipped this spy");
-                return Vec::new();
+                return None;
             }
         };
-        let events = self.endpoints.observe(&scan);
         self.processes.observe(&scan);
         self.host.observe(scan.timestamp_us, &self.stats);
         Stats::add(&self.stats.spies, 1);
-        events
+        (depth == Depth::Connections).then(|| (endpoint::observe_scan(&scan), scan.timestamp_us))
     }
 
     /// The deltas of the host and process reporters since the last publish (full every
-    /// `full_every` publishes, with a refresh of the open connections).
+    /// `full_every` publishes).
     pub fn publish(&mut self) -> Publish {
         let full = self.schedule.next_is_full();
         let now = crate::now_us();
@@ -84,12 +85,7 @@ impl Spy {
             self.process_deltas
                 .delta(self.processes.nodes(), full, self.seq.next_seq(), now),
         ];
-        let refresh = if full {
-            self.endpoints.refresh()
-        } else {
-            Vec::new()
-        };
-        Publish { deltas, refresh }
+        Publish { deltas, full }
     }
 }
 
@@ -100,17 +96,27 @@ mod tests {
         time::{Duration, Instant},
     };
 
-    use scope_schemas::ConnectionEventKind::{self, Accept, Close, Connect};
+    use scope_schemas::{
+        ConnectionEvent,
+        ConnectionEventKind::{self, Accept, Close, Connect},
+    };
 
     use super::*;
+    use crate::reporter::EndpointReporter;
 
     /// Spies until `found` holds for the events seen so far, or fails after 10 s.
-    fn spy_until(spy: &mut Spy, what: &str, found: impl Fn(&[ConnectionEvent]) -> bool) {
+    fn spy_until(
+        spy: &mut Spy,
+        endpoints: &mut EndpointReporter,
+        what: &str,
+        found: impl Fn(&[ConnectionEvent]) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut events = Vec::new();
         while !found(&events) {
             assert!(Instant::now() < deadline, "no {what} in {events:#?}");
-            events.extend(spy.spy());
+            let (observed, at) = spy.spy(Depth::Connections).unwrap();
+            events.extend(endpoints.apply(observed, at));
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -133,22 +139,30 @@ mod tests {
     #[test]
     fn sees_this_process_connect_accept_and_close() {
         let stats = Arc::new(Stats::default());
-        let mut spy = Spy::new("h1", "host", PathBuf::from("/proc"), 2, stats.clone());
-        spy.spy();
+        let mut spy = Spy::new(
+            "h1",
+            "host",
+            PathBuf::from("/proc"),
+            2,
+            TrackerMode::Procfs,
+            stats.clone(),
+        );
+        let mut endpoints = EndpointReporter::new("h1");
+        assert!(spy.spy(Depth::Processes).is_none());
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server_port = listener.local_addr().unwrap().port();
         let client = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
         let client_port = client.local_addr().unwrap().port();
         let (accepted, _) = listener.accept().unwrap();
-        spy_until(&mut spy, "connect and accept", |events| {
+        spy_until(&mut spy, &mut endpoints, "connect and accept", |events| {
             has(events, Connect, client_port, server_port)
                 && has(events, Accept, server_port, client_port)
         });
 
-        // A full publish re-announces both as refreshes; the next one is not full.
+        // A full publish; the next one is not full.
         let publish = spy.publish();
-        assert!(publish.deltas.iter().all(|d| d.full));
+        assert!(publish.full && publish.deltas.iter().all(|d| d.full));
         assert_eq!(
             publish
                 .deltas
@@ -158,16 +172,17 @@ mod tests {
             ["host", "process"]
         );
         assert!(publish.deltas[0].seq < publish.deltas[1].seq);
-        assert!(has(&publish.refresh, Connect, client_port, server_port));
-        assert!(publish.refresh.iter().all(|e| e.refresh));
+        let refresh = endpoints.refresh();
+        assert!(has(&refresh, Connect, client_port, server_port));
+        assert!(refresh.iter().all(|e| e.refresh));
         let me = process_node_id_of_self();
         assert!(publish.deltas[1].upserts.iter().any(|n| n.id == me));
         let next = spy.publish();
-        assert!(next.deltas.iter().all(|d| !d.full) && next.refresh.is_empty());
+        assert!(!next.full && next.deltas.iter().all(|d| !d.full));
 
         drop(client);
         drop(accepted);
-        spy_until(&mut spy, "close", |events| {
+        spy_until(&mut spy, &mut endpoints, "close", |events| {
             has(events, Close, client_port, server_port)
                 && has(events, Close, server_port, client_port)
         });

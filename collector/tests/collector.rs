@@ -1,5 +1,5 @@
-//! End to end: a real collector spying this machine's /proc, publishing to an embedded
-//! broker, while two real processes open, hold and drop a TCP connection.
+//! End to end: a real collector, with each connection tracker, publishing to an embedded
+//! broker while two real processes open, hold and drop a TCP connection.
 
 use std::{
     path::Path,
@@ -11,7 +11,7 @@ use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
 };
-use scope_collector::{CollectorArgs, Stats};
+use scope_collector::{CollectorArgs, Stats, tracker::TrackerChoice};
 use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Node, Record, ReportDelta,
@@ -155,7 +155,25 @@ fn find_event(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_real_processes_and_their_connection() {
+async fn reports_real_processes_and_their_connection_with_ebpf() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the eBPF tracker needs root");
+        return;
+    }
+    reports_real_processes_and_their_connection(TrackerChoice::Ebpf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_real_processes_and_their_connection_with_procfs() {
+    reports_real_processes_and_their_connection(TrackerChoice::Procfs).await;
+}
+
+async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
+    let (source, mode) = match tracker {
+        TrackerChoice::Ebpf => (EventSource::Ebpf, "ebpf"),
+        _ => (EventSource::Procfs, "procfs"),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -167,8 +185,9 @@ async fn reports_real_processes_and_their_connection() {
     let kafka = KafkaArgs::new(broker.bootstrap());
     ensure_topics(&kafka, &topics::all(1)).await.unwrap();
 
-    let host_id = format!("collector-test-{}", std::process::id());
+    let host_id = format!("collector-test-{}-{mode}", std::process::id());
     let mut args = CollectorArgs::new(kafka.clone());
+    args.tracker = tracker;
     args.host_id = Some(host_id.clone());
     args.spy_interval = Duration::from_millis(100);
     args.publish_interval = Duration::from_millis(300);
@@ -195,6 +214,13 @@ async fn reports_real_processes_and_their_connection() {
     consumer
         .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
         .unwrap();
+
+    // Once the first spy has read what existed, new connections come only from the tracker.
+    let started = Instant::now();
+    while stats.spies.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(started.elapsed() < WAIT, "no spy within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Two real processes holding one loopback connection.
     let (_server, server_pid, server_port, _server_out) = spawn_python(SERVER, &[]).await;
@@ -229,7 +255,7 @@ async fn reports_real_processes_and_their_connection() {
         (AddressFamily::Ipv4, "127.0.0.1", "127.0.0.1")
     );
     assert_eq!(connect.remote_port.to_string(), server_port);
-    assert_eq!(connect.source, EventSource::Procfs);
+    assert_eq!(connect.source, source);
     assert!(
         connect
             .process_name
@@ -281,7 +307,7 @@ async fn reports_real_processes_and_their_connection() {
     );
     assert_eq!(process.parents[keys::HOST], [host_node.as_str()]);
     let host = latest(&seen, &host_node).unwrap();
-    assert_eq!(host.latest(keys::TRACKER_MODE), Some("procfs"));
+    assert_eq!(host.latest(keys::TRACKER_MODE), Some(mode));
 
     // The first delta of each reporter is full, and seq only goes up.
     for reporter in [keys::HOST, keys::PROCESS] {

@@ -11,7 +11,7 @@ struct RawEvent {
     pid: u32,
     family: u16,
     kind: u8,
-    _pad0: u8,
+    flags: u8,
     local_port: u16,
     remote_port: u16,
     local_addr: [u8; 16],
@@ -51,7 +51,13 @@ pub struct Event {
     /// `/proc/net/tcp6` readers do, so one peer has one address.
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// On an accept: the connection ended while queued, before `accept(2)` returned it, so no
+    /// close event follows; it is both opened and closed by this event.
+    pub already_closed: bool,
 }
+
+/// `SCOPE_ALREADY_CLOSED` in event.h.
+const ALREADY_CLOSED: u8 = 1;
 
 impl Event {
     /// Decodes one ring-buffer record; `None` when it is not a well-formed `scope_event`.
@@ -92,6 +98,7 @@ impl Event {
                 .then(|| String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned()),
             local: SocketAddr::new(ip(raw.local_addr)?, raw.local_port),
             remote: SocketAddr::new(ip(raw.remote_addr)?, raw.remote_port),
+            already_closed: kind == EventKind::Accept && raw.flags & ALREADY_CLOSED != 0,
         })
     }
 }
@@ -109,7 +116,7 @@ mod tests {
             pid: 1234,
             family,
             kind,
-            _pad0: 0,
+            flags: 0,
             local_port: 50000,
             remote_port: 80,
             local_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -151,6 +158,9 @@ mod tests {
         assert_eq!(event.kind, EventKind::Accept);
         assert_eq!(event.local, "[fd00::1]:50000".parse().unwrap());
         assert_eq!(event.remote, "192.0.2.7:80".parse().unwrap());
+        assert!(!event.already_closed);
+        v6.flags = ALREADY_CLOSED;
+        assert!(Event::decode(&bytes(&v6)).unwrap().already_closed);
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
 //!   and loses messages under load.
-//! - [`service`]: logging, signals, `--check-config` and exit codes for every binary.
+//! - [`service`]: logging, signals, `--check-config`, `--metrics-addr` and exit codes for every
+//!   binary.
+//! - [`metrics`]: the Prometheus text format ([`metrics::Exposition`]) and the small HTTP
+//!   server that answers `GET /metrics`.
 
 #[cfg(feature = "embedded")]
 mod embedded;
+pub mod metrics;
 pub mod service;
 
 use std::time::Duration;
@@ -77,6 +81,11 @@ pub enum Error {
     Admin(#[source] KafkaError),
     #[error("creating topic {topic}: {source}")]
     CreateTopic { topic: String, source: KafkaError },
+    #[error("listening for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[cfg(feature = "embedded")]
     #[error("starting the embedded broker on {addr}: {reason}")]
     Embedded {
@@ -96,6 +105,8 @@ impl Error {
                     RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure
                 )
             ),
+            // Another process holds the port, or the address is not this machine's.
+            Error::MetricsListen { .. } => false,
             #[cfg(feature = "embedded")]
             Error::Embedded { .. } => false,
         }

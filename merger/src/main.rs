@@ -9,6 +9,11 @@ async fn main() -> std::process::ExitCode {
         "scope-merger",
         "Merges collector deltas into windowed Parquet snapshots",
     )
-    .main("scope-merger", MergerArgs::validate, scope_merger::run)
+    .main(
+        "scope-merger",
+        MergerArgs::validate,
+        |out| scope_merger::stats().write_metrics(out),
+        scope_merger::run,
+    )
     .await
 }

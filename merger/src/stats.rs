@@ -1,13 +1,13 @@
-//! Counters of what the merger did, for the CLI to log or export.
+//! Counters of what the merger did, for the CLI to log and `--metrics-addr` to export.
 //!
 //! The consume loop counts in plain integers and adds them here once per tick, so the hot
 //! path touches no shared cache line. Names follow Prometheus conventions; per-topic counters
 //! carry a `topic` label with one of the two input topic names.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use scope_kafka::metrics::Exposition;
 use scope_schemas::topics;
 
 /// Counters of one input topic.
@@ -55,9 +55,8 @@ fn get(c: &AtomicU64) -> u64 {
 }
 
 impl Stats {
-    /// All counters in the Prometheus text exposition format.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
+    /// Writes every counter as a Prometheus family, for the `--metrics-addr` endpoint.
+    pub fn write_metrics(&self, out: &mut Exposition) {
         type Field = fn(&TopicStats) -> &AtomicU64;
         let per_topic: [(&str, &str, Field); 4] = [
             (
@@ -82,12 +81,11 @@ impl Stats {
             ),
         ];
         for (name, help, field) in per_topic {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (topic, t) in [
                 (topics::CONNECTIONS, &self.connections),
                 (topics::REPORTS, &self.reports),
             ] {
-                let _ = writeln!(out, "{name}{{topic=\"{topic}\"}} {}", get(field(t)));
+                out.counter_with(name, help, &[("topic", topic)], get(field(t)));
             }
         }
         let plain = [
@@ -118,13 +116,8 @@ impl Stats {
             ),
         ];
         for (name, help, counter) in plain {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                get(counter)
-            );
+            out.counter(name, help, get(counter));
         }
-        out
     }
 }
 
@@ -155,7 +148,15 @@ mod tests {
     fn prometheus_text_names_every_counter() {
         let stats = Stats::default();
         stats.reports.malformed.fetch_add(3, Ordering::Relaxed);
-        let text = stats.render_prometheus();
+        let mut out = Exposition::new();
+        stats.write_metrics(&mut out);
+        let text = out.finish();
+        assert_eq!(text.matches("# TYPE ").count(), 9, "{text}");
+        assert_eq!(
+            text.matches("# TYPE scope_merger_malformed_messages_total counter\n")
+                .count(),
+            1
+        );
         assert!(text.contains("scope_merger_malformed_messages_total{topic=\"scope.reports\"} 3"));
         assert!(
             text.contains("scope_merger_malformed_messages_total{topic=\"scope.connections\"} 0")

@@ -119,51 +119,77 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its Prometheus-style name.
     pub fn metrics(&self) -> Vec<(&'static str, u64)> {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        vec![
+        self.counters()
+            .into_iter()
+            .map(|(name, _, counter)| (name, counter.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Writes every counter as a Prometheus family, for the `--metrics-addr` endpoint.
+    pub fn write_metrics(&self, out: &mut scope_kafka::metrics::Exposition) {
+        for (name, help, counter) in self.counters() {
+            out.counter(name, help, counter.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Name, help text and value of every counter: the one list [`Stats::metrics`] and
+    /// [`Stats::write_metrics`] share.
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
+        [
             (
                 "scope_renderer_snapshots_rendered_total",
-                get(&self.snapshots_rendered),
+                "Snapshots rendered.",
+                &self.snapshots_rendered,
             ),
             (
                 "scope_renderer_snapshots_missing_total",
-                get(&self.snapshots_missing),
+                "Announced snapshots whose files were not on disk.",
+                &self.snapshots_missing,
             ),
             (
                 "scope_renderer_snapshots_stale_total",
-                get(&self.snapshots_stale),
+                "Snapshots rendered but not published because a newer one was.",
+                &self.snapshots_stale,
             ),
             (
                 "scope_renderer_render_failures_total",
-                get(&self.render_failures),
+                "Renders that failed.",
+                &self.render_failures,
             ),
             (
                 "scope_renderer_skipped_messages_total",
-                get(&self.malformed_announcements),
+                "scope.snapshots messages that were not a snapshot announcement, skipped.",
+                &self.malformed_announcements,
             ),
             (
                 "scope_renderer_skipped_published_total",
-                get(&self.malformed_published),
+                "Values on the view topics unreadable at start, skipped.",
+                &self.malformed_published,
             ),
             (
                 "scope_renderer_consume_errors_total",
-                get(&self.consume_errors),
+                "Errors receiving from Kafka.",
+                &self.consume_errors,
             ),
             (
                 "scope_renderer_nodes_published_total",
-                get(&self.nodes_published),
+                "Node upserts the broker acknowledged.",
+                &self.nodes_published,
             ),
             (
                 "scope_renderer_tombstones_published_total",
-                get(&self.tombstones_published),
+                "Node tombstones the broker acknowledged.",
+                &self.tombstones_published,
             ),
             (
                 "scope_renderer_publish_failures_total",
-                get(&self.publish_failures),
+                "Publishes with at least one failed delivery.",
+                &self.publish_failures,
             ),
             (
                 "scope_renderer_files_deleted_total",
-                get(&self.files_deleted),
+                "Rendered files deleted past retention.",
+                &self.files_deleted,
             ),
         ]
     }
@@ -205,6 +231,22 @@ mod tests {
         let mut bad = ok;
         bad.data_dir = PathBuf::new();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn every_counter_is_exported() {
+        let stats = Stats::default();
+        stats.nodes_published.fetch_add(5, Ordering::Relaxed);
+        let mut out = scope_kafka::metrics::Exposition::new();
+        stats.write_metrics(&mut out);
+        let text = out.finish();
+        let metrics = stats.metrics();
+        assert_eq!(metrics.len(), 11);
+        assert_eq!(text.matches("# TYPE ").count(), metrics.len());
+        for (name, value) in metrics {
+            assert!(text.contains(&format!("\n# TYPE {name} counter\n{name} {value}\n")));
+        }
+        assert!(text.contains("\nscope_renderer_nodes_published_total 5\n"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ async fn main() -> std::process::ExitCode {
     .main(
         "scope-renderer",
         RendererArgs::validate,
+        |out| scope_renderer::stats().write_metrics(out),
         scope_renderer::run,
     )
     .await

@@ -55,6 +55,9 @@ struct UpArgs {
     /// Where snapshots are kept (Parquet).
     #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
     data_dir: PathBuf,
+    /// Serve all three components' Prometheus metrics at http://ADDR/metrics. None by default.
+    #[arg(long, env = "SCOPE_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -85,18 +88,25 @@ async fn main() -> ExitCode {
             c.main(
                 "scope collector",
                 CollectorArgs::validate,
+                |out| scope_collector::stats().write_metrics(out),
                 scope_collector::run,
             )
             .await
         }
         Command::Merger(c) => {
-            c.main("scope merger", MergerArgs::validate, scope_merger::run)
-                .await
+            c.main(
+                "scope merger",
+                MergerArgs::validate,
+                |out| scope_merger::stats().write_metrics(out),
+                scope_merger::run,
+            )
+            .await
         }
         Command::Renderer(c) => {
             c.main(
                 "scope renderer",
                 RendererArgs::validate,
+                |out| scope_renderer::stats().write_metrics(out),
                 scope_renderer::run,
             )
             .await
@@ -154,6 +164,13 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     collector.validate()?;
     merger.validate()?;
     renderer.validate()?;
+    // Bound before anything starts, so a port in use stops `scope up` at once.
+    let metrics = match up.metrics_addr {
+        Some(addr) => Some(
+            scope_kafka::metrics::listen(addr, write_all_metrics, shutdown.child_token()).await?,
+        ),
+        None => None,
+    };
 
     let kafka = KafkaArgs {
         brokers: brokers.clone(),
@@ -175,6 +192,9 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     );
     println!("             {}", rendered.join(", "));
     println!("  snapshots  {}", up.data_dir.display());
+    if let Some(addr) = metrics {
+        println!("  metrics    http://{addr}/metrics");
+    }
     println!("  query      scope sql \"select * from graph_edges where view = 'processes'\"");
 
     let components = tokio::try_join!(
@@ -184,6 +204,13 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     );
     drop(embedded);
     components.map(|_| ())
+}
+
+/// Every component's counters: `scope up` runs all three, so one endpoint shows them all.
+fn write_all_metrics(out: &mut scope_kafka::metrics::Exposition) {
+    scope_collector::stats().write_metrics(out);
+    scope_merger::stats().write_metrics(out);
+    scope_renderer::stats().write_metrics(out);
 }
 
 /// One component failing stops the others: a pipeline missing a stage would only pretend.

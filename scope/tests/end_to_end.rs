@@ -3,127 +3,15 @@
 //! restart on the same data dir the earlier snapshots are still queryable; garbage on the input
 //! topics is skipped while snapshots keep coming.
 
+mod support;
+
 use std::{
     io::Write,
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-const SCOPE: &str = env!("CARGO_BIN_EXE_scope");
-
-struct Up {
-    child: Child,
-}
-
-impl Up {
-    fn start(listen: &str, data_dir: &Path, log: &Path) -> Up {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(SCOPE)
-            .arg("up")
-            .env("SCOPE_EMBEDDED_LISTEN", listen)
-            .env("SCOPE_DATA_DIR", data_dir)
-            .env_remove("SCOPE_BROKERS")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("scope up starts");
-        Up { child }
-    }
-
-    /// SIGTERM, then wait: the components shut down in order.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("scope up did not stop within 30 s of SIGTERM");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sql(data_dir: &Path, format: &str, query: &str) -> (bool, String, String) {
-    let out = Command::new(SCOPE)
-        .args(["sql", "--format", format, query])
-        .env("SCOPE_DATA_DIR", data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Polls `check` every 500 ms until it returns Some, or fails the test after `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn python(code: &str) -> Killed {
-    Killed(
-        Command::new("python3")
-            .args(["-c", code])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3 runs (scripts/setup installs it)"),
-    )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn latest_snapshot_time(data_dir: &Path) -> Option<String> {
-    let (ok, out, _) = sql(data_dir, "csv", "select max(snapshot_time) as t from hosts");
-    ok.then(|| out.lines().nth(1).map(str::to_owned))
-        .flatten()
-        .filter(|t| !t.is_empty())
-}
+use support::{SCOPE, Up, free_port, hostname, latest_snapshot_time, python, sql, wait_for};
 
 #[test]
 fn a_connection_between_two_local_processes_becomes_an_edge() {
@@ -149,8 +37,8 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     ));
 
     let host = hostname();
-    let src = format!("{host};{}", client.0.id());
-    let dst = format!("{host};{}", server.0.id());
+    let src = format!("{host};{}", client.pid());
+    let dst = format!("{host};{}", server.pid());
     let query = "select * from graph_edges where view = 'processes'";
     wait_for(
         Duration::from_secs(30),

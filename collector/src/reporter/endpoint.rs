@@ -10,15 +10,25 @@
 //! A connection waiting in a listener's accept queue is ESTABLISHED but held by no process
 //! yet. Such a connection is held back for one spy so the event can name the process that
 //! accepts it; if still nobody holds it then, it is announced without a pid.
+//!
+//! With the eBPF tracker, [`EndpointReporter::on_kernel_event`] applies each kernel event to the
+//! same table, and a scan of /proc (at start-up and after lost events) is diffed against it
+//! exactly like a procfs spy, which is what makes a resync correct.
+//!
+//! A connection this host opened to an address that conntrack translated (a DNAT'ed virtual
+//! IP, like a Kubernetes service) is reported with the translated remote, the real backend, in
+//! every event of its life, so the renderer can pair it with the backend's end.
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
 };
 
+use scope_ebpf::{Event as KernelEvent, EventKind as KernelEventKind, Tracker};
 use scope_schemas::{AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource};
 
 use crate::{
+    conntrack::Conntrack,
     scan::Scan,
     tcp::{self, TcpSocket},
 };
@@ -38,6 +48,9 @@ pub struct Conn {
     pub pid: Option<i32>,
     pub process_name: Option<String>,
     pub first_seen_us: i64,
+    pub source: EventSource,
+    /// The real remote when conntrack translated the connection's destination.
+    pub nat_remote: Option<SocketAddr>,
 }
 
 /// The connection table one spy observed.
@@ -50,6 +63,8 @@ pub struct EndpointReporter {
     open: BTreeMap<ConnKey, Conn>,
     /// Connections seen once without an owning process, not announced yet.
     pending: HashMap<ConnKey, Conn>,
+    nat: Option<Conntrack>,
+    nat_translations: u64,
 }
 
 impl EndpointReporter {
@@ -58,12 +73,93 @@ impl EndpointReporter {
             host_id: host_id.into(),
             open: BTreeMap::new(),
             pending: HashMap::new(),
+            nat: None,
+            nat_translations: 0,
         }
     }
 
-    /// Feeds one spy; returns the events it caused.
-    pub fn observe(&mut self, scan: &Scan) -> Vec<ConnectionEvent> {
-        self.apply(observe_scan(scan), scan.timestamp_us)
+    /// Resolves the destinations of outgoing connections through `conntrack`.
+    pub fn with_nat(mut self, conntrack: Conntrack) -> Self {
+        self.nat = Some(conntrack);
+        self
+    }
+
+    /// Connections reported with a conntrack-translated remote so far.
+    pub fn nat_translations(&self) -> u64 {
+        self.nat_translations
+    }
+
+    /// Applies one event of the eBPF tracker; returns what it announces. Opens of a connection
+    /// already known (from the start-up scan) and closes of unknown ones announce nothing.
+    pub fn on_kernel_event(&mut self, event: &KernelEvent) -> Vec<ConnectionEvent> {
+        let key = ConnKey {
+            netns: event.netns,
+            local: event.local,
+            remote: event.remote,
+        };
+        let timestamp_us = Tracker::wall_clock_us(event.monotonic_ns);
+        let kind = match event.kind {
+            KernelEventKind::Connect => ConnectionEventKind::Connect,
+            KernelEventKind::Accept => ConnectionEventKind::Accept,
+            KernelEventKind::Close => {
+                let mut events = Vec::new();
+                let conn = match self.open.remove(&key) {
+                    Some(conn) => conn,
+                    // Seen by a scan without an owner and never announced: announce it now.
+                    None => match self.pending.remove(&key) {
+                        Some(conn) => {
+                            let (open, conn) = self.announce(key, conn);
+                            events.push(open);
+                            conn
+                        }
+                        None => return events,
+                    },
+                };
+                events.push(self.event(
+                    &key,
+                    &conn,
+                    ConnectionEventKind::Close,
+                    timestamp_us,
+                    false,
+                ));
+                return events;
+            }
+        };
+        if self.open.contains_key(&key) {
+            return Vec::new();
+        }
+        let first_seen_us = self
+            .pending
+            .remove(&key)
+            .map_or(timestamp_us, |seen| seen.first_seen_us);
+        let conn = Conn {
+            kind,
+            pid: event.pid,
+            process_name: event.comm.clone(),
+            first_seen_us,
+            source: EventSource::Ebpf,
+            nat_remote: None,
+        };
+        let (open, conn) = self.announce(key, conn);
+        let mut events = vec![open];
+        if event.already_closed {
+            events.push(self.event(&key, &conn, ConnectionEventKind::Close, timestamp_us, false));
+        } else {
+            self.open.insert(key, conn);
+        }
+        events
+    }
+
+    /// The opening event of a connection about to be announced, NAT resolved.
+    fn announce(&mut self, key: ConnKey, mut conn: Conn) -> (ConnectionEvent, Conn) {
+        if conn.kind == ConnectionEventKind::Connect
+            && let Some(nat) = self.nat.as_mut()
+        {
+            conn.nat_remote = nat.destination(key.netns, conn.pid, key.local, key.remote);
+            self.nat_translations += u64::from(conn.nat_remote.is_some());
+        }
+        let event = self.event(&key, &conn, conn.kind, conn.first_seen_us, false);
+        (event, conn)
     }
 
     /// Diffs `now` against the previous table. Closes come first, then new connections.
@@ -97,7 +193,8 @@ impl EndpointReporter {
         });
         short_lived.sort_by_key(|(key, _)| *key);
         for (key, conn) in short_lived {
-            events.push(self.event(&key, &conn, conn.kind, conn.first_seen_us, false));
+            let (open, conn) = self.announce(key, conn);
+            events.push(open);
             events.push(self.event(&key, &conn, ConnectionEventKind::Close, timestamp_us, false));
         }
 
@@ -114,7 +211,8 @@ impl EndpointReporter {
                 }
                 None => conn.first_seen_us = timestamp_us,
             }
-            events.push(self.event(&key, &conn, conn.kind, conn.first_seen_us, false));
+            let (open, conn) = self.announce(key, conn);
+            events.push(open);
             self.open.insert(key, conn);
         }
         events
@@ -137,6 +235,7 @@ impl EndpointReporter {
         timestamp_us: i64,
         refresh: bool,
     ) -> ConnectionEvent {
+        let remote = conn.nat_remote.unwrap_or(key.remote);
         ConnectionEvent {
             host_id: self.host_id.clone(),
             kind,
@@ -152,9 +251,9 @@ impl EndpointReporter {
             },
             local_addr: key.local.ip().to_string(),
             local_port: i32::from(key.local.port()),
-            remote_addr: key.remote.ip().to_string(),
-            remote_port: i32::from(key.remote.port()),
-            source: EventSource::Procfs,
+            remote_addr: remote.ip().to_string(),
+            remote_port: i32::from(remote.port()),
+            source: conn.source,
         }
     }
 }
@@ -183,6 +282,8 @@ pub fn observe_scan(scan: &Scan) -> Observed {
                         .and_then(|pid| scan.process_name(pid))
                         .map(str::to_owned),
                     first_seen_us: scan.timestamp_us,
+                    source: EventSource::Procfs,
+                    nat_remote: None,
                 },
             );
         }
@@ -242,6 +343,8 @@ mod tests {
             pid,
             process_name: pid.map(|p| format!("p{p}")),
             first_seen_us: 0,
+            source: EventSource::Procfs,
+            nat_remote: None,
         }
     }
 
@@ -336,6 +439,95 @@ mod tests {
         let events = reporter.apply(both, 4_000);
         assert_eq!(kinds(&events), [(Accept, 8080, 3_000)]);
         assert_eq!(events[0].pid, None);
+    }
+
+    fn kernel(kind: KernelEventKind, local: &str, remote: &str, pid: Option<i32>) -> KernelEvent {
+        KernelEvent {
+            kind,
+            monotonic_ns: 0,
+            netns: 7,
+            pid,
+            comm: pid.map(|p| format!("p{p}")),
+            local: sa(local),
+            remote: sa(remote),
+            already_closed: false,
+        }
+    }
+
+    #[test]
+    fn kernel_events_open_and_close_connections() {
+        let mut reporter = EndpointReporter::new("h1");
+        let client = ("10.0.0.1:40000", "10.0.0.2:80");
+        let events = reporter.on_kernel_event(&kernel(
+            KernelEventKind::Connect,
+            client.0,
+            client.1,
+            Some(10),
+        ));
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.kind, e.pid, e.source),
+            (Connect, Some(10), EventSource::Ebpf)
+        );
+        assert_eq!(e.process_name.as_deref(), Some("p10"));
+        // A second open of the same connection (the start-up scan saw it too) is not news.
+        assert!(
+            reporter
+                .on_kernel_event(&kernel(
+                    KernelEventKind::Connect,
+                    client.0,
+                    client.1,
+                    Some(10)
+                ))
+                .is_empty()
+        );
+        // The close names the process that opened it, though the kernel event has none.
+        let events =
+            reporter.on_kernel_event(&kernel(KernelEventKind::Close, client.0, client.1, None));
+        assert_eq!(
+            events.iter().map(|e| (e.kind, e.pid)).collect::<Vec<_>>(),
+            [(Close, Some(10))]
+        );
+        // A close of a connection never seen open announces nothing.
+        assert!(
+            reporter
+                .on_kernel_event(&kernel(KernelEventKind::Close, client.0, client.1, None))
+                .is_empty()
+        );
+
+        // Reset while queued: the accept both opens and closes it.
+        let mut reset = kernel(
+            KernelEventKind::Accept,
+            "10.0.0.2:80",
+            "10.0.0.3:5000",
+            Some(20),
+        );
+        reset.already_closed = true;
+        let events = reporter.on_kernel_event(&reset);
+        assert_eq!(
+            events.iter().map(|e| (e.kind, e.pid)).collect::<Vec<_>>(),
+            [(Accept, Some(20)), (Close, Some(20))]
+        );
+        assert!(reporter.refresh().is_empty());
+    }
+
+    #[test]
+    fn a_resync_scan_closes_what_the_kernel_events_missed() {
+        let mut reporter = EndpointReporter::new("h1");
+        let lost_close = ("10.0.0.1:40000", "10.0.0.2:80");
+        reporter.on_kernel_event(&kernel(
+            KernelEventKind::Connect,
+            lost_close.0,
+            lost_close.1,
+            Some(10),
+        ));
+        // The scan no longer sees it (its close event was lost) and sees one whose accept was
+        // lost: the diff closes the first and announces the second.
+        let missed = key("10.0.0.2:80", "10.0.0.9:6000");
+        let events = reporter.apply(Observed::from([(missed, conn(Accept, Some(20)))]), 5_000);
+        assert_eq!(kinds(&events), [(Close, 40000, 5_000), (Accept, 80, 5_000)]);
+        assert_eq!(events[1].source, EventSource::Procfs);
     }
 
     #[test]

@@ -16,27 +16,31 @@ use scope_schemas::{
     report::{host_node_id, keys},
 };
 
-use crate::{interfaces, stats::Stats};
-
-/// `tracker_mode` of a collector that learns connections from procfs.
-pub const TRACKER_MODE: &str = "procfs";
+use crate::{interfaces, stats::Stats, tracker::TrackerMode};
 
 #[derive(Debug)]
 pub struct HostReporter {
     host_id: String,
     hostname: String,
     proc_root: PathBuf,
+    tracker_mode: TrackerMode,
     /// (total, idle) jiffies of the previous `/proc/stat` sample.
     previous_cpu: Option<(u64, u64)>,
     node: Option<Node>,
 }
 
 impl HostReporter {
-    pub fn new(host_id: impl Into<String>, hostname: impl Into<String>, proc_root: &Path) -> Self {
+    pub fn new(
+        host_id: impl Into<String>,
+        hostname: impl Into<String>,
+        proc_root: &Path,
+        tracker_mode: TrackerMode,
+    ) -> Self {
         HostReporter {
             host_id: host_id.into(),
             hostname: hostname.into(),
             proc_root: proc_root.to_owned(),
+            tracker_mode,
             previous_cpu: None,
             node: None,
         }
@@ -54,7 +58,7 @@ impl HostReporter {
         };
         let mut node = Node::new(keys::HOST, host_node_id(&self.host_id))
             .with_latest(keys::HOST_NAME, &self.hostname, now_us)
-            .with_latest(keys::TRACKER_MODE, TRACKER_MODE, now_us);
+            .with_latest(keys::TRACKER_MODE, self.tracker_mode.as_str(), now_us);
         if let Some(os) = os_name(&self.proc_root) {
             node = node.with_latest(keys::OS, os, now_us);
         }
@@ -210,7 +214,7 @@ mod tests {
     #[test]
     fn reports_this_host() {
         let stats = Stats::default();
-        let mut reporter = HostReporter::new("h1", "myhost", Path::new("/proc"));
+        let mut reporter = HostReporter::new("h1", "myhost", Path::new("/proc"), TrackerMode::Ebpf);
         reporter.observe(1, &stats);
         reporter.observe(2, &stats);
         let node = &reporter.nodes()[0];
@@ -219,7 +223,7 @@ mod tests {
             ("host", "h1;<host>")
         );
         assert_eq!(node.latest(keys::HOST_NAME), Some("myhost"));
-        assert_eq!(node.latest(keys::TRACKER_MODE), Some("procfs"));
+        assert_eq!(node.latest(keys::TRACKER_MODE), Some("ebpf"));
         assert!(
             node.latest(keys::KERNEL_VERSION)
                 .is_some_and(|k| !k.is_empty())

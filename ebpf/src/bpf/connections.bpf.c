@@ -10,7 +10,10 @@
 //   current task means nothing.
 // - accept: the accepted socket only meets the accepting process at accept(2)'s return, so
 //   `syscalls:sys_exit_accept{,4}` walks current->files->fdt->fd[ret]->private_data->sk (CO-RE).
-// - close: `inet_sock_set_state` to CLOSE from any state a connection passes through.
+// - close: `inet_sock_set_state` out of ESTABLISHED, whichever side ends it (FIN_WAIT1 when this
+//   end closes first, CLOSE_WAIT when the peer did, CLOSE on a reset). A half-closed
+//   connection carries no more requests, and /proc readers (Weave Scope's too) only count
+//   ESTABLISHED sockets, so both trackers agree on when a connection ends.
 //
 // Records that do not fit in the ring buffer are counted in `lost`, never dropped silently:
 // user space resyncs from /proc when the count moves.
@@ -89,7 +92,7 @@ int inet_sock_set_state(struct inet_sock_set_state_args *ctx)
 	if (old == TCP_SYN_SENT && new == TCP_ESTABLISHED) {
 		kind = SCOPE_CONNECT;
 		who = bpf_map_lookup_elem(&connecting, &sk);
-	} else if (new == TCP_CLOSE && old != TCP_LISTEN) {
+	} else if (old == TCP_ESTABLISHED) {
 		kind = SCOPE_CLOSE;
 	} else {
 		return 0;
@@ -105,6 +108,7 @@ int inet_sock_set_state(struct inet_sock_set_state_args *ctx)
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->netns = netns_of((const struct sock *)ctx->skaddr);
 	e->kind = kind;
+	e->flags = 0;
 	e->family = ctx->family;
 	e->local_port = ctx->sport;
 	e->remote_port = ctx->dport;
@@ -158,6 +162,8 @@ static __always_inline int accepted(long fd)
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->netns = netns_of(sk);
 	e->kind = SCOPE_ACCEPT;
+	// Ended while it waited in the accept queue: its close record was sent before this one.
+	e->flags = BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_ESTABLISHED ? SCOPE_ALREADY_CLOSED : 0;
 	e->family = family;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));

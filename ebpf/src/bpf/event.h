@@ -13,13 +13,17 @@ enum scope_event_kind {
 	SCOPE_CLOSE = 3,
 };
 
+// On an accept: the connection ended (closed by the peer, or reset) while it waited in the
+// accept queue, so its close record came before this one and none follows.
+#define SCOPE_ALREADY_CLOSED 1
+
 struct scope_event {
 	__u64 timestamp_ns; // CLOCK_MONOTONIC (bpf_ktime_get_ns)
 	__u64 netns;        // inode of the socket's network namespace
 	__u32 pid;          // tgid of the connecting or accepting process; 0 for close
 	__u16 family;       // AF_INET or AF_INET6
 	__u8 kind;          // enum scope_event_kind
-	__u8 pad0;
+	__u8 flags;         // SCOPE_ALREADY_CLOSED
 	__u16 local_port;   // host byte order
 	__u16 remote_port;  // host byte order
 	__u8 local_addr[16]; // network byte order; IPv4 uses the first 4 bytes
