@@ -1,7 +1,8 @@
 # One image with every Scope binary; each compose service runs the one it needs.
 # The collector's binary (scope-collector) links neither Arrow nor DataFusion.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends make perl pkg-config && rm -rf /var/lib/apt/lists/*
+# clang + libbpf-dev compile the eBPF connection tracker (ebpf/build.rs).
+RUN apt-get update && apt-get install -y --no-install-recommends make perl pkg-config clang libbpf-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/src/target \

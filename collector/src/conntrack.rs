@@ -19,7 +19,7 @@
 //! malformed reply is logged at debug and answered with `None` (no translation known).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::File,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -33,6 +33,10 @@ use std::{
 
 /// How many namespaces' sockets are kept open; beyond it one is closed for each new one.
 const MAX_SOCKETS: usize = 1024;
+/// How long a destination found untranslated is believed to stay so. A DNAT rule added for it
+/// meanwhile is seen this much later.
+const UNTRANSLATED_TTL: Duration = Duration::from_secs(10);
+const MAX_UNTRANSLATED: usize = 16 * 1024;
 /// `SO_RCVTIMEO` of every socket: one `recv` never waits longer than this.
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
 /// Upper bound of one lookup, even if stale replies keep arriving.
@@ -77,6 +81,14 @@ pub struct Conntrack {
     own_netns: Option<u64>,
     /// Netlink sockets by network namespace inode, each created inside its namespace.
     sockets: HashMap<u64, OwnedFd>,
+    /// Destinations found untranslated, by namespace, and when: not asked again for
+    /// [`UNTRANSLATED_TTL`], so a busy client of one plain server costs one lookup, not one per
+    /// connection. Translated destinations are always asked: each connection may get another
+    /// backend.
+    untranslated: HashMap<(u64, SocketAddr), Instant>,
+    /// Namespaces the collector is not allowed to enter (no CAP_SYS_ADMIN): not tried again,
+    /// so a collector without the privilege does not spawn a thread per connection.
+    forbidden: HashSet<u64>,
     /// Sequence number of the last request; replies carrying another one are stale.
     seq: u32,
     /// Receive buffer, kept between lookups.
@@ -98,6 +110,8 @@ impl Conntrack {
             proc_root,
             own_netns,
             sockets: HashMap::new(),
+            forbidden: HashSet::new(),
+            untranslated: HashMap::new(),
             seq: 0,
             buf: vec![0; RECV_BUFFER],
         }
@@ -121,10 +135,39 @@ impl Conntrack {
         remote: SocketAddr,
     ) -> Option<SocketAddr> {
         let orig = Tuple::new(local, remote)?;
+        let now = Instant::now();
+        if self
+            .untranslated
+            .get(&(netns, remote))
+            .is_some_and(|at| now.duration_since(*at) < UNTRANSLATED_TTL)
+        {
+            return None;
+        }
+        let found = self.lookup_everywhere(netns, pid, &orig);
+        if found.is_none() {
+            if self.untranslated.len() >= MAX_UNTRANSLATED {
+                self.untranslated
+                    .retain(|_, at| now.duration_since(*at) < UNTRANSLATED_TTL);
+                if self.untranslated.len() >= MAX_UNTRANSLATED {
+                    self.untranslated.clear();
+                }
+            }
+            self.untranslated.insert((netns, remote), now);
+        }
+        found
+    }
+
+    /// The socket's own namespace first, then the collector's.
+    fn lookup_everywhere(
+        &mut self,
+        netns: u64,
+        pid: Option<i32>,
+        orig: &Tuple,
+    ) -> Option<SocketAddr> {
         if Some(netns) != self.own_netns {
             if let Some(pid) = pid {
                 let ns_path = self.proc_root.join(pid.to_string()).join("ns/net");
-                if let Some(found) = self.translated(netns, &ns_path, &orig) {
+                if let Some(found) = self.translated(netns, &ns_path, orig) {
                     return Some(found);
                 }
             } else {
@@ -135,13 +178,24 @@ impl Conntrack {
             }
         }
         let own = self.own_netns?;
-        self.translated(own, Path::new("/proc/self/ns/net"), &orig)
+        self.translated(own, Path::new("/proc/self/ns/net"), orig)
     }
 
     /// The reply source of `orig`'s entry in namespace `netns`, when it is not `orig.dst`.
     fn translated(&mut self, netns: u64, ns_path: &Path, orig: &Tuple) -> Option<SocketAddr> {
+        if self.forbidden.contains(&netns) {
+            return None;
+        }
         let fd = match socket(&mut self.sockets, netns, ns_path) {
             Ok(fd) => fd,
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
+                tracing::debug!(netns, %error, "not allowed to enter this network namespace; its connections are not NAT-resolved");
+                if self.forbidden.len() >= MAX_SOCKETS {
+                    self.forbidden.clear();
+                }
+                self.forbidden.insert(netns);
+                return None;
+            }
             Err(error) => {
                 tracing::debug!(netns, path = %ns_path.display(), %error, "could not open a conntrack socket in this network namespace");
                 return None;
@@ -991,11 +1045,13 @@ sys.stdin.read()
             ct.destination(netns, pid, mapped(local_v4), mapped(virtual_v4)),
             Some(backend_v4)
         );
-        // Tracked (the namespace has a NAT table) but not translated.
+        // Tracked (the namespace has a NAT table) but not translated; remembered as such.
         assert_eq!(ct.destination(netns, pid, local_direct, backend_v4), None);
+        assert!(ct.untranslated.contains_key(&(netns, backend_v4)));
         // Not tracked at all: ENOENT.
         let unused = SocketAddr::new(local_v4.ip(), 1);
-        assert_eq!(ct.destination(netns, pid, unused, virtual_v4), None);
+        let fresh = || Conntrack::new(PathBuf::from("/proc"));
+        assert_eq!(fresh().destination(netns, pid, unused, virtual_v4), None);
         // The backend's view is the entry's REPLY tuple: the kernel finds the entry, but it
         // is no translation.
         let fd = socket(&mut ct.sockets, netns, Path::new("/cached/already")).unwrap();
@@ -1008,17 +1064,17 @@ sys.stdin.read()
         assert_eq!(ct.sockets.len(), 2, "the client's namespace and our own");
 
         // A pid living in another namespace is refused, not queried.
-        let mut fresh = Conntrack::new(PathBuf::from("/proc"));
+        let mut other = fresh();
         let server_pid = server.child.id() as i32;
         assert_eq!(
-            fresh.destination(netns, Some(server_pid), local_v4, virtual_v4),
+            other.destination(netns, Some(server_pid), local_v4, virtual_v4),
             None
         );
-        assert!(!fresh.sockets.contains_key(&netns));
+        assert!(!other.sockets.contains_key(&netns));
         // Without a pid only our own namespace is asked, which has no such entry.
-        assert_eq!(fresh.destination(netns, None, local_v4, virtual_v4), None);
+        assert_eq!(fresh().destination(netns, None, local_v4, virtual_v4), None);
         assert_eq!(
-            fresh.destination(netns, Some(i32::MAX), local_v4, virtual_v4),
+            fresh().destination(netns, Some(i32::MAX), local_v4, virtual_v4),
             None
         );
         drop(client);

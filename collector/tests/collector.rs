@@ -77,6 +77,25 @@ async fn spawn_python(
     (child, pid, line.trim().to_owned(), lines)
 }
 
+/// A consumer of both collector topics from their start.
+fn subscribe(kafka: &KafkaArgs) -> StreamConsumer {
+    let consumer: StreamConsumer = kafka
+        .client_config(&[
+            (
+                "group.id",
+                &format!("collector-test-{}-{:?}", std::process::id(), Instant::now()),
+            ),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ])
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
+        .unwrap();
+    consumer
+}
+
 /// Everything of our host read so far.
 #[derive(Default)]
 struct Seen {
@@ -200,20 +219,7 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
         stats.clone(),
     ));
 
-    let consumer: StreamConsumer = kafka
-        .client_config(&[
-            (
-                "group.id",
-                &format!("collector-test-{}-{:?}", std::process::id(), Instant::now()),
-            ),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-        ])
-        .create()
-        .unwrap();
-    consumer
-        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
-        .unwrap();
+    let consumer = subscribe(&kafka);
 
     // Once the first spy has read what existed, new connections come only from the tracker.
     let started = Instant::now();
@@ -361,5 +367,115 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
             .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "{metrics:?}"
+    );
+}
+
+/// `GET /metrics` of a collector: the value of the sample `series` (name and labels).
+fn scrape(addr: &str, series: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: scope\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// Polls the collector's metrics until `series` satisfies `ok`, or fails after [`WAIT`].
+async fn wait_for_metric(addr: &str, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = scrape(addr, series).filter(|v| ok(*v)) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{series} never as expected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A collector whose eBPF ring buffer overflows (it is stopped with SIGSTOP while connections
+/// are made) counts the lost events, resyncs from /proc and so still reports the connection
+/// whose connect event was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the eBPF tracker needs root");
+        return;
+    }
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    let host_id = format!("collector-test-{}-lost", std::process::id());
+    let metrics = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let collector = Command::new(env!("CARGO_BIN_EXE_scope-collector"))
+        .args(["--brokers", &broker.bootstrap(), "--host-id", &host_id])
+        .args(["--tracker", "ebpf", "--ebpf-ring-buffer-bytes", "4096"])
+        .args(["--spy-interval", "200ms", "--publish-interval", "1s"])
+        .args(["--metrics-addr", &metrics])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("scope-collector starts");
+    let pid = collector.id().expect("running") as i32;
+    wait_for_metric(&metrics, "scope_collector_spies_total", |n| n >= 1.0).await;
+    assert_eq!(
+        scrape(&metrics, "scope_collector_tracker_mode{mode=\"ebpf\"}"),
+        Some(1.0)
+    );
+
+    // Frozen, it cannot drain the ring buffer: a page holds about 50 records, and 300
+    // connections make 1,200.
+    // SAFETY: kill has no memory-safety preconditions; pid is our live child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    for _ in 0..300 {
+        let client = std::net::TcpStream::connect(server).unwrap();
+        drop(listener.accept().unwrap());
+        drop(client);
+    }
+    let held = std::net::TcpStream::connect(server).unwrap();
+    let (_held_server, _) = listener.accept().unwrap();
+    let held_port = held.local_addr().unwrap().port().to_string();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    let lost = wait_for_metric(&metrics, "scope_collector_ebpf_lost_events_total", |n| {
+        n > 0.0
+    })
+    .await;
+    wait_for_metric(&metrics, "scope_collector_resyncs_total", |n| n >= 1.0).await;
+    let consumer = subscribe(&kafka);
+    let mut seen = Seen::default();
+    consume_until(&consumer, &mut seen, &host_id, "the held connection", |s| {
+        find_event(
+            s,
+            ConnectionEventKind::Connect,
+            std::process::id(),
+            &held_port,
+        )
+        .is_some()
+    })
+    .await;
+    let connect = find_event(
+        &seen,
+        ConnectionEventKind::Connect,
+        std::process::id(),
+        &held_port,
+    )
+    .unwrap();
+    assert_eq!(
+        connect.source,
+        EventSource::Procfs,
+        "its connect event was among the {lost} lost, so only the resync can report it"
     );
 }

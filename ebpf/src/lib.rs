@@ -84,9 +84,15 @@ pub enum LoadError {
     Poll(#[source] io::Error),
 }
 
+/// How long an event may wait in the ring buffer before it is read. The kernel side wakes
+/// the reader only when the ring is a quarter full, so a quiet host's events are collected by
+/// this timer: batches instead of a wake-up per event.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The loaded, attached tracker. Dropping it detaches every program.
 pub struct Tracker {
     ring: AsyncFd<RingBuf<MapData>>,
+    drain: tokio::time::Interval,
     lost: PerCpuArray<MapData, u64>,
     malformed: u64,
     // Last: the programs stay attached as long as the maps are read.
@@ -138,31 +144,34 @@ impl Tracker {
         // AsyncFd that now owns the ring buffer drops it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| LoadError::Poll(e.into()))?;
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Tracker {
             ring,
+            drain,
             lost,
             malformed: 0,
             _ebpf: ebpf,
         })
     }
 
-    /// Waits until the ring buffer has records, then appends all of them to `out`.
+    /// Waits until the ring buffer has records (it is a quarter full, or [`DRAIN_INTERVAL`]
+    /// passed), then appends all of them to `out`.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
-        loop {
-            let mut ready = self.ring.readable_mut().await?;
-            let before = out.len();
-            let ring = ready.get_inner_mut();
-            while let Some(record) = ring.next() {
-                match Event::decode(&record) {
-                    Some(event) => out.push(event),
-                    None => self.malformed += 1,
+        let before = out.len();
+        while out.len() == before {
+            tokio::select! {
+                ready = self.ring.readable_mut() => {
+                    let mut ready = ready?;
+                    drain(ready.get_inner_mut(), out, &mut self.malformed);
+                    ready.clear_ready();
+                }
+                _ = self.drain.tick() => {
+                    drain(self.ring.get_mut(), out, &mut self.malformed);
                 }
             }
-            ready.clear_ready();
-            if out.len() > before {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     /// Records the kernel side could not put in the ring buffer since load, over all CPUs.
@@ -184,6 +193,15 @@ impl Tracker {
         let now_mono = clock_ns(libc::CLOCK_MONOTONIC);
         let age_ns = now_mono.saturating_sub(i128::from(monotonic_ns)).max(0);
         i64::try_from((now_real - age_ns) / 1_000).unwrap_or(0)
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<Event>, malformed: &mut u64) {
+    while let Some(record) = ring.next() {
+        match Event::decode(&record) {
+            Some(event) => out.push(event),
+            None => *malformed += 1,
+        }
     }
 }
 

@@ -1,0 +1,113 @@
+//! `scope-collector-load`: what the collector costs on a host, eBPF against procfs, measured
+//! side by side in one run.
+//!
+//! The collector runs as a child process, exactly as deployed, once per mode and connection
+//! rate; this process is its environment: an embedded broker, a TCP server on 127.0.0.1,
+//! long-lived connections to it and a paced load of short ones. The figures are the child's
+//! CPU (% of one core) and resident memory from /proc, and the share of the short connections
+//! it announced on `scope.connections`. procfs is the baseline: eBPF's CPU is given as a ratio
+//! to it at each rate. The markdown table goes to stdout, progress to stderr (`RUST_LOG`,
+//! default `warn`, for this process; the collector always runs with `RUST_LOG=warn`).
+//!
+//! # Layout
+//! - [`args`]: the command line and where the collector binary is found.
+//! - [`traffic`]: the load server, the long-lived connections and the paced short ones.
+//! - [`child`]: starting and stopping the collector.
+//! - [`procstat`]: CPU ticks and memory from /proc, and the run time of eBPF programs.
+//! - [`events`]: reading what the collectors publish, and counting what they saw.
+//! - [`run`]: the cells, in order.
+//! - [`report`]: the figures and their markdown.
+//!
+//! Exit code: 0 when every cell was measured, 1 when any failed or the run could not start
+//! (the table of what was measured is still printed), 2 for invalid flags.
+
+mod args;
+mod child;
+mod events;
+mod procstat;
+mod report;
+mod run;
+mod traffic;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::CollectorLoadArgs;
+
+fn main() -> ExitCode {
+    let args = CollectorLoadArgs::parse();
+    if let Err(reason) = args.validate() {
+        eprintln!("scope-collector-load: {reason}");
+        return ExitCode::from(2);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let collector = match args.collector_path() {
+        Ok(path) => path,
+        Err(error) => {
+            eprintln!("scope-collector-load: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("scope-collector-load: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    match runtime.block_on(run::run(&args, &collector)) {
+        Ok(report) => {
+            println!(
+                "## scope-collector-load ({cores} cores; this bench: {}; collector: {})\n",
+                build_profile(),
+                collector_profile(&collector)
+            );
+            println!("{}", report.to_markdown());
+            let failed = report.failed();
+            if failed > 0 {
+                eprintln!(
+                    "scope-collector-load: {failed} of {} cells failed (see the notes)",
+                    report.cells.len()
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("scope-collector-load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Which kind of build this bench is.
+fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug-assertions (dev profile)"
+    } else {
+        "optimised"
+    }
+}
+
+/// The collector's profile as its directory under the target directory tells it.
+fn collector_profile(path: &std::path::Path) -> String {
+    match path
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .and_then(|name| name.to_str())
+    {
+        Some(dir @ ("debug" | "release" | "container")) => format!("`{dir}` profile build"),
+        _ => format!("{} (profile unknown)", path.display()),
+    }
+}
