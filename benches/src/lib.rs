@@ -18,10 +18,12 @@
 //! - [`memory`]: peak resident memory (VmHWM) per phase.
 //! - [`report`]: the figures and their markdown table.
 //! - [`run`]: all phases in order.
+//! - [`main_loop`]: what both load generators' `main` do: logging, the runtime, the exit code.
 
 pub mod baseline;
 pub mod bus;
 pub mod config;
+pub mod main_loop;
 pub mod memory;
 pub mod merge;
 pub mod render;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scope_benches::LoadArgs;
+use scope_benches::{LoadArgs, main_loop};
 
 fn main() -> ExitCode {
     let args = LoadArgs::parse();
@@ -13,42 +13,11 @@ fn main() -> ExitCode {
         eprintln!("scope-load: {reason}");
         return ExitCode::from(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("scope-load: starting the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match runtime.block_on(scope_benches::run(&args)) {
-        Ok(report) => {
-            println!("## scope-load ({cores} cores, {} build)\n", build_profile());
-            println!("{}", report.to_markdown());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("scope-load: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `debug` or `optimised`: which kind of build produced the figures.
-fn build_profile() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug-assertions (dev profile)"
-    } else {
-        "optimised (release/container profile)"
-    }
+    main_loop::run("scope-load", main_loop::build_profile(), async {
+        let report = scope_benches::run(&args).await?;
+        Ok(main_loop::Outcome {
+            markdown: report.to_markdown(),
+            failure: None,
+        })
+    })
 }

@@ -38,10 +38,11 @@ impl PhasePeak {
 
 /// `VmHWM` (peak resident set size) of this process in bytes.
 pub fn vm_hwm() -> Option<u64> {
-    parse_kib(&fs::read_to_string("/proc/self/status").ok()?, "VmHWM:")
+    status_bytes(&fs::read_to_string("/proc/self/status").ok()?, "VmHWM:")
 }
 
-fn parse_kib(status: &str, field: &str) -> Option<u64> {
+/// A `kB` field of a `/proc/<pid>/status` text (e.g. `VmRSS:`), in bytes.
+pub fn status_bytes(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line[field.len()..]
         .trim()
@@ -59,10 +60,10 @@ mod tests {
     #[test]
     fn reads_the_high_water_mark() {
         assert_eq!(
-            parse_kib("Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t 10 kB\n", "VmHWM:"),
+            status_bytes("Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t 10 kB\n", "VmHWM:"),
             Some(2 << 20)
         );
-        assert_eq!(parse_kib("Name:\tx\n", "VmHWM:"), None);
+        assert_eq!(status_bytes("Name:\tx\n", "VmHWM:"), None);
         let peak = PhasePeak::start().finish().expect("Linux has VmHWM");
         assert!(peak.bytes > 0);
     }

@@ -125,12 +125,7 @@ pub async fn run_with_stats(
                     read_connections = true;
                     continue;
                 }
-                let mut events = Vec::new();
-                for event in kernel_events.drain(..) {
-                    stats.kernel_event(event.kind);
-                    events.extend(endpoints.on_kernel_event(&event));
-                }
-                publisher.send_events(&events);
+                publish_kernel_events(&mut kernel_events, &mut endpoints, &mut publisher, &stats);
             }
             _ = spy_tick.tick() => {
                 if let Some(tracker) = &tracker
@@ -175,11 +170,31 @@ pub async fn run_with_stats(
             }
         }
     }
+    // Events still in the ring buffer happened before the stop: they are published too.
+    if let Some(tracker) = tracker.as_mut() {
+        tracker.drain_pending(&mut kernel_events);
+        publish_kernel_events(&mut kernel_events, &mut endpoints, &mut publisher, &stats);
+    }
     tracing::info!("collector stopping; flushing queued records");
     publisher.flush(SHUTDOWN_FLUSH_TIMEOUT).await;
     let metrics = stats.metrics();
     tracing::info!(?metrics, "collector stopped");
     Ok(())
+}
+
+/// Applies a batch of kernel events to the connection table and publishes what it announces.
+fn publish_kernel_events(
+    batch: &mut Vec<scope_ebpf::Event>,
+    endpoints: &mut EndpointReporter,
+    publisher: &mut Publisher,
+    stats: &Stats,
+) {
+    let mut events = Vec::new();
+    for event in batch.drain(..) {
+        stats.kernel_event(event.kind);
+        events.extend(endpoints.on_kernel_event(&event));
+    }
+    publisher.send_events(&events);
 }
 
 /// The next batch of kernel events; never ready without a tracker.

@@ -1,8 +1,10 @@
 //! Publishing to Kafka: one idempotent, lz4-compressing producer, every record keyed by the
 //! host id so all of a host's records land in one partition, in order.
 //!
-//! Publishing never blocks the spy loop: records are handed to librdkafka's queue and their
-//! delivery is awaited by background tasks that count successes and failures. While the
+//! Publishing never blocks the spy loop: records are handed to librdkafka's queue and its
+//! polling thread reports each delivery to [`Deliveries`], which counts successes and
+//! failures. (No task per record: at thousands of events a second, waking one for each
+//! delivery cost more CPU than the events.) While the
 //! broker is down librdkafka keeps retrying queued records (up to `message.timeout.ms`); a
 //! record it gives up on, or that does not fit the queue, is counted and logged (at most
 //! every few seconds) and the collector carries on, since the next full report and refresh
@@ -16,10 +18,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{
+    ClientContext, Message,
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
+};
 use scope_kafka::KafkaArgs;
 use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
-use tokio::task::JoinSet;
 
 use crate::{Error, stats::Stats};
 
@@ -35,22 +39,22 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Publisher {
     kafka: KafkaArgs,
-    producer: FutureProducer,
+    producer: ThreadedProducer<Deliveries>,
     key: String,
-    stats: Arc<Stats>,
-    deliveries: JoinSet<()>,
-    throttle: Arc<Throttle>,
+    deliveries: Deliveries,
 }
 
 impl Publisher {
     pub fn new(kafka: &KafkaArgs, host_id: &str, stats: Arc<Stats>) -> Result<Self, Error> {
+        let deliveries = Deliveries {
+            stats,
+            throttle: Arc::new(Throttle::default()),
+        };
         Ok(Publisher {
             kafka: kafka.clone(),
-            producer: create_producer(kafka, host_id)?,
+            producer: create_producer(kafka, host_id, deliveries.clone())?,
             key: host_id.to_owned(),
-            stats,
-            deliveries: JoinSet::new(),
-            throttle: Arc::new(Throttle::default()),
+            deliveries,
         })
     }
 
@@ -72,38 +76,19 @@ impl Publisher {
         payload: Result<Vec<u8>, E>,
         kind: Kind,
     ) {
-        self.reap();
         let payload = match payload {
             Ok(payload) => payload,
             Err(error) => {
-                self.failed(topic, &error);
+                self.deliveries.failed(topic, &error);
                 return;
             }
         };
-        let record = FutureRecord::to(topic).key(&self.key).payload(&payload);
-        match self.producer.send_result(record) {
-            Ok(delivery) => {
-                let stats = self.stats.clone();
-                let throttle = self.throttle.clone();
-                self.deliveries.spawn(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => Stats::add(kind.counter(&stats), 1),
-                        Ok(Err((error, _))) => failed(&stats, &throttle, topic, &error),
-                        Err(_) => failed(&stats, &throttle, topic, &"producer dropped"),
-                    }
-                });
-            }
-            Err((error, _)) => self.failed(topic, &error),
+        let record = BaseRecord::with_opaque_to(topic, kind as usize)
+            .key(&self.key)
+            .payload(&payload);
+        if let Err((error, _)) = self.producer.send(record) {
+            self.deliveries.failed(topic, &error);
         }
-    }
-
-    fn failed(&self, topic: &str, error: &dyn std::fmt::Display) {
-        failed(&self.stats, &self.throttle, topic, error);
-    }
-
-    /// Drops finished delivery tasks.
-    fn reap(&mut self) {
-        while self.deliveries.try_join_next().is_some() {}
     }
 
     /// Replaces the producer if librdkafka declared it unusable (e.g. a fatal idempotence
@@ -115,15 +100,15 @@ impl Publisher {
                 reason,
                 "the Kafka producer failed fatally; replacing it"
             );
-            match create_producer(&self.kafka, &self.key) {
+            match create_producer(&self.kafka, &self.key, self.deliveries.clone()) {
                 Ok(producer) => self.producer = producer,
                 Err(error) => tracing::error!(%error, "could not replace the Kafka producer"),
             }
         }
     }
 
-    /// Waits up to `timeout` for queued records to be delivered.
-    pub async fn flush(mut self, timeout: Duration) {
+    /// Waits up to `timeout` for queued records to be delivered (and counted).
+    pub async fn flush(self, timeout: Duration) {
         let producer = self.producer.clone();
         match tokio::task::spawn_blocking(move || producer.flush(timeout)).await {
             Ok(Ok(())) => {}
@@ -133,47 +118,78 @@ impl Publisher {
             ),
             Err(error) => tracing::warn!(%error, "flushing the producer failed"),
         }
-        // Delivery reports of what flushed are counted before returning.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while self.deliveries.join_next().await.is_some() {}
-        })
-        .await;
     }
 }
 
-fn create_producer(kafka: &KafkaArgs, host_id: &str) -> Result<FutureProducer, Error> {
+fn create_producer(
+    kafka: &KafkaArgs,
+    host_id: &str,
+    deliveries: Deliveries,
+) -> Result<ThreadedProducer<Deliveries>, Error> {
     let client_id = format!("scope-collector-{host_id}");
     let mut defaults = vec![("client.id", client_id.as_str())];
     defaults.extend(PRODUCER_DEFAULTS);
     kafka
         .client_config(&defaults)
-        .create()
+        .create_with_context(deliveries)
         .map_err(Error::CreateProducer)
+}
+
+/// Counts what librdkafka delivered or gave up on, from its polling thread.
+#[derive(Clone)]
+struct Deliveries {
+    stats: Arc<Stats>,
+    throttle: Arc<Throttle>,
+}
+
+impl Deliveries {
+    fn failed(&self, topic: &str, error: &dyn std::fmt::Display) {
+        let stats = &self.stats;
+        stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.throttle.allow() {
+            tracing::warn!(
+                topic, %error, suppressed,
+                total_failures = stats.publish_failures.load(Ordering::Relaxed),
+                "could not publish a record; carrying on"
+            );
+        }
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The record's [`Kind`], as `Kind as usize`.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, kind: usize) {
+        match result {
+            Ok(_) => Stats::add(Kind::from_opaque(kind).counter(&self.stats), 1),
+            Err((error, message)) => self.failed(message.topic(), error),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
 enum Kind {
-    Event,
-    Delta,
+    Event = 0,
+    Delta = 1,
 }
 
 impl Kind {
+    fn from_opaque(opaque: usize) -> Kind {
+        if opaque == Kind::Delta as usize {
+            Kind::Delta
+        } else {
+            Kind::Event
+        }
+    }
+
     fn counter(self, stats: &Stats) -> &AtomicU64 {
         match self {
             Kind::Event => &stats.events_published,
             Kind::Delta => &stats.deltas_published,
         }
-    }
-}
-
-fn failed(stats: &Stats, throttle: &Throttle, topic: &str, error: &dyn std::fmt::Display) {
-    stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-    if let Some(suppressed) = throttle.allow() {
-        tracing::warn!(
-            topic, %error, suppressed,
-            total_failures = stats.publish_failures.load(Ordering::Relaxed),
-            "could not publish a record; carrying on"
-        );
     }
 }
 

@@ -166,12 +166,16 @@ impl Tracker {
                     drain(ready.get_inner_mut(), out, &mut self.malformed);
                     ready.clear_ready();
                 }
-                _ = self.drain.tick() => {
-                    drain(self.ring.get_mut(), out, &mut self.malformed);
-                }
+                _ = self.drain.tick() => self.drain_pending(out),
             }
         }
         Ok(())
+    }
+
+    /// Appends whatever the ring buffer holds now, without waiting: what a stopping reader
+    /// still owes its consumers.
+    pub fn drain_pending(&mut self, out: &mut Vec<Event>) {
+        drain(self.ring.get_mut(), out, &mut self.malformed);
     }
 
     /// Records the kernel side could not put in the ring buffer since load, over all CPUs.

@@ -32,6 +32,7 @@ mod traffic;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use scope_benches::main_loop;
 
 use crate::args::CollectorLoadArgs;
 
@@ -41,13 +42,6 @@ fn main() -> ExitCode {
         eprintln!("scope-collector-load: {reason}");
         return ExitCode::from(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-
     let collector = match args.collector_path() {
         Ok(path) => path,
         Err(error) => {
@@ -55,49 +49,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("scope-collector-load: starting the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match runtime.block_on(run::run(&args, &collector)) {
-        Ok(report) => {
-            println!(
-                "## scope-collector-load ({cores} cores; this bench: {}; collector: {})\n",
-                build_profile(),
-                collector_profile(&collector)
-            );
-            println!("{}", report.to_markdown());
-            let failed = report.failed();
-            if failed > 0 {
-                eprintln!(
-                    "scope-collector-load: {failed} of {} cells failed (see the notes)",
+    let build = format!(
+        "this bench: {}; collector: {}",
+        main_loop::build_profile(),
+        collector_profile(&collector)
+    );
+    main_loop::run("scope-collector-load", &build, async {
+        let report = run::run(&args, &collector).await?;
+        let failed = report.failed();
+        Ok(main_loop::Outcome {
+            markdown: report.to_markdown(),
+            failure: (failed > 0).then(|| {
+                format!(
+                    "{failed} of {} cells failed (see the notes)",
                     report.cells.len()
-                );
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("scope-collector-load: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Which kind of build this bench is.
-fn build_profile() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug-assertions (dev profile)"
-    } else {
-        "optimised"
-    }
+                )
+            }),
+        })
+    })
 }
 
 /// The collector's profile as its directory under the target directory tells it.

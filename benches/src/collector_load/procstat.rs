@@ -7,6 +7,7 @@ use std::fs;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use scope_benches::memory::status_bytes;
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of utime and stime.
 pub fn ticks_per_second() -> anyhow::Result<u64> {
@@ -211,20 +212,9 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
 
 pub fn parse_memory(status: &str) -> Option<Memory> {
     Some(Memory {
-        rss: kib_field(status, "VmRSS:")?,
-        peak: kib_field(status, "VmHWM:")?,
+        rss: status_bytes(status, "VmRSS:")?,
+        peak: status_bytes(status, "VmHWM:")?,
     })
-}
-
-fn kib_field(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]

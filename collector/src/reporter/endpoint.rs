@@ -115,13 +115,7 @@ impl EndpointReporter {
                         None => return events,
                     },
                 };
-                events.push(self.event(
-                    &key,
-                    &conn,
-                    ConnectionEventKind::Close,
-                    timestamp_us,
-                    false,
-                ));
+                events.push(self.close_event(&key, &conn, timestamp_us));
                 return events;
             }
         };
@@ -143,7 +137,7 @@ impl EndpointReporter {
         let (open, conn) = self.announce(key, conn);
         let mut events = vec![open];
         if event.already_closed {
-            events.push(self.event(&key, &conn, ConnectionEventKind::Close, timestamp_us, false));
+            events.push(self.close_event(&key, &conn, timestamp_us));
         } else {
             self.open.insert(key, conn);
         }
@@ -173,13 +167,7 @@ impl EndpointReporter {
             .collect();
         for key in closed {
             if let Some(conn) = self.open.remove(&key) {
-                events.push(self.event(
-                    &key,
-                    &conn,
-                    ConnectionEventKind::Close,
-                    timestamp_us,
-                    false,
-                ));
+                events.push(self.close_event(&key, &conn, timestamp_us));
             }
         }
         // Opened and closed between two spies, never announced: announce both.
@@ -195,7 +183,7 @@ impl EndpointReporter {
         for (key, conn) in short_lived {
             let (open, conn) = self.announce(key, conn);
             events.push(open);
-            events.push(self.event(&key, &conn, ConnectionEventKind::Close, timestamp_us, false));
+            events.push(self.close_event(&key, &conn, timestamp_us));
         }
 
         for (key, mut conn) in now {
@@ -225,6 +213,10 @@ impl EndpointReporter {
             .iter()
             .map(|(key, conn)| self.event(key, conn, conn.kind, conn.first_seen_us, true))
             .collect()
+    }
+
+    fn close_event(&self, key: &ConnKey, conn: &Conn, timestamp_us: i64) -> ConnectionEvent {
+        self.event(key, conn, ConnectionEventKind::Close, timestamp_us, false)
     }
 
     fn event(
