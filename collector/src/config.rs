@@ -20,7 +20,8 @@ pub struct CollectorArgs {
     /// Stable id of this host in every record and node id [default: the host name].
     #[arg(long, env = "SCOPE_HOST_ID")]
     pub host_id: Option<String>,
-    /// How often /proc is read for processes and connections.
+    /// How often /proc is read for processes and connections. With the eBPF tracker,
+    /// connections need no polling and processes are read once per publish instead.
     #[arg(long, env = "SCOPE_SPY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub spy_interval: Duration,
     /// How often the host and process reporters publish a report delta.

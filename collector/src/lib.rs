@@ -95,10 +95,16 @@ pub async fn run_with_stats(
         mode,
         stats.clone(),
     ));
+    // With eBPF nothing needs spying between publishes: processes and the host are read once
+    // per publish, for the metrics no event carries.
+    let spy_interval = match mode {
+        TrackerMode::Ebpf => args.publish_interval,
+        TrackerMode::Procfs => args.spy_interval,
+    };
     tracing::info!(
         host_id, brokers = args.kafka.brokers, proc_root = %args.proc_root.display(),
         tracker = mode.as_str(),
-        spy_interval = %humantime::format_duration(args.spy_interval),
+        spy_interval = %humantime::format_duration(spy_interval),
         publish_interval = %humantime::format_duration(args.publish_interval),
         full_every = args.full_every,
         "collector started"
@@ -109,7 +115,7 @@ pub async fn run_with_stats(
     let mut read_connections = true;
     let mut lost_seen = 0;
     let mut kernel_events = Vec::new();
-    let mut spy_tick = tokio::time::interval(args.spy_interval);
+    let mut spy_tick = tokio::time::interval(spy_interval);
     spy_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut publish_tick = tokio::time::interval(args.publish_interval);
     publish_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -123,6 +129,10 @@ pub async fn run_with_stats(
                     tracing::error!(%error, "reading the eBPF ring buffer failed; connections now come from procfs");
                     tracker = None;
                     read_connections = true;
+                    stats.set_tracker_mode(TrackerMode::Procfs);
+                    if let Some(state) = spy.as_mut() {
+                        state.set_tracker_mode(TrackerMode::Procfs);
+                    }
                     continue;
                 }
                 publish_kernel_events(&mut kernel_events, &mut endpoints, &mut publisher, &stats);

@@ -74,6 +74,11 @@ impl Spy {
         (depth == Depth::Connections).then(|| (endpoint::observe_scan(&scan), scan.timestamp_us))
     }
 
+    /// How connections are learnt from now on, for the host node.
+    pub fn set_tracker_mode(&mut self, mode: TrackerMode) {
+        self.host.set_tracker_mode(mode);
+    }
+
     /// The deltas of the host and process reporters since the last publish (full every
     /// `full_every` publishes).
     pub fn publish(&mut self) -> Publish {

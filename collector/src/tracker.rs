@@ -3,8 +3,8 @@
 //!
 //! In eBPF mode the TCP tables and every process's descriptors are read once at start-up (the
 //! connections that already exist) and after lost events (a resync); in between, connections
-//! come only from kernel events. The process and host reporters still read `/proc` every spy:
-//! no event carries CPU, memory or thread counts.
+//! come only from kernel events. The process and host reporters still read `/proc`, once per
+//! publish instead of every spy: no event carries CPU, memory or thread counts.
 
 use scope_ebpf::Tracker;
 

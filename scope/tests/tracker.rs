@@ -8,7 +8,7 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use support::{Talking, Up, free_port, hostname, python, sql, sql_value, wait_for};
+use support::{Talking, Up, free_port, hostname, sql, sql_value, wait_for};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -270,6 +270,26 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     drop(up);
 }
 
+/// Accepts connections on 127.0.0.1:8080 and holds them.
+const HOLDING_SERVER: &str = r#"
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 8080))
+s.listen()
+print("ready", flush=True)
+held = []
+while True:
+    held.append(s.accept()[0])
+"#;
+
+/// Connects to 127.0.0.1:8080 and holds the connection.
+const HOLDING_CLIENT: &str = r#"
+import socket, time
+c = socket.create_connection(("127.0.0.1", 8080))
+print("connected", flush=True)
+time.sleep(3600)
+"#;
+
 #[test]
 fn without_the_privileges_for_ebpf_the_collector_says_so_once_and_uses_procfs() {
     if !is_root() {
@@ -295,19 +315,16 @@ fn without_the_privileges_for_ebpf_the_collector_says_so_once_and_uses_procfs() 
         &log,
     );
 
-    let server_port = free_port();
-    let server = python(&format!(
-        "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         s.bind(('127.0.0.1',{server_port}));s.listen()\nheld=[]\nwhile True: held.append(s.accept()[0])"
-    ));
-    wait_for(Duration::from_secs(10), "the server to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", server_port))
-            .ok()
-            .map(drop)
-    });
-    let client = python(&format!(
-        "import socket,time\nc=socket.create_connection(('127.0.0.1',{server_port}))\ntime.sleep(600)"
-    ));
+    // A server and a client holding one connection, on the loopback of their own namespace.
+    let ns = Netns::new(format!("scope-f{}", std::process::id()));
+    let server = Talking::spawn(ns.command(&["python3", "-c", HOLDING_SERVER]));
+    assert_eq!(server.line(Duration::from_secs(10), "ready"), "ready");
+    let client = Talking::spawn(ns.command(&["python3", "-c", HOLDING_CLIENT]));
+    assert_eq!(
+        client.line(Duration::from_secs(10), "connected"),
+        "connected"
+    );
+    let (client, server) = (&client.process, &server.process);
 
     let host = hostname();
     let (src, dst) = (

@@ -46,6 +46,11 @@ impl HostReporter {
         }
     }
 
+    /// Reported as `tracker_mode` from the next sample on.
+    pub fn set_tracker_mode(&mut self, mode: TrackerMode) {
+        self.tracker_mode = mode;
+    }
+
     /// Samples the host.
     pub fn observe(&mut self, now_us: i64, stats: &Stats) {
         let read = |rest: &str| match fs::read_to_string(self.proc_root.join(rest)) {
