@@ -135,7 +135,7 @@ pub async fn run_with_stats(
                     }
                     continue;
                 }
-                publish_kernel_events(&mut kernel_events, &mut endpoints, &mut publisher, &stats);
+                publish_kernel_events(&mut kernel_events, &mut endpoints, spy.as_mut(), &mut publisher, &stats);
             }
             _ = spy_tick.tick() => {
                 if let Some(tracker) = &tracker
@@ -183,7 +183,13 @@ pub async fn run_with_stats(
     // Events still in the ring buffer happened before the stop: they are published too.
     if let Some(tracker) = tracker.as_mut() {
         tracker.drain_pending(&mut kernel_events);
-        publish_kernel_events(&mut kernel_events, &mut endpoints, &mut publisher, &stats);
+        publish_kernel_events(
+            &mut kernel_events,
+            &mut endpoints,
+            spy.as_mut(),
+            &mut publisher,
+            &stats,
+        );
     }
     tracing::info!("collector stopping; flushing queued records");
     publisher.flush(SHUTDOWN_FLUSH_TIMEOUT).await;
@@ -192,16 +198,21 @@ pub async fn run_with_stats(
     Ok(())
 }
 
-/// Applies a batch of kernel events to the connection table and publishes what it announces.
+/// Applies a batch of kernel events to the connection table and publishes what it announces;
+/// the processes behind them are noted for the process reporter.
 fn publish_kernel_events(
     batch: &mut Vec<scope_ebpf::Event>,
     endpoints: &mut EndpointReporter,
+    mut spy: Option<&mut Spy>,
     publisher: &mut Publisher,
     stats: &Stats,
 ) {
     let mut events = Vec::new();
     for event in batch.drain(..) {
         stats.kernel_event(event.kind);
+        if let (Some(spy), Some(pid), Some(name)) = (spy.as_deref_mut(), event.pid, &event.comm) {
+            spy.connected(pid, name);
+        }
         events.extend(endpoints.on_kernel_event(&event));
     }
     publisher.send_events(&events);

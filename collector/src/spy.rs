@@ -74,6 +74,13 @@ impl Spy {
         (depth == Depth::Connections).then(|| (endpoint::observe_scan(&scan), scan.timestamp_us))
     }
 
+    /// Notes a process the tracker saw connect or accept, so it keeps a node for a while if
+    /// it exits before the next spy.
+    pub fn connected(&mut self, pid: i32, name: &str) {
+        self.processes
+            .connected(pid, name, std::time::Instant::now());
+    }
+
     /// How connections are learnt from now on, for the host node.
     pub fn set_tracker_mode(&mut self, mode: TrackerMode) {
         self.host.set_tracker_mode(mode);

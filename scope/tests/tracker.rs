@@ -93,6 +93,15 @@ if len(sys.argv) > 4:
 time.sleep(3600)
 "#;
 
+/// One connection, one byte each way, then exit.
+const ONE_SHOT: &str = r#"
+import socket
+c = socket.create_connection(("10.77.0.2", 8080))
+c.sendall(b"x")
+c.recv(1)
+c.close()
+"#;
+
 /// Runs the client in `ns` until `count` connections under 50 ms are done; returns it and how
 /// many connections it made in all.
 fn client(ns: &Netns, host: &str, port: u16, count: u32, hold: bool) -> (Talking, i64) {
@@ -244,6 +253,22 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
             "{family}: every connection exactly once"
         );
     }
+
+    // A process that exits right after its one connection is still drawn, by pid and name.
+    let mut once = client_ns
+        .command(&["python3", "-c", ONE_SHOT])
+        .spawn()
+        .expect("python3 runs");
+    let once_id = format!("{host};{}", once.id());
+    assert!(once.wait().unwrap().success(), "the one-shot client failed");
+    wait_for(
+        Duration::from_secs(60),
+        &format!("the exited process's edge {once_id} -> {server_id}"),
+        || {
+            (edge_connections(&data_dir, "history.graph_edges", &once_id, &server_id) == 1)
+                .then_some(())
+        },
+    );
 
     // Through the virtual IP: drawn to the backend process, with no end at the virtual IP.
     let nat_id = format!("{host};{}", nat.process.pid());

@@ -3,8 +3,16 @@
 //! CPU usage is a rate, so it needs two samples of the same process: the reporter keeps each
 //! process's CPU time from the previous spy, keyed by pid and start time so that a reused pid
 //! does not inherit a stranger's history.
+//!
+//! A process the eBPF tracker saw connect or accept may be gone before the next spy (a cron
+//! job's `curl`), while its connection stays on the map for the window. Such a process keeps a
+//! node with its pid and name for [`EXITED_TTL`] after its last connection, so the edge still
+//! has both ends.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use scope_schemas::{
     Metric, Node,
@@ -13,12 +21,18 @@ use scope_schemas::{
 
 use crate::scan::{ProcessSample, Scan, clock_ticks};
 
+/// How long a process seen only through its connections stays on the map after its last
+/// one: twice the merger's default window, which keeps closed connections that long.
+pub const EXITED_TTL: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct ProcessReporter {
     host_id: String,
     ticks_per_second: f64,
     /// pid -> (start time, CPU ticks, when sampled).
     previous: HashMap<i32, (u64, u64, Instant)>,
+    /// pid -> (name, last connection): processes the tracker saw connect or accept.
+    connected: HashMap<i32, (String, Instant)>,
     nodes: Vec<Node>,
 }
 
@@ -28,7 +42,18 @@ impl ProcessReporter {
             host_id: host_id.into(),
             ticks_per_second: clock_ticks(),
             previous: HashMap::new(),
+            connected: HashMap::new(),
             nodes: Vec::new(),
+        }
+    }
+
+    /// Notes that process `pid`, named `name`, made or accepted a connection at `at`.
+    pub fn connected(&mut self, pid: i32, name: &str, at: Instant) {
+        match self.connected.get_mut(&pid) {
+            Some((known, last)) if known == name => *last = at,
+            _ => {
+                self.connected.insert(pid, (name.to_owned(), at));
+            }
         }
     }
 
@@ -50,6 +75,22 @@ impl ProcessReporter {
                 process_node(&self.host_id, &host, p, cpu, scan.timestamp_us)
             })
             .collect();
+        self.connected
+            .retain(|_, (_, last)| scan.at.saturating_duration_since(*last) < EXITED_TTL);
+        let mut exited: Vec<(&i32, &String)> = self
+            .connected
+            .iter()
+            .filter(|(pid, _)| !previous.contains_key(pid))
+            .map(|(pid, (name, _))| (pid, name))
+            .collect();
+        exited.sort();
+        for (&pid, name) in exited {
+            let mut node = Node::new(keys::PROCESS, process_node_id(&self.host_id, pid))
+                .with_latest(keys::PID, pid, scan.timestamp_us)
+                .with_latest(keys::NAME, name, scan.timestamp_us);
+            node.parents.insert(keys::HOST.into(), vec![host.clone()]);
+            self.nodes.push(node);
+        }
         self.previous = previous;
     }
 
@@ -190,5 +231,25 @@ mod tests {
             Some(25.0)
         );
         assert_eq!(reporter.nodes()[1].metric(keys::CPU_USAGE_PERCENT), None);
+    }
+
+    #[test]
+    fn a_connected_process_outlives_its_exit_until_the_ttl() {
+        let mut reporter = ProcessReporter::new("h1");
+        let t0 = Instant::now();
+        reporter.connected(42, "python3", t0);
+        reporter.connected(77, "curl", t0);
+        // 42 is still running: its real node. 77 exited: a node with its pid and name.
+        reporter.observe(&scan(t0, vec![sample(42, 7, 100)]));
+        let ids: Vec<&str> = reporter.nodes().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["h1;42", "h1;77"]);
+        let exited = &reporter.nodes()[1];
+        assert_eq!(exited.latest(keys::NAME), Some("curl"));
+        assert_eq!(exited.latest(keys::PID), Some("77"));
+        assert_eq!(exited.parents[keys::HOST], ["h1;<host>"]);
+
+        reporter.observe(&scan(t0 + EXITED_TTL, vec![sample(42, 7, 100)]));
+        let ids: Vec<&str> = reporter.nodes().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["h1;42"]);
     }
 }
