@@ -449,6 +449,25 @@ fn sockaddr_nl() -> libc::sockaddr_nl {
     addr
 }
 
+/// The attributes of a TCP tuple (addresses, protocol, ports), inside a tuple nest.
+fn put_tuple(buf: &mut Vec<u8>, t: &Tuple) {
+    nest(buf, CTA_TUPLE_IP, |buf| match (t.src.ip(), t.dst.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            attr(buf, CTA_IP_V4_SRC, &src.octets());
+            attr(buf, CTA_IP_V4_DST, &dst.octets());
+        }
+        (src, dst) => {
+            attr(buf, CTA_IP_V6_SRC, &v6(src).octets());
+            attr(buf, CTA_IP_V6_DST, &v6(dst).octets());
+        }
+    });
+    nest(buf, CTA_TUPLE_PROTO, |buf| {
+        attr(buf, CTA_PROTO_NUM, &[IPPROTO_TCP]);
+        attr(buf, CTA_PROTO_SRC_PORT, &t.src.port().to_be_bytes());
+        attr(buf, CTA_PROTO_DST_PORT, &t.dst.port().to_be_bytes());
+    });
+}
+
 fn ctnetlink_type(message: u16) -> u16 {
     (NFNL_SUBSYS_CTNETLINK << 8) | message
 }
@@ -462,25 +481,7 @@ fn encode_get(seq: u32, orig: &Tuple) -> Vec<u8> {
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it in
     buf.extend_from_slice(&[orig.family(), NFNETLINK_V0, 0, 0]); // nfgenmsg, res_id 0
-    nest(&mut buf, CTA_TUPLE_ORIG, |buf| {
-        nest(buf, CTA_TUPLE_IP, |buf| {
-            match (orig.src.ip(), orig.dst.ip()) {
-                (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                    attr(buf, CTA_IP_V4_SRC, &src.octets());
-                    attr(buf, CTA_IP_V4_DST, &dst.octets());
-                }
-                (src, dst) => {
-                    attr(buf, CTA_IP_V6_SRC, &v6(src).octets());
-                    attr(buf, CTA_IP_V6_DST, &v6(dst).octets());
-                }
-            }
-        });
-        nest(buf, CTA_TUPLE_PROTO, |buf| {
-            attr(buf, CTA_PROTO_NUM, &[IPPROTO_TCP]);
-            attr(buf, CTA_PROTO_SRC_PORT, &orig.src.port().to_be_bytes());
-            attr(buf, CTA_PROTO_DST_PORT, &orig.dst.port().to_be_bytes());
-        });
-    });
+    nest(&mut buf, CTA_TUPLE_ORIG, |buf| put_tuple(buf, orig));
     let len = buf.len() as u32;
     buf[..4].copy_from_slice(&len.to_ne_bytes());
     buf
@@ -708,31 +709,17 @@ mod tests {
             let len = (buf.len() - start) as u32;
             buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
         }
-        fn put_tuple(buf: &mut Vec<u8>, kind: u16, t: &Tuple) {
+        fn put_entry_tuple(buf: &mut Vec<u8>, kind: u16, t: &Tuple) {
             nest(buf, kind, |buf| {
-                nest(buf, CTA_TUPLE_IP, |buf| match (t.src.ip(), t.dst.ip()) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => {
-                        attr(buf, CTA_IP_V4_SRC, &s.octets());
-                        attr(buf, CTA_IP_V4_DST, &d.octets());
-                    }
-                    (s, d) => {
-                        attr(buf, CTA_IP_V6_SRC, &v6(s).octets());
-                        attr(buf, CTA_IP_V6_DST, &v6(d).octets());
-                    }
-                });
-                nest(buf, CTA_TUPLE_PROTO, |buf| {
-                    attr(buf, CTA_PROTO_NUM, &[IPPROTO_TCP]);
-                    attr(buf, CTA_PROTO_SRC_PORT, &t.src.port().to_be_bytes());
-                    attr(buf, CTA_PROTO_DST_PORT, &t.dst.port().to_be_bytes());
-                });
+                put_tuple(buf, t);
                 attr(buf, 3, &0u16.to_be_bytes()); // CTA_TUPLE_ZONE, ignored
             });
         }
         let mut buf = Vec::new();
         let start = header(&mut buf, ctnetlink_type(IPCTNL_MSG_CT_NEW), seq);
         buf.extend_from_slice(&[family, NFNETLINK_V0, 0, 0]);
-        put_tuple(&mut buf, CTA_TUPLE_ORIG, orig);
-        put_tuple(&mut buf, CTA_TUPLE_REPLY, reply);
+        put_entry_tuple(&mut buf, CTA_TUPLE_ORIG, orig);
+        put_entry_tuple(&mut buf, CTA_TUPLE_REPLY, reply);
         attr(&mut buf, 3, &0x18eu32.to_be_bytes()); // CTA_STATUS
         nest(&mut buf, 4, |buf| nest(buf, 1, |buf| attr(buf, 1, &[3]))); // CTA_PROTOINFO
         attr(&mut buf, 8, &[0xab, 0xcd, 0xef]); // an odd length, padded

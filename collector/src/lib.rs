@@ -171,12 +171,10 @@ pub async fn run_with_stats(
                 }
                 if publish.full {
                     publisher.send_events(&endpoints.refresh());
-                }
-                publisher.recover();
-                if publish.full {
                     let metrics = stats.metrics();
                     tracing::debug!(?metrics, "collector counters");
                 }
+                publisher.recover();
             }
         }
     }
