@@ -156,6 +156,10 @@ struct Host {
     last_seen_us: i64,
     reporters: HashMap<String, Reporter>,
     sockets: HashMap<SocketKey, Socket>,
+    /// Earlier connections on the addresses of a socket that reopened them: closed, and
+    /// connections of their own until they leave the window. A client that reuses its port
+    /// as soon as the server closed first makes one every few hundred connections.
+    predecessors: Vec<(SocketKey, Socket)>,
     /// Partition of each [`Input`] this host's messages last came from.
     partitions: [Option<i32>; 2],
 }
@@ -167,6 +171,7 @@ impl Default for Host {
             last_seen_us: i64::MIN,
             reporters: HashMap::new(),
             sockets: HashMap::new(),
+            predecessors: Vec::new(),
             partitions: [None; 2],
         }
     }
@@ -175,6 +180,10 @@ impl Default for Host {
 impl Host {
     fn reported(&self) -> bool {
         self.last_seen_us != i64::MIN
+    }
+
+    fn has_sockets(&self) -> bool {
+        !self.sockets.is_empty() || !self.predecessors.is_empty()
     }
 
     fn forget_reports(&mut self) {
@@ -279,7 +288,10 @@ impl State {
 
     /// Number of sockets held, open or recently closed.
     pub fn socket_count(&self) -> usize {
-        self.hosts.values().map(|h| h.sockets.len()).sum()
+        self.hosts
+            .values()
+            .map(|h| h.sockets.len() + h.predecessors.len())
+            .sum()
     }
 
     /// Applies one connection event. `msg_ts_us` is the Kafka message timestamp (µs), which
@@ -295,7 +307,8 @@ impl State {
     ///   an unknown one is ignored (no direction or open time to report).
     ///
     /// A reopened socket remembers when its predecessor closed, so replayed events of the
-    /// predecessor are recognised; the predecessor itself leaves the state (and the window).
+    /// predecessor are recognised; the predecessor stays in the window as a closed connection
+    /// of its own.
     pub fn apply_connection(&mut self, ev: ConnectionEvent, msg_ts_us: Option<i64>) -> Applied {
         self.apply_connection_inner(ev, msg_ts_us, None)
     }
@@ -367,13 +380,18 @@ impl State {
                 Applied::Changed
             }
             Entry::Occupied(slot) => {
+                let key = slot.key().clone();
                 let s = slot.into_mut();
                 match s.closed_at_us {
                     Some(closed) if ts > closed => {
-                        *s = Socket {
-                            prev_closed_at_us: Some(closed),
-                            ..fresh
-                        };
+                        let predecessor = std::mem::replace(
+                            s,
+                            Socket {
+                                prev_closed_at_us: Some(closed),
+                                ..fresh
+                            },
+                        );
+                        host.predecessors.push((key, predecessor));
                         Applied::Changed
                     }
                     Some(_) => Applied::Duplicate,
@@ -471,10 +489,13 @@ impl State {
             affected += 1;
             host.partitions[input.index()] = None;
             match input {
-                Input::Connections => host.sockets.clear(),
+                Input::Connections => {
+                    host.sockets.clear();
+                    host.predecessors.clear();
+                }
                 Input::Reports => host.forget_reports(),
             }
-            host.reported() || !host.sockets.is_empty()
+            host.reported() || host.has_sockets()
         });
         affected
     }
@@ -503,7 +524,9 @@ impl State {
                 }
                 None => true,
             });
-            !host.sockets.is_empty() || !window.is_expired(t_us, host.last_seen_us)
+            host.predecessors
+                .retain(|(_, s)| s.closed_at_us.is_some_and(|closed| closed >= start));
+            host.has_sockets() || !window.is_expired(t_us, host.last_seen_us)
         });
         out.expired_sockets = expired;
 
@@ -512,7 +535,8 @@ impl State {
             {
                 host_rows(host_id, host, start, &mut out);
             }
-            for (key, s) in &host.sockets {
+            let predecessors = host.predecessors.iter().map(|(key, s)| (key, s));
+            for (key, s) in host.sockets.iter().chain(predecessors) {
                 if !window.contains_socket(t_us, s.first_seen_us, s.closed_at_us) {
                     continue;
                 }
@@ -548,6 +572,7 @@ impl State {
             ka.cmp(&kb)
                 .then(a.key.remote_port.cmp(&b.key.remote_port))
                 .then(a.key.netns.cmp(&b.key.netns))
+                .then(a.first_seen_us.cmp(&b.first_seen_us))
         });
         out.local_networks
             .sort_by(|a, b| (&a.host_id, &a.cidr).cmp(&(&b.host_id, &b.cidr)));
@@ -799,11 +824,11 @@ mod tests {
             );
         }
         assert_eq!(twice.cut(T0 + 5 * S, &window()), expected);
-        assert_eq!(expected.sockets.len(), 2);
         assert_eq!(
             sockets_summary(&expected),
             vec![
                 (8080, "open", T0 + S, None),
+                (40000, "closed", T0, Some(T0 + 2 * S)),
                 (40000, "open", T0 + 3 * S, None)
             ]
         );
@@ -965,6 +990,49 @@ mod tests {
         assert_eq!(
             sockets_summary(&state.cut(T0 + 2 * S, &window())),
             vec![(40000, "closed", T0, Some(T0 + S))]
+        );
+    }
+
+    #[test]
+    fn a_reused_port_is_a_new_connection_and_the_earlier_one_stays_in_the_window() {
+        let w = window();
+        let mut state = State::new();
+        state.apply_connection(open(T0), Some(T0));
+        state.apply_connection(close(T0 + S), Some(T0 + S));
+        // The same four-tuple again, after the close: a second connection.
+        assert_eq!(
+            state.apply_connection(open(T0 + 2 * S), Some(T0 + 2 * S)),
+            Applied::Changed
+        );
+        state.apply_connection(close(T0 + 3 * S), Some(T0 + 3 * S));
+        // Replays of the first one change neither.
+        assert_eq!(
+            state.apply_connection(open(T0), Some(T0)),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            state.apply_connection(close(T0 + S), Some(T0 + S)),
+            Applied::Duplicate
+        );
+        assert_eq!(state.socket_count(), 2);
+        assert_eq!(
+            sockets_summary(&state.cut(T0 + 4 * S, &w)),
+            vec![
+                (40000, "closed", T0, Some(T0 + S)),
+                (40000, "closed", T0 + 2 * S, Some(T0 + 3 * S)),
+            ]
+        );
+        // Each leaves once its own close is before the window.
+        let after_first = T0 + S + w.length_us + 1;
+        assert_eq!(
+            sockets_summary(&state.cut(after_first, &w)),
+            vec![(40000, "closed", T0 + 2 * S, Some(T0 + 3 * S))]
+        );
+        assert_eq!(state.socket_count(), 1);
+        // The state still knows the first one closed: its replayed open is not a third.
+        assert_eq!(
+            state.apply_connection(open(T0), Some(after_first)),
+            Applied::Duplicate
         );
     }
 

@@ -176,6 +176,68 @@ async fn internet_and_local_pseudo_nodes() {
     assert_eq!(processes.values().filter(|n| n.pseudo).count(), 4);
 }
 
+/// µs before the snapshot time.
+const S: i64 = 1_000_000;
+
+#[tokio::test]
+async fn connections_that_reuse_a_tuple_are_counted_apart_and_paired_by_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, server) = (("10.0.0.1", 40000), ("10.0.0.2", 8080));
+    // Three connections on one tuple. h1 saw all three; h2 accepted the last two (the first
+    // accept is before its part of the window) and its clock runs slightly behind.
+    Snapshot::new(T1)
+        .host("h1", "h1")
+        .process("h1", 100, "curl")
+        .outbound("h1", Some(100), client, server)
+        .lived(9 * S, Some(8 * S))
+        .outbound("h1", Some(100), client, server)
+        .lived(6 * S, Some(5 * S))
+        .outbound("h1", Some(100), client, server)
+        .lived(3 * S, None)
+        // A one-off connection whose two ends' clocks don't even overlap still pairs.
+        .outbound("h1", Some(100), ("10.0.0.1", 41000), server)
+        .lived(4 * S, Some(4 * S - 1))
+        .write(dir.path(), "m1");
+    Snapshot::new(T1)
+        .host("h2", "h2")
+        .process("h2", 200, "server")
+        .inbound("h2", Some(200), server, client)
+        .lived(6 * S - 10, Some(5 * S + 10))
+        .inbound("h2", Some(200), server, client)
+        .lived(3 * S - 10, None)
+        .inbound("h2", Some(200), server, ("10.0.0.1", 41000))
+        .lived(2 * S, Some(S))
+        .write(dir.path(), "m2");
+    // A second writer with one of h2's ends again, as during a rebalance: still one end.
+    Snapshot::new(T1)
+        .host("h2", "h2")
+        .process("h2", 200, "server")
+        .inbound("h2", Some(200), server, client)
+        .lived(6 * S - 10, Some(5 * S + 10))
+        .write(dir.path(), "m3");
+    let rendered = render(dir.path(), T1).await.unwrap();
+    let connections = rows(
+        dir.path(),
+        "SELECT client_port, client_pid, server_pid, state FROM connections \
+         ORDER BY client_port, first_seen",
+    )
+    .await;
+    assert_eq!(
+        connections,
+        vec![
+            "40000,100,,closed",
+            "40000,100,200,closed",
+            "40000,100,200,open",
+            "41000,100,200,closed",
+        ]
+    );
+    assert_eq!(rendered.connections, 4);
+    assert_eq!(
+        edges(dir.path(), "processes").await,
+        vec!["h1;100,h2;200,3", "h1;100,out-theinternet,1"]
+    );
+}
+
 #[tokio::test]
 async fn process_nodes_look_like_weave_scope() {
     let (_dir, rendered) = rendered().await;

@@ -76,6 +76,7 @@ const CLIENT: &str = r#"
 import socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 made = fast = 0
+start = time.monotonic()
 while fast < n:
     t = time.monotonic()
     c = socket.create_connection((host, port))
@@ -85,7 +86,7 @@ while fast < n:
     made += 1
     fast += time.monotonic() - t < 0.05
     time.sleep(0.001)
-print("made %d" % made, flush=True)
+print("made %d in %.1f s" % (made, time.monotonic() - start), flush=True)
 if len(sys.argv) > 4:
     h = socket.create_connection((host, port))
     h.sendall(b"h")
@@ -102,6 +103,24 @@ c.recv(1)
 c.close()
 "#;
 
+/// Three connections one after another from the same local port, outside the ephemeral
+/// range. The server closes first, so the client's end leaves no TIME_WAIT and the port is
+/// free again at once: three connections on one four-tuple.
+const REUSED_PORT: &str = r#"
+import socket, time
+for _ in range(3):
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind(("10.77.0.1", 30777))
+    c.connect(("10.77.0.2", 8080))
+    c.sendall(b"x")
+    c.recv(1)
+    c.recv(1)
+    c.close()
+print("done", flush=True)
+time.sleep(3600)
+"#;
+
 /// Runs the client in `ns` until `count` connections under 50 ms are done; returns it and how
 /// many connections it made in all.
 fn client(ns: &Netns, host: &str, port: u16, count: u32, hold: bool) -> (Talking, i64) {
@@ -115,8 +134,10 @@ fn client(ns: &Netns, host: &str, port: u16, count: u32, hold: bool) -> (Talking
         Duration::from_secs(120),
         &format!("the end of the connections to {host}"),
     );
+    eprintln!("client to {host}: {done}");
     let made = done
         .strip_prefix("made ")
+        .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected client output {done:?}"));
     if hold {
@@ -239,13 +260,23 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
         let (_, ends, _) = sql(
             &data_dir,
             "table",
-            "select client_pid, server_pid, state, count(*) as n from connections \
-             where server_port = 8080 group by 1, 2, 3",
+            &format!(
+                "select client_pid, server_pid, state, count(distinct client_port) as ports, \
+                 count(distinct snapshot_time) as snapshots from history.connections \
+                 where server_port = 8080 and family = '{}' group by 1, 2, 3",
+                if family == "IPv4" { "ipv4" } else { "ipv6" }
+            ),
         );
+        let warnings: String = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(
             seen >= *made,
             "{family}: {seen} of {made} connections on the processes edge {client_id} -> \
-             {server_id}; latest connections to port 8080:\n{ends}"
+             {server_id}; connections to port 8080 in history:\n{ends}\nwarnings:\n{warnings}"
         );
         assert_eq!(
             edge_connections(&data_dir, "history.graph_edges", &client_id, &server_id),
@@ -266,6 +297,19 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
         &format!("the exited process's edge {once_id} -> {server_id}"),
         || {
             (edge_connections(&data_dir, "history.graph_edges", &once_id, &server_id) == 1)
+                .then_some(())
+        },
+    );
+
+    // Connections that reuse one four-tuple are each a connection.
+    let reused = Talking::spawn(client_ns.command(&["python3", "-c", REUSED_PORT]));
+    assert_eq!(reused.line(Duration::from_secs(10), "done"), "done");
+    let reused_id = format!("{host};{}", reused.process.pid());
+    wait_for(
+        Duration::from_secs(60),
+        &format!("three connections on the edge {reused_id} -> {server_id}"),
+        || {
+            (edge_connections(&data_dir, "history.graph_edges", &reused_id, &server_id) == 3)
                 .then_some(())
         },
     );

@@ -8,26 +8,50 @@
 --
 -- Loopback tuples repeat on every host and in every network namespace, so a loopback end only
 -- pairs with an end of the same host and namespace (`addr_scope`); other addresses pair across
--- hosts. Rows of the same end from two writers are merged first (the earliest first_seen,
--- the latest last_seen, closed if any of them saw it closed).
+-- hosts.
+--
+-- One four-tuple can carry several connections in a window, one after another: a client may
+-- reuse its port as soon as the previous connection closed. Rows of the same end are merged
+-- per first_seen, which two writers of the same connection agree on (the latest last_seen,
+-- closed if either saw it closed); each first_seen left is a connection. An end with one
+-- connection on its tuple pairs on the tuple alone, whatever the two hosts' clocks say; where
+-- either side has several, a client's and a server's connection pair when their lifetimes
+-- [first_seen, closed_at or the snapshot time] overlap.
 WITH ends AS (
     SELECT
         snapshot_time, host_id, netns, direction, family,
-        local_addr, local_port, remote_addr, remote_port,
+        local_addr, local_port, remote_addr, remote_port, first_seen,
         MAX(pid) AS pid,
         MAX(process_name) AS process_name,
-        MIN(first_seen) AS first_seen,
         MAX(last_seen) AS last_seen,
+        MIN(COALESCE(closed_at, snapshot_time)) AS until,
         MIN(state) AS state, -- 'closed' < 'open'
         CASE WHEN scope_is_loopback(local_addr)
              THEN host_id || '/' || CAST(netns AS VARCHAR)
              ELSE '' END AS addr_scope
     FROM sockets
     GROUP BY snapshot_time, host_id, netns, direction, family,
-             local_addr, local_port, remote_addr, remote_port
+             local_addr, local_port, remote_addr, remote_port, first_seen
 ),
-cli AS (SELECT * FROM ends WHERE direction = 'outbound'),
-srv AS (SELECT * FROM ends WHERE direction = 'inbound')
+reused AS (
+    SELECT snapshot_time, host_id, netns, direction, family,
+           local_addr, local_port, remote_addr, remote_port
+    FROM sockets
+    GROUP BY snapshot_time, host_id, netns, direction, family,
+             local_addr, local_port, remote_addr, remote_port
+    HAVING MIN(first_seen) < MAX(first_seen)
+),
+flagged AS (
+    SELECT e.*, r.host_id IS NOT NULL AS reused
+    FROM ends e
+    LEFT JOIN reused r
+        ON  e.snapshot_time = r.snapshot_time AND e.host_id = r.host_id AND e.netns = r.netns
+        AND e.direction = r.direction AND e.family = r.family
+        AND e.local_addr = r.local_addr AND e.local_port = r.local_port
+        AND e.remote_addr = r.remote_addr AND e.remote_port = r.remote_port
+),
+cli AS (SELECT * FROM flagged WHERE direction = 'outbound'),
+srv AS (SELECT * FROM flagged WHERE direction = 'inbound')
 SELECT
     COALESCE(cli.snapshot_time, srv.snapshot_time) AS snapshot_time,
     COALESCE(cli.family, srv.family) AS family,
@@ -52,4 +76,7 @@ FULL OUTER JOIN srv
     AND cli.remote_addr = srv.local_addr
     AND cli.remote_port = srv.local_port
     AND cli.addr_scope = srv.addr_scope
-ORDER BY client_addr, client_port, server_addr, server_port, client_host_id, server_host_id
+    AND (NOT (cli.reused OR srv.reused)
+         OR (cli.first_seen <= srv.until AND srv.first_seen <= cli.until))
+ORDER BY client_addr, client_port, server_addr, server_port, client_host_id, server_host_id,
+         first_seen

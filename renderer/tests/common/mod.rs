@@ -42,7 +42,8 @@ struct Socket {
     direction: &'static str,
     local: (String, i32),
     remote: (String, i32),
-    state: &'static str,
+    first_seen: i64,
+    closed_at: Option<i64>,
 }
 
 /// The merged tables of one writer's part of one snapshot.
@@ -131,8 +132,22 @@ impl Snapshot {
             direction,
             local: (local.0.into(), local.1),
             remote: (remote.0.into(), remote.1),
-            state: "open",
+            first_seen: self.time - 5_000_000,
+            closed_at: None,
         });
+        self
+    }
+
+    /// The lifetime of the socket added last, in µs before the snapshot time: first seen
+    /// `first_seen` before it and, if `closed`, closed `closed` before it.
+    pub fn lived(mut self, first_seen: i64, closed: Option<i64>) -> Self {
+        let t = self.time;
+        let socket = self
+            .sockets
+            .last_mut()
+            .expect("a socket to set the lifetime of");
+        socket.first_seen = t - first_seen;
+        socket.closed_at = closed.map(|closed| t - closed);
         self
     }
 
@@ -146,12 +161,12 @@ impl Snapshot {
 
     pub fn batches(&self) -> Vec<(&'static str, RecordBatch)> {
         let t = self.time;
-        let ts = |n: usize, v: i64| -> ArrayRef {
+        let times = |v: Vec<Option<i64>>| -> ArrayRef {
             Arc::new(
-                TimestampMicrosecondArray::from(vec![v; n])
-                    .with_timezone(scope_schemas::tables::TIMEZONE),
+                TimestampMicrosecondArray::from(v).with_timezone(scope_schemas::tables::TIMEZONE),
             )
         };
+        let ts = |n: usize, v: i64| times(vec![Some(v); n]);
         let strs = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         let some = |s: &str| Some(s.to_owned());
 
@@ -224,13 +239,24 @@ impl Snapshot {
                 Arc::new(Int32Array::from(
                     s.iter().map(|s| s.remote.1).collect::<Vec<_>>(),
                 )),
-                ts(n, t - 5_000_000),
-                ts(n, t - 1_000_000),
-                Arc::new(
-                    TimestampMicrosecondArray::from(vec![None::<i64>; n])
-                        .with_timezone(scope_schemas::tables::TIMEZONE),
+                times(s.iter().map(|s| Some(s.first_seen)).collect()),
+                times(
+                    s.iter()
+                        .map(|s| Some(s.closed_at.unwrap_or(t - 1_000_000)))
+                        .collect(),
                 ),
-                strs(s.iter().map(|s| some(s.state)).collect()),
+                times(s.iter().map(|s| s.closed_at).collect()),
+                strs(
+                    s.iter()
+                        .map(|s| {
+                            some(if s.closed_at.is_some() {
+                                "closed"
+                            } else {
+                                "open"
+                            })
+                        })
+                        .collect(),
+                ),
                 strs(vec![some("procfs"); n]),
             ],
         );
