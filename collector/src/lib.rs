@@ -138,11 +138,12 @@ pub async fn run_with_stats(
                 publish_kernel_events(&mut kernel_events, &mut endpoints, spy.as_mut(), &mut publisher, &stats);
             }
             _ = spy_tick.tick() => {
-                if let Some(tracker) = &tracker
-                    && lost_events_grew(tracker, &mut lost_seen, &stats)
-                {
-                    read_connections = true;
-                    Stats::add(&stats.resyncs, 1);
+                if let Some(tracker) = &tracker {
+                    if lost_events_grew(tracker, &mut lost_seen, &stats) {
+                        read_connections = true;
+                        Stats::add(&stats.resyncs, 1);
+                    }
+                    note_malformed_records(tracker, &stats);
                 }
                 let depth = if read_connections || tracker.is_none() {
                     Depth::Connections
@@ -248,6 +249,22 @@ fn lost_events_grew(tracker: &Tracker, lost_seen: &mut u64, stats: &Stats) -> bo
         "the eBPF ring buffer overflowed (raise --ebpf-ring-buffer-bytes); resyncing connections from /proc"
     );
     true
+}
+
+/// Ring records that did not decode were skipped by the tracker: exported and logged, since
+/// they mean this build's programs and decoder disagree on the record layout.
+fn note_malformed_records(tracker: &Tracker, stats: &Stats) {
+    let total = tracker.malformed_records();
+    let before = stats
+        .ebpf_malformed_records
+        .swap(total, std::sync::atomic::Ordering::Relaxed);
+    if total > before {
+        tracing::warn!(
+            skipped = total - before,
+            total,
+            "eBPF ring buffer records that did not decode were skipped; the programs and the collector disagree on the record layout"
+        );
+    }
 }
 
 /// This machine's host name (`gethostname(2)`).

@@ -27,6 +27,8 @@ pub struct Stats {
     pub ebpf_events: [AtomicU64; 3],
     /// Events the eBPF tracker could not deliver (ring buffer full).
     pub ebpf_lost_events: AtomicU64,
+    /// Records of the eBPF ring buffer that did not decode, and were skipped.
+    pub ebpf_malformed_records: AtomicU64,
     /// Re-reads of the connections from /proc after lost events.
     pub resyncs: AtomicU64,
     /// Connections reported with their conntrack-translated (DNAT) destination.
@@ -58,7 +60,7 @@ impl Stats {
     }
 
     /// Every counter with its Prometheus-style name.
-    pub fn metrics(&self) -> [(&'static str, u64); 8] {
+    pub fn metrics(&self) -> [(&'static str, u64); 9] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -81,6 +83,10 @@ impl Stats {
             (
                 "scope_collector_ebpf_lost_events_total",
                 get(&self.ebpf_lost_events),
+            ),
+            (
+                "scope_collector_ebpf_malformed_records_total",
+                get(&self.ebpf_malformed_records),
             ),
             ("scope_collector_resyncs_total", get(&self.resyncs)),
             (
@@ -161,6 +167,9 @@ fn help(name: &str) -> &'static str {
         "scope_collector_spies_total" => "Completed reads of /proc (spies).",
         "scope_collector_ebpf_lost_events_total" => {
             "Connection events the eBPF tracker lost (ring buffer full); each loss triggers a resync."
+        }
+        "scope_collector_ebpf_malformed_records_total" => {
+            "eBPF ring buffer records that did not decode (the programs and the collector disagree on their layout), skipped."
         }
         "scope_collector_resyncs_total" => {
             "Re-reads of all connections from /proc after lost events."
