@@ -16,6 +16,8 @@ pub enum Error {
     Hostname(#[source] io::Error),
     #[error("creating the Kafka producer: {0}")]
     CreateProducer(#[source] KafkaError),
+    #[error("starting the Kafka delivery thread: {0}")]
+    StartPoller(#[source] io::Error),
     #[error("running a spy of /proc: {0}")]
     Spy(#[source] tokio::task::JoinError),
     #[error("starting the eBPF connection tracker (--tracker ebpf): {0}")]
@@ -32,6 +34,7 @@ impl Error {
             | Error::ProcRoot { .. }
             | Error::Hostname(_)
             | Error::CreateProducer(_)
+            | Error::StartPoller(_)
             | Error::Spy(_)
             | Error::Tracker(_) => false,
         }

@@ -29,29 +29,51 @@ const HEADER_LEN: usize = 10;
 /// The largest string, array or map a decoder allocates for.
 pub const MAX_ALLOCATION_BYTES: usize = 16 << 20;
 
-/// A schema parsed once, with its single-object header.
+/// A schema parsed once, with its single-object header and its datum writer and reader.
+///
+/// The writer and reader are built once too: building one resolves the schema's names into
+/// a fresh map, which cost more than encoding a connection event itself.
 pub struct RecordSchema {
-    schema: Schema,
+    schema: &'static Schema,
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
     header: [u8; HEADER_LEN],
 }
 
 impl RecordSchema {
     /// Parses `.avsc` text; panics only on a malformed schema file, which is a build defect
-    /// caught by this crate's tests, never by input data.
+    /// caught by this crate's tests, never by input data. Meant for a `static`: the schema
+    /// lives as long as the program, borrowed by its writer and reader.
     pub fn parse(avsc: &str) -> Self {
         // A crafted length prefix must not make a decoder allocate apache-avro's default
         // 512 MiB; no Scope record comes near this bound (Kafka's own limit is 1 MiB).
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
-        let schema = Schema::parse_str(avsc).expect("embedded .avsc must parse");
+        let schema: &'static Schema = Box::leak(Box::new(
+            Schema::parse_str(avsc).expect("embedded .avsc must parse"),
+        ));
         let SchemaFingerprint { bytes } = schema.fingerprint::<Rabin>();
         let mut header = [0u8; HEADER_LEN];
         header[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
         header[2..].copy_from_slice(&bytes[..8]);
-        Self { schema, header }
+        let writer = GenericDatumWriter::builder(schema)
+            .validate(false)
+            .human_readable(false)
+            .build()
+            .expect("a parsed .avsc resolves");
+        let reader = GenericDatumReader::builder(schema)
+            .human_readable(false)
+            .build()
+            .expect("a parsed .avsc resolves");
+        Self {
+            schema,
+            writer,
+            reader,
+            header,
+        }
     }
 
     pub fn schema(&self) -> &Schema {
-        &self.schema
+        self.schema
     }
 
     /// `C3 01` followed by the schema fingerprint.
@@ -70,14 +92,9 @@ pub trait Record: Serialize + DeserializeOwned {
 
     fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let rs = Self::record_schema();
-        let writer = GenericDatumWriter::builder(&rs.schema)
-            .validate(false)
-            .human_readable(false)
-            .build()
-            .map_err(EncodeError)?;
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(&rs.header);
-        writer.write_ser(&mut out, self).map_err(EncodeError)?;
+        rs.writer.write_ser(&mut out, self).map_err(EncodeError)?;
         Ok(out)
     }
 
@@ -92,12 +109,8 @@ pub trait Record: Serialize + DeserializeOwned {
                 fingerprint: u64::from_le_bytes(bytes[2..HEADER_LEN].try_into().unwrap_or([0; 8])),
             });
         }
-        let reader = GenericDatumReader::builder(&rs.schema)
-            .human_readable(false)
-            .build()
-            .map_err(DecodeError::Avro)?;
         let mut body = &bytes[HEADER_LEN..];
-        let value = reader.read_deser(&mut body).map_err(DecodeError::Avro)?;
+        let value = rs.reader.read_deser(&mut body).map_err(DecodeError::Avro)?;
         if !body.is_empty() {
             return Err(DecodeError::TrailingBytes(body.len()));
         }
