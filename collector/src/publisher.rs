@@ -111,13 +111,18 @@ impl Publisher {
         }
     }
 
-    /// Waits up to `timeout` for queued records to be delivered (and counted).
+    /// Waits up to `timeout` for queued records to be delivered (and counted), then stops
+    /// the producer, off the async runtime: both block.
     pub async fn flush(self, timeout: Duration) {
-        let producer = Arc::clone(&self.producer.producer);
-        match tokio::task::spawn_blocking(move || producer.flush(timeout)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(
-                %error, unsent = self.producer.in_flight_count(),
+        let producer = self.producer;
+        let flushed = tokio::task::spawn_blocking(move || {
+            let flushed = producer.flush(timeout);
+            (flushed, producer.in_flight_count())
+        });
+        match flushed.await {
+            Ok((Ok(()), _)) => {}
+            Ok((Err(error), unsent)) => tracing::warn!(
+                %error, unsent,
                 "gave up waiting for queued records at shutdown"
             ),
             Err(error) => tracing::warn!(%error, "flushing the producer failed"),
