@@ -264,7 +264,7 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
                 "select client_pid, server_pid, state, count(distinct client_port) as ports, \
                  count(distinct snapshot_time) as snapshots from history.connections \
                  where server_port = 8080 and family = '{}' group by 1, 2, 3",
-                if family == "IPv4" { "ipv4" } else { "ipv6" }
+                family.to_lowercase()
             ),
         );
         let warnings: String = std::fs::read_to_string(&log)
