@@ -35,7 +35,7 @@ WITH ends AS (
 ),
 -- Ends whose tuple carries more than one connection. Read from `sockets` rather than `ends`:
 -- DataFusion does not share a CTE between its uses, and computing `ends` twice made the
--- benchmark's render about 0.4 s slower (1.6-2.0 s against 1.2-1.4 s).
+-- benchmark's render about 0.4 s slower (1.6-2.0 s against 1.15-1.45 s).
 reused AS (
     SELECT snapshot_time, host_id, netns, direction, family,
            local_addr, local_port, remote_addr, remote_port
