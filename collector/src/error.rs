@@ -20,6 +20,11 @@ pub enum Error {
     StartPoller(#[source] io::Error),
     #[error("running a spy of /proc: {0}")]
     Spy(#[source] tokio::task::JoinError),
+    #[error("starting the endpoint reporter's thread: {0}")]
+    StartEndpoints(#[source] io::Error),
+    /// A bug: a job of the endpoint reporter panicked and its thread is gone.
+    #[error("reporting connections: {0}")]
+    Endpoints(#[from] crate::worker::WorkerStopped),
     #[error("starting the eBPF connection tracker (--tracker ebpf): {0}")]
     Tracker(#[source] scope_ebpf::LoadError),
 }
@@ -36,6 +41,8 @@ impl Error {
             | Error::CreateProducer(_)
             | Error::StartPoller(_)
             | Error::Spy(_)
+            | Error::StartEndpoints(_)
+            | Error::Endpoints(_)
             | Error::Tracker(_) => false,
         }
     }

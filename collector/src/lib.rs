@@ -23,6 +23,8 @@
 //! - [`spy`]: the reporters' state, advanced per spy and summarised per publish.
 //! - [`publisher`]: the idempotent, lz4 Kafka producer, keyed by host id.
 //! - [`stats`]: counters; [`error`]: what can stop the collector.
+//! - `worker`: the thread that owns the endpoint reporter, so its conntrack lookups block
+//!   no runtime thread.
 
 pub mod config;
 pub mod conntrack;
@@ -36,6 +38,7 @@ pub mod spy;
 pub mod stats;
 pub mod tcp;
 pub mod tracker;
+mod worker;
 
 use std::{
     sync::Arc,
@@ -47,13 +50,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::CollectorArgs;
 pub use error::Error;
+/// For `scope`'s tests, which reach the eBPF crate only through this one.
+#[doc(hidden)]
+pub use scope_ebpf::test_support;
 pub use stats::{Stats, stats};
 
 use scope_ebpf::Tracker;
 
 use crate::{
     conntrack::Conntrack, publisher::Publisher, reporter::EndpointReporter, scan::Depth, spy::Spy,
-    tracker::TrackerMode,
+    tracker::TrackerMode, worker::Worker,
 };
 
 /// How long shutdown waits for queued records to reach the broker.
@@ -85,8 +91,11 @@ pub async fn run_with_stats(
         None => TrackerMode::Procfs,
     };
     stats.set_tracker_mode(mode);
-    let mut endpoints =
-        EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone()));
+    let endpoints = Worker::spawn(
+        "collector-endpoints",
+        EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone())),
+    )
+    .map_err(Error::StartEndpoints)?;
     let mut spy = Some(Spy::new(
         &host_id,
         &hostname,
@@ -111,7 +120,8 @@ pub async fn run_with_stats(
     );
 
     // The first spy reads the connections that already exist, whatever the mode; with eBPF,
-    // later spies read them again only after the kernel lost events.
+    // later spies read them again only after the kernel lost events, or while connections a
+    // scan saw without an owner wait for one.
     let mut read_connections = true;
     let mut lost_seen = 0;
     let mut kernel_events = Vec::new();
@@ -135,7 +145,7 @@ pub async fn run_with_stats(
                     }
                     continue;
                 }
-                publish_kernel_events(&mut kernel_events, &mut endpoints, spy.as_mut(), &mut publisher, &stats);
+                publish_kernel_events(&mut kernel_events, &endpoints, spy.as_mut(), &mut publisher, &stats).await?;
             }
             _ = spy_tick.tick() => {
                 if let Some(tracker) = &tracker {
@@ -158,11 +168,17 @@ pub async fn run_with_stats(
                 .await
                 .map_err(Error::Spy)?;
                 spy = Some(state);
-                if let Some((observed, at)) = observed {
-                    read_connections = false;
-                    publisher.send_events(&endpoints.apply(observed, at));
+                let (events, pending, translations) = endpoints
+                    .run(move |endpoints| {
+                        let events = observed.map(|(observed, at)| endpoints.apply(observed, at));
+                        (events, endpoints.has_pending(), endpoints.nat_translations())
+                    })
+                    .await?;
+                if let Some(events) = events {
+                    publisher.send_events(&events);
+                    read_connections = pending;
                 }
-                stats.set_nat_translations(endpoints.nat_translations());
+                stats.set_nat_translations(translations);
             }
             _ = publish_tick.tick() => {
                 let Some(state) = spy.as_mut() else { break };
@@ -171,7 +187,7 @@ pub async fn run_with_stats(
                     publisher.send_delta(delta);
                 }
                 if publish.full {
-                    publisher.send_events(&endpoints.refresh());
+                    publisher.send_events(&endpoints.run(|endpoints| endpoints.refresh()).await?);
                     let metrics = stats.metrics();
                     tracing::debug!(?metrics, "collector counters");
                 }
@@ -184,11 +200,12 @@ pub async fn run_with_stats(
         tracker.drain_pending(&mut kernel_events);
         publish_kernel_events(
             &mut kernel_events,
-            &mut endpoints,
+            &endpoints,
             spy.as_mut(),
             &mut publisher,
             &stats,
-        );
+        )
+        .await?;
     }
     tracing::info!("collector stopping; flushing queued records");
     publisher.flush(SHUTDOWN_FLUSH_TIMEOUT).await;
@@ -199,22 +216,33 @@ pub async fn run_with_stats(
 
 /// Applies a batch of kernel events to the connection table and publishes what it announces;
 /// the processes behind them are noted for the process reporter.
-fn publish_kernel_events(
+async fn publish_kernel_events(
     batch: &mut Vec<scope_ebpf::Event>,
-    endpoints: &mut EndpointReporter,
+    endpoints: &Worker<EndpointReporter>,
     mut spy: Option<&mut Spy>,
     publisher: &mut Publisher,
     stats: &Stats,
-) {
-    let mut events = Vec::new();
-    for event in batch.drain(..) {
+) -> Result<(), Error> {
+    for event in batch.iter() {
         stats.kernel_event(event.kind);
         if let (Some(spy), Some(pid), Some(name)) = (spy.as_deref_mut(), event.pid, &event.comm) {
             spy.connected(pid, name);
         }
-        events.extend(endpoints.on_kernel_event(&event));
     }
+    let mut taken = std::mem::take(batch);
+    // The batch's buffer comes back emptied, to be filled again without reallocating.
+    let (events, emptied) = endpoints
+        .run(move |endpoints| {
+            let events: Vec<_> = taken
+                .drain(..)
+                .flat_map(|event| endpoints.on_kernel_event(&event))
+                .collect();
+            (events, taken)
+        })
+        .await?;
+    *batch = emptied;
     publisher.send_events(&events);
+    Ok(())
 }
 
 /// The next batch of kernel events; never ready without a tracker.

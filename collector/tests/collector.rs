@@ -175,9 +175,7 @@ fn find_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_real_processes_and_their_connection_with_ebpf() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the eBPF tracker needs root");
+    if !scope_collector::test_support::root_or_skip("the eBPF tracker") {
         return;
     }
     reports_real_processes_and_their_connection(TrackerChoice::Ebpf).await;
@@ -402,9 +400,7 @@ async fn wait_for_metric(addr: &str, series: &str, ok: impl Fn(f64) -> bool) -> 
 /// whose connect event was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the eBPF tracker needs root");
+    if !scope_collector::test_support::root_or_skip("the eBPF tracker") {
         return;
     }
     let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
@@ -478,4 +474,123 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
         EventSource::Procfs,
         "its connect event was among the {lost} lost, so only the resync can report it"
     );
+}
+
+/// Connects a TCP client to its own listener, accepts, then puts the client's socket in flight
+/// over a Unix socket pair and closes its own descriptor, so no process holds it. Prints the
+/// client's port; on a line from stdin it receives the socket (it holds it from then on) and
+/// prints `owned`.
+const IN_FLIGHT: &str = r#"
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+c = socket.create_connection(s.getsockname())
+conn, _ = s.accept()
+a, b = socket.socketpair()
+socket.send_fds(a, [b"x"], [c.fileno()])
+port = c.getsockname()[1]
+c.close()
+print(port, flush=True)
+sys.stdin.readline()
+_, fds, _, _ = socket.recv_fds(b, 1, 1)
+held = socket.socket(fileno=fds[0])
+print("owned", flush=True)
+time.sleep(3600)
+"#;
+
+/// In eBPF mode the kernel sends no event for a connection that existed before the tracker
+/// loaded, so one that the start-up scan found held by no process (here: in flight between
+/// descriptors, as in an accept queue) must be resolved by a later scan, and announced with
+/// the process that holds it by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_later() {
+    if !scope_collector::test_support::root_or_skip("the eBPF tracker") {
+        return;
+    }
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+
+    let mut holder = Command::new(python())
+        .arg("-c")
+        .arg(IN_FLIGHT)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let holder_pid = holder.id().expect("running child has a pid");
+    let mut holder_in = holder.stdin.take().expect("piped stdin");
+    let mut holder_out = BufReader::new(holder.stdout.take().expect("piped stdout")).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(WAIT, holder_out.next_line())
+            .await
+            .expect("child printed in time")
+            .expect("child stdout readable")
+            .expect("child printed a line")
+    };
+    let client_port = next_line().await;
+
+    let host_id = format!("collector-test-{}-unowned", std::process::id());
+    let mut args = CollectorArgs::new(kafka.clone());
+    args.tracker = TrackerChoice::Ebpf;
+    args.host_id = Some(host_id.clone());
+    // With eBPF the spy runs once a publish: long enough that the socket is received well
+    // before the second spy, which the test checks rather than assumes.
+    args.publish_interval = Duration::from_secs(2);
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(scope_collector::run_with_stats(
+        args,
+        shutdown.clone(),
+        stats.clone(),
+    ));
+    let consumer = subscribe(&kafka);
+
+    let spies = || stats.spies.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    while spies() == 0 {
+        assert!(started.elapsed() < WAIT, "no spy within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    use tokio::io::AsyncWriteExt;
+    holder_in.write_all(b"take it\n").await.unwrap();
+    assert_eq!(next_line().await, "owned");
+    assert_eq!(
+        spies(),
+        1,
+        "the socket must be owned before the second spy for this test to mean anything"
+    );
+
+    let mut seen = Seen::default();
+    consume_until(
+        &consumer,
+        &mut seen,
+        &host_id,
+        "the connect of the connection in flight at start-up",
+        |s| {
+            s.events.iter().any(|e| {
+                e.kind == ConnectionEventKind::Connect
+                    && e.local_port.to_string() == client_port
+                    && !e.refresh
+            })
+        },
+    )
+    .await;
+    let connect = seen
+        .events
+        .iter()
+        .find(|e| e.kind == ConnectionEventKind::Connect && e.local_port.to_string() == client_port)
+        .unwrap();
+    assert_eq!(
+        (connect.pid, connect.source),
+        (Some(holder_pid as i32), EventSource::Procfs)
+    );
+    assert!(spies() >= 2);
+
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
 }

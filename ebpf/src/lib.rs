@@ -23,6 +23,8 @@
 //! ```
 
 mod event;
+#[doc(hidden)]
+pub mod test_support;
 
 use std::io;
 

@@ -8,11 +8,6 @@ use std::{
 
 use scope_ebpf::{DEFAULT_RING_BUFFER_BYTES, Event, EventKind, Tracker};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Reads batches until `found` holds for everything seen, or fails after 10 s.
 async fn events_until(
     tracker: &mut Tracker,
@@ -42,8 +37,7 @@ fn has(events: &[Event], kind: EventKind, local: SocketAddr, remote: SocketAddr)
 
 #[tokio::test]
 async fn sees_connect_accept_and_close_with_their_processes() {
-    if !is_root() {
-        eprintln!("skipped: loading eBPF programs needs root");
+    if !scope_ebpf::test_support::root_or_skip("loading eBPF programs") {
         return;
     }
     let mut tracker = Tracker::load(DEFAULT_RING_BUFFER_BYTES).expect("load the tracker");

@@ -1,6 +1,8 @@
-//! An in-process Kafka-protocol broker: tansu with memory storage.
+//! An in-process Kafka-protocol broker: tansu with memory storage, behind a small proxy
+//! ([`crate::api_versions`]) that makes its ApiVersions responses readable by older clients
+//! (Debian's kcat and librdkafka 2.0.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
 use tansu_storage::StorageContainer;
@@ -14,44 +16,56 @@ use crate::Error;
 /// Messages live in memory: they are gone when the broker stops.
 pub struct EmbeddedBroker {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    broker: JoinHandle<()>,
+    proxy: JoinHandle<()>,
 }
 
 impl EmbeddedBroker {
     /// Starts a broker on `addr`. Port 0 picks a free port, which [`Self::addr`] tells.
     pub async fn start(addr: SocketAddr) -> Result<Self, Error> {
         let fail = |reason: String| Error::Embedded { addr, reason };
-        // tansu binds the port its listener URL names and advertises that same URL, so a
-        // free port is chosen here first when the caller asked for any.
-        let addr = if addr.port() == 0 {
-            let probe = std::net::TcpListener::bind(addr).map_err(|e| fail(e.to_string()))?;
-            probe.local_addr().map_err(|e| fail(e.to_string()))?
-        } else {
-            // Fail fast, with a clear reason, if the port is taken.
-            drop(std::net::TcpListener::bind(addr).map_err(|e| fail(e.to_string()))?);
-            addr
+        // Clients are told (advertised) the proxy's address, so every connection they
+        // open, not only the bootstrap one, goes through the proxy; tansu itself listens on
+        // a private loopback port.
+        let public = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let addr = public.local_addr().map_err(|e| fail(e.to_string()))?;
+        let loopback = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
         };
-        let url = Url::parse(&format!("tcp://{addr}")).map_err(|e| fail(e.to_string()))?;
+        // tansu binds the port its listener URL names, so a free one is chosen here first.
+        let private = std::net::TcpListener::bind((loopback, 0))
+            .and_then(|probe| probe.local_addr())
+            .map_err(|e| fail(e.to_string()))?;
+        let advertised = Url::parse(&format!("tcp://{addr}")).map_err(|e| fail(e.to_string()))?;
+        let listener = Url::parse(&format!("tcp://{private}")).map_err(|e| fail(e.to_string()))?;
         let storage = Url::parse("memory://tansu/").map_err(|e| fail(e.to_string()))?;
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(1)
             .cluster_id("scope")
             .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(url.clone())
+            .advertised_listener(advertised)
             .storage(storage)
-            .listener(url)
+            .listener(listener)
             .silent(true)
             .build()
             .await
             .map_err(|e| fail(format!("{e:?}")))?;
-        let task = tokio::spawn(async move {
+        let broker = tokio::spawn(async move {
             if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
                 tracing::error!(?error, "embedded broker stopped");
             }
         });
-        wait_listening(addr).await.map_err(fail)?;
+        wait_listening(private).await.map_err(fail)?;
+        let proxy = tokio::spawn(crate::api_versions::serve(public, private));
         tracing::info!(%addr, "embedded Kafka broker listening");
-        Ok(EmbeddedBroker { addr, task })
+        Ok(EmbeddedBroker {
+            addr,
+            broker,
+            proxy,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -66,7 +80,8 @@ impl EmbeddedBroker {
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        self.task.abort();
+        self.proxy.abort();
+        self.broker.abort();
     }
 }
 

@@ -7,12 +7,15 @@
 //!   compaction their [`TopicSpec`] asks for.
 //! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
-//!   and loses messages under load.
+//!   and loses messages under load. `api_versions` is the framing proxy in front of it that
+//!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read.
 //! - [`service`]: logging, signals, `--check-config`, `--metrics-addr` and exit codes for every
 //!   binary.
 //! - [`metrics`]: the Prometheus text format ([`metrics::Exposition`]) and the small HTTP
 //!   server that answers `GET /metrics`.
 
+#[cfg(feature = "embedded")]
+mod api_versions;
 #[cfg(feature = "embedded")]
 mod embedded;
 pub mod metrics;

@@ -7,10 +7,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, Exposition};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// What is logged when `RUST_LOG` is unset: the pipeline's own `info`, everyone else's
+/// warnings. The embedded broker (the `tansu_*` crates) logs every request it serves at
+/// `info`, nested in its spans, about 100 kB a second under `scope up`; librdkafka and
+/// DataFusion have nothing a user needs below `warn` either.
+pub const DEFAULT_LOG_FILTER: &str = "warn,scope=info,scope_kafka=info,scope_collector=info,\
+     scope_ebpf=info,scope_merger=info,scope_renderer=info,scope_schemas=info";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // An empty `RUST_LOG` means unset, as `env_logger` treats it, rather than "log nothing".
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(
+            |value| match tracing_subscriber::EnvFilter::try_new(&value) {
+                Ok(filter) => Some(filter),
+                Err(error) => {
+                    eprintln!(
+                        "ignoring RUST_LOG={value:?} ({error}); logging {DEFAULT_LOG_FILTER}"
+                    );
+                    None
+                }
+            },
+        )
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

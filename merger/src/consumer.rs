@@ -5,8 +5,13 @@
 //! rebuild it. Instead, when partitions are assigned, the rebalance hook asks the broker for
 //! the offsets at `now - expire_after` (`offsets_for_times`) and starts each partition there,
 //! before the assignment takes effect; replayed messages are idempotent in
-//! [`crate::state::State`]. When the lookup fails (or finds nothing newer), the partition
-//! starts at the committed offset, or the earliest one for a new group.
+//! [`crate::state::State`]. When the lookup fails the partition starts at its earliest offset
+//! (the committed offset could not rebuild the state); when it finds nothing within the
+//! horizon, at its end (nothing older matters).
+//!
+//! The hook also notes each partition's high watermark at assignment: until the loop has read
+//! up to it, the state lacks part of what the partition says, and a snapshot cut from it
+//! would publish live hosts as gone ([`CatchUp`]).
 //!
 //! tansu answers `offsets_for_times` from the time each batch was stored, which serves the
 //! purpose ("what arrived within the horizon"); when nothing arrived within it, tansu answers
@@ -17,6 +22,7 @@
 //! what changed; the consume loop applies it (dropping the state of revoked partitions)
 //! before the next message.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,10 +42,24 @@ use crate::window::now_us;
 /// How long the rebalance hook waits for the broker's offset lookups.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What an assigned partition's replay must reach before the state holds all it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// Nothing to replay.
+    Done,
+    /// Complete once the next offset to read is at least this: the high watermark when the
+    /// partition was assigned, the replay starting at or after `now - expire_after`.
+    Offset(i64),
+    /// The broker could not tell where the partition ends: complete once the wall clock (µs)
+    /// reaches this, `expire_after` after the assignment, by when everything the state can
+    /// depend on has been consumed live.
+    Until(i64),
+}
+
 /// A change of assignment, as the consume loop learns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Rebalance {
-    Assigned(Vec<(Input, i32)>),
+    Assigned(Vec<(Input, i32, CatchUp)>),
     Revoked(Vec<(Input, i32)>),
     /// The group reported an error and the assignment was dropped altogether.
     Lost,
@@ -84,9 +104,14 @@ impl MergerContext {
     }
 
     /// Sets each partition of `tpl` to start at the first offset stored at or after
-    /// `now - rewind`. Partitions the broker cannot answer for keep the committed offset.
-    fn rewind(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let since_ms = now_us().saturating_sub(self.rewind_us) / 1000;
+    /// `now - rewind`, and says where each replay ends.
+    fn rewind(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Vec<(Input, i32, CatchUp)> {
+        let now = now_us();
+        let since_ms = now.saturating_sub(self.rewind_us) / 1000;
         let mut query = TopicPartitionList::new();
         for elem in tpl.elements() {
             if let Err(error) =
@@ -95,43 +120,80 @@ impl MergerContext {
                 tracing::warn!(%error, topic = elem.topic(), partition = elem.partition(), "cannot look up the rewind offset");
             }
         }
-        let found = match blocking(|| consumer.offsets_for_times(query, LOOKUP_TIMEOUT)) {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::warn!(%error, "offset lookup by time failed; starting from committed offsets");
-                return;
-            }
-        };
-        for elem in found.elements() {
-            let (topic, partition) = (elem.topic(), elem.partition());
-            match (elem.error(), elem.offset()) {
-                (Ok(()), Offset::Offset(offset)) if offset >= 0 => {
-                    tracing::info!(
-                        topic,
-                        partition,
-                        offset,
-                        since_ms,
-                        "replaying the partition's recent past"
-                    );
-                    if let Err(error) =
-                        tpl.set_partition_offset(topic, partition, Offset::Offset(offset))
-                    {
-                        tracing::warn!(%error, topic, partition, "cannot set the rewind offset");
+        // Per partition: `Some(Some(offset))` replays from there, `Some(None)` found nothing
+        // within the horizon, absent is a failed lookup.
+        let mut by_time: HashMap<(String, i32), Option<i64>> = HashMap::new();
+        match blocking(|| consumer.offsets_for_times(query, LOOKUP_TIMEOUT)) {
+            Ok(found) => {
+                for elem in found.elements() {
+                    let key = (elem.topic().to_owned(), elem.partition());
+                    match (elem.error(), elem.offset()) {
+                        (Ok(()), Offset::Offset(offset)) if offset >= 0 => {
+                            by_time.insert(key, Some(offset));
+                        }
+                        (Ok(()), _) => {
+                            by_time.insert(key, None);
+                        }
+                        (Err(error), _) => {
+                            tracing::warn!(%error, topic = elem.topic(), partition = elem.partition(), "offset lookup by time failed; replaying the partition from its start");
+                        }
                     }
                 }
-                (Ok(()), offset) => {
-                    tracing::info!(
-                        topic,
-                        partition,
-                        ?offset,
-                        "nothing within the replay horizon; starting from the committed offset"
-                    );
-                }
-                (Err(error), _) => {
-                    tracing::warn!(%error, topic, partition, "offset lookup by time failed; starting from the committed offset");
-                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "offset lookup by time failed; replaying from the partitions' start");
             }
         }
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut out = Vec::with_capacity(assigned.len());
+        for (topic, partition) in assigned {
+            let Some(input) = Input::from_topic(&topic) else {
+                continue;
+            };
+            let (low, high) = match blocking(|| {
+                consumer.fetch_watermarks(&topic, partition, LOOKUP_TIMEOUT)
+            }) {
+                Ok(watermarks) => watermarks,
+                Err(error) => {
+                    tracing::warn!(%error, topic, partition, "cannot tell where the partition ends; snapshots wait until it has been consumed live for the replay horizon");
+                    let until = now.saturating_add(self.rewind_us);
+                    out.push((input, partition, CatchUp::Until(until)));
+                    continue;
+                }
+            };
+            let start = match by_time.get(&(topic.clone(), partition)) {
+                Some(Some(offset)) => (*offset).clamp(low, high),
+                Some(None) => high,
+                None => low,
+            };
+            tracing::info!(
+                topic,
+                partition,
+                start,
+                high,
+                since_ms,
+                "replaying the partition's recent past"
+            );
+            if let Err(error) = tpl.set_partition_offset(&topic, partition, Offset::Offset(start)) {
+                // Then it starts at the committed offset, and cannot be known to catch up
+                // before the horizon has passed live.
+                tracing::warn!(%error, topic, partition, "cannot set the rewind offset");
+                let until = now.saturating_add(self.rewind_us);
+                out.push((input, partition, CatchUp::Until(until)));
+                continue;
+            }
+            let catch_up = if start >= high {
+                CatchUp::Done
+            } else {
+                CatchUp::Offset(high)
+            };
+            out.push((input, partition, catch_up));
+        }
+        out
     }
 }
 
@@ -150,7 +212,7 @@ impl ConsumerContext for MergerContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.rewind(consumer, tpl);
+                let replays = self.rewind(consumer, tpl);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -159,7 +221,7 @@ impl ConsumerContext for MergerContext {
                 if let Err(error) = assigned {
                     tracing::error!(%error, "assigning partitions failed");
                 }
-                self.push(Rebalance::Assigned(partitions(tpl)));
+                self.push(Rebalance::Assigned(replays));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.push(Rebalance::Revoked(partitions(tpl)));
@@ -244,6 +306,14 @@ impl Positions {
         next[p] = offset + 1;
     }
 
+    /// The next offset to read of `partition`, or -1 when nothing has been read from it.
+    pub fn next(&self, input: Input, partition: i32) -> i64 {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.next[input.index()].get(p).copied())
+            .unwrap_or(-1)
+    }
+
     /// Forgets a revoked partition: its offsets are no longer this merger's to commit.
     pub fn forget(&mut self, input: Input, partition: i32) {
         if let Some(slot) = usize::try_from(partition)
@@ -312,6 +382,8 @@ mod tests {
             map[&(Input::Reports.topic().to_owned(), 0)],
             Offset::Offset(6)
         );
+        assert_eq!(positions.next(Input::Connections, 2), 12);
+        assert_eq!(positions.next(Input::Connections, 7), -1);
         positions.forget(Input::Connections, 2);
         assert_eq!(positions.to_list().unwrap().count(), 1);
         positions.clear();
@@ -323,12 +395,16 @@ mod tests {
         let ctx = MergerContext::new(0);
         assert!(ctx.take().is_empty());
         ctx.push(Rebalance::Revoked(vec![(Input::Reports, 0)]));
-        ctx.push(Rebalance::Assigned(vec![(Input::Reports, 1)]));
+        ctx.push(Rebalance::Assigned(vec![(
+            Input::Reports,
+            1,
+            CatchUp::Done,
+        )]));
         assert_eq!(
             ctx.take(),
             vec![
                 Rebalance::Revoked(vec![(Input::Reports, 0)]),
-                Rebalance::Assigned(vec![(Input::Reports, 1)])
+                Rebalance::Assigned(vec![(Input::Reports, 1, CatchUp::Done)])
             ]
         );
         assert!(ctx.take().is_empty());

@@ -4,7 +4,18 @@
 //! wall clock) it cuts the state, writes the Parquet files on a blocking thread, announces
 //! the snapshot on `scope.snapshots`, and only then commits the offsets of every message
 //! applied before the cut: a crash at any point replays messages rather than losing them.
+//!
+//! A snapshot is announced as the truth about every host of the partitions its writer owns,
+//! so it is cut only when that holds: while the merger owns at least one partition and has
+//! replayed each up to where it ended when assigned. Until then ticks are withheld (counted in
+//! [`Stats::snapshots_withheld`]): a missing snapshot leaves readers on the previous one, a
+//! partial one would tell them live hosts are gone. Replaying up to the high watermark is
+//! enough, because the replay starts `2 * window + full_interval` back: every report of the
+//! window and the last full report of every live host (which re-announces its open sockets)
+//! are in it. Where the broker cannot tell where a partition ends, the merger waits that long
+//! of live consumption instead.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::config::MergerArgs;
-use crate::consumer::{self, MergerContext, Positions, Rebalance, blocking};
+use crate::consumer::{self, CatchUp, MergerContext, Positions, Rebalance, blocking};
 use crate::snapshot::SnapshotWriter;
 use crate::state::{self, Applied, Input, State};
 use crate::stats::{LocalCounts, Stats};
@@ -56,12 +67,16 @@ pub(crate) async fn run(
         ])
         .create()
         .map_err(Error::CreateProducer)?;
-    let inputs: Vec<_> = topics::all(args.input_partitions)
+    // The announcement topic too: where the broker does not auto-create topics, each
+    // announcement to a missing one would wait out the producer's message timeout.
+    let own: Vec<_> = topics::all(args.input_partitions)
         .into_iter()
-        .filter(|spec| topics::MERGER_INPUTS.contains(&spec.name.as_str()))
+        .filter(|spec| {
+            topics::MERGER_INPUTS.contains(&spec.name.as_str()) || spec.name == topics::SNAPSHOTS
+        })
         .collect();
-    if let Err(error) = scope_kafka::ensure_topics(&args.kafka, &inputs).await {
-        tracing::warn!(%error, "could not make sure the input topics exist; continuing");
+    if let Err(error) = scope_kafka::ensure_topics(&args.kafka, &own).await {
+        tracing::warn!(%error, "could not make sure the input and announcement topics exist; continuing");
     }
     let consumer = consumer::subscribe(&args, window.expire_after_us)?;
     tracing::info!(
@@ -85,6 +100,9 @@ pub(crate) async fn run(
         counts: [LocalCounts::default(); 2],
         malformed_log: [Throttle::default(), Throttle::default()],
         consume_error_log: Throttle::default(),
+        owned: HashMap::new(),
+        complete: false,
+        withheld_log: Throttle::default(),
         next_sweep_us: i64::MIN,
         writer_name: args.writer,
     };
@@ -93,7 +111,9 @@ pub(crate) async fn run(
     // Shutdown (or a fatal consumer error): persist what is known, commit, leave the group.
     merger.take_rebalances(consumer.context());
     let t = window::align_up(now_us(), merger.tick_us);
-    let last = merger.snapshot(&consumer, t, CommitMode::Sync).await;
+    let last = merger
+        .snapshot_if_complete(&consumer, t, CommitMode::Sync)
+        .await;
     merger.flush_counts();
     consumer.unsubscribe();
     // Closing polls until the group is left, which blocks.
@@ -117,6 +137,11 @@ struct Merger {
     counts: [LocalCounts; 2],
     malformed_log: [Throttle; 2],
     consume_error_log: Throttle,
+    /// The partitions assigned, and how far each one's replay still has to go.
+    owned: HashMap<(Input, i32), CatchUp>,
+    /// Whether the last check found the state complete, to log the changes only.
+    complete: bool,
+    withheld_log: Throttle,
     next_sweep_us: i64,
 }
 
@@ -137,7 +162,7 @@ impl Merger {
                 () = &mut cancelled => return Ok(()),
                 () = &mut tick => {
                     self.take_rebalances(consumer.context());
-                    if let Err(error) = self.snapshot(consumer, next_t, CommitMode::Async).await {
+                    if let Err(error) = self.snapshot_if_complete(consumer, next_t, CommitMode::Async).await {
                         self.stats.snapshot_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(%error, retryable = error.is_retryable(), "snapshot failed; the next tick retries");
                     }
@@ -244,12 +269,17 @@ impl Merger {
             match rebalance {
                 Rebalance::Assigned(partitions) => {
                     tracing::info!(?partitions, "assigned input partitions");
+                    for (input, partition, catch_up) in partitions {
+                        self.positions.forget(input, partition);
+                        self.owned.insert((input, partition), catch_up);
+                    }
                 }
                 Rebalance::Revoked(partitions) => {
                     let mut hosts = 0;
                     for (input, partition) in &partitions {
                         hosts += self.state.revoke(*input, *partition);
                         self.positions.forget(*input, *partition);
+                        self.owned.remove(&(*input, *partition));
                     }
                     tracing::info!(
                         ?partitions,
@@ -260,10 +290,72 @@ impl Merger {
                 Rebalance::Lost => {
                     self.state = State::new();
                     self.positions.clear();
+                    self.owned.clear();
                     tracing::warn!("assignment lost; dropped all state");
                 }
             }
         }
+    }
+
+    /// Whether the state holds everything the owned partitions say: at least one is owned,
+    /// and every one has been replayed up to where it ended when assigned.
+    fn is_complete(&mut self) -> bool {
+        let now = now_us();
+        let mut complete = !self.owned.is_empty();
+        for (&(input, partition), catch_up) in &mut self.owned {
+            let done = match *catch_up {
+                CatchUp::Done => true,
+                CatchUp::Offset(high) => self.positions.next(input, partition) >= high,
+                CatchUp::Until(t) => now >= t,
+            };
+            if done {
+                *catch_up = CatchUp::Done;
+            } else {
+                complete = false;
+            }
+        }
+        if complete != self.complete {
+            self.complete = complete;
+            if complete {
+                tracing::info!(
+                    partitions = self.owned.len(),
+                    "caught up with every owned partition; announcing snapshots"
+                );
+            } else {
+                tracing::info!(
+                    partitions = self.owned.len(),
+                    "withholding snapshots until every owned partition is replayed"
+                );
+            }
+        }
+        complete
+    }
+
+    /// [`Self::snapshot`] when the state is complete; otherwise counts the tick as withheld.
+    async fn snapshot_if_complete(
+        &mut self,
+        consumer: &StreamConsumer<MergerContext>,
+        t: i64,
+        mode: CommitMode,
+    ) -> Result<(), Error> {
+        if self.is_complete() {
+            return self.snapshot(consumer, t, mode).await;
+        }
+        self.flush_counts();
+        self.stats
+            .snapshots_withheld
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(suppressed) = self.withheld_log.allow() {
+            let replaying = self.owned.values().filter(|c| **c != CatchUp::Done).count();
+            tracing::debug!(
+                snapshot_time_us = t,
+                owned = self.owned.len(),
+                replaying,
+                suppressed,
+                "snapshot withheld: the state is not complete"
+            );
+        }
+        Ok(())
     }
 
     /// Cuts at `t`, writes, announces, then commits.

@@ -37,6 +37,9 @@ pub struct Stats {
     pub bytes_written: AtomicU64,
     /// `scope_merger_snapshot_failures_total`: snapshots not written or not announced.
     pub snapshot_failures: AtomicU64,
+    /// `scope_merger_snapshots_withheld_total`: ticks with no snapshot, because the merger
+    /// owned no partition or was still replaying one.
+    pub snapshots_withheld: AtomicU64,
     /// `scope_merger_expired_sockets_total`: open sockets dropped for lack of confirmation.
     pub expired_sockets: AtomicU64,
     /// `scope_merger_retention_deleted_files_total`: snapshot files deleted past retention.
@@ -105,6 +108,11 @@ impl Stats {
                 &self.snapshot_failures,
             ),
             (
+                "scope_merger_snapshots_withheld_total",
+                "Ticks without a snapshot: no partition owned, or one still replaying.",
+                &self.snapshots_withheld,
+            ),
+            (
                 "scope_merger_expired_sockets_total",
                 "Open sockets expired unconfirmed.",
                 &self.expired_sockets,
@@ -151,7 +159,7 @@ mod tests {
         let mut out = Exposition::new();
         stats.write_metrics(&mut out);
         let text = out.finish();
-        assert_eq!(text.matches("# TYPE ").count(), 9, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 10, "{text}");
         assert_eq!(
             text.matches("# TYPE scope_merger_malformed_messages_total counter\n")
                 .count(),

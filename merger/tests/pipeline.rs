@@ -149,7 +149,12 @@ fn connection(
 }
 
 fn host_delta(seq: i64, ts: i64) -> ReportDelta {
-    let mut host = Node::new(keys::HOST, host_node_id("h1"))
+    host_delta_of("h1", seq, ts, true)
+}
+
+/// The host reporter's delta of `host_id`: its host node, whole when `full`.
+fn host_delta_of(host_id: &str, seq: i64, ts: i64, full: bool) -> ReportDelta {
+    let mut host = Node::new(keys::HOST, host_node_id(host_id))
         .with_latest(keys::HOST_NAME, "node-1", ts)
         .with_latest(keys::OS, "Debian GNU/Linux 12", ts);
     host.metrics
@@ -157,10 +162,10 @@ fn host_delta(seq: i64, ts: i64) -> ReportDelta {
     host.sets
         .insert(keys::LOCAL_NETWORKS.into(), vec!["10.0.0.1/24".into()]);
     ReportDelta {
-        host_id: "h1".into(),
+        host_id: host_id.into(),
         reporter: "host".into(),
         seq,
-        full: true,
+        full,
         timestamp_us: ts,
         upserts: vec![host],
         removals: vec![],
@@ -597,4 +602,277 @@ async fn a_burst_of_messages_is_applied_completely() {
         N as u64
     );
     merger.stop().await;
+}
+
+/// Every topic the merger needs to exist, it creates at start-up: the announcement topic
+/// too, where the broker does not auto-create topics. The tick is an hour, so no announcement
+/// is made (and could create the topic) while the test looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_up_creates_the_announcement_topic() {
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    let dir = tempfile::tempdir().unwrap();
+    let hour = Duration::from_secs(3600);
+    let merger = start(MergerArgs {
+        window: hour,
+        tick: hour,
+        retention: hour,
+        ..merger_args(&kafka, dir.path(), "merger-5", "m5")
+    });
+
+    let metadata: BaseConsumer = kafka.client_config(&[]).create().unwrap();
+    let metadata = Arc::new(metadata);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let client = Arc::clone(&metadata);
+        // All topics: a request naming the topic might auto-create it.
+        let topics = tokio::task::spawn_blocking(move || {
+            client
+                .fetch_metadata(None, Duration::from_secs(5))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .filter(|t| t.error().is_none())
+                        .map(|t| (t.name().to_owned(), t.partitions().len()))
+                        .collect::<BTreeMap<_, _>>()
+                })
+        })
+        .await
+        .unwrap();
+        if let Ok(topics) = &topics
+            && topics.get(topics::SNAPSHOTS) == Some(&1)
+            && topics::MERGER_INPUTS
+                .iter()
+                .all(|t| topics.contains_key(*t))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the merger did not create {}: {topics:?}",
+            topics::SNAPSHOTS
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(merger.stats.snapshots_written.load(Ordering::Relaxed), 0);
+    merger.stop().await;
+}
+
+/// Hosts of the steady workload: two per input partition, so that a snapshot holding part
+/// of a partition (a replay cut short) shows.
+const HOSTS: usize = 8;
+const PARTITIONS: i32 = 4;
+
+fn workload_host(i: usize) -> String {
+    format!("w{i}")
+}
+
+/// Publishes, like a fleet of collectors, a report delta of every host every 200 ms (a full
+/// one every second) and with each full one a refresh of one long-lived connection per host,
+/// each host pinned to partition `i / 2`. Counts finished rounds.
+fn steady_workload(
+    kafka: &KafkaArgs,
+    stop: CancellationToken,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
+) -> JoinHandle<()> {
+    let producer = producer(kafka);
+    tokio::spawn(async move {
+        let opened = now_us();
+        let mut seq = 0;
+        let mut last_full = i64::MIN;
+        while !stop.is_cancelled() {
+            let t = now_us();
+            let full = t.saturating_sub(last_full) >= 1_000_000;
+            if full {
+                last_full = t;
+            }
+            seq += 1;
+            for i in 0..HOSTS {
+                let host = workload_host(i);
+                let partition = (i / 2) as i32;
+                let mut messages = vec![(
+                    topics::REPORTS,
+                    host_delta_of(&host, seq, t, full).encode().unwrap(),
+                )];
+                if full {
+                    let refresh = ConnectionEvent {
+                        host_id: host.clone(),
+                        refresh: true,
+                        ..connection(ConnectionEventKind::Connect, opened, 40000, 80)
+                    };
+                    messages.push((topics::CONNECTIONS, refresh.encode().unwrap()));
+                }
+                for (topic, payload) in messages {
+                    let record = FutureRecord::to(topic)
+                        .key(&host)
+                        .partition(partition)
+                        .payload(&payload);
+                    producer
+                        .send(record, Duration::from_secs(10))
+                        .await
+                        .map_err(|(e, _)| e)
+                        .unwrap();
+                }
+            }
+            rounds.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// What one announcement said: its writer, time, hosts, and hosts with an open socket.
+#[derive(Debug)]
+struct Seen {
+    writer: String,
+    t: i64,
+    hosts: std::collections::BTreeSet<String>,
+    open_socket_hosts: std::collections::BTreeSet<String>,
+}
+
+/// Reads every announcement into `seen`, files and all, until `stop`.
+fn collect_announcements(
+    kafka: &KafkaArgs,
+    group: &str,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let consumer = snapshot_consumer(kafka, group);
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => return,
+                message = consumer.recv() => message.unwrap(),
+            };
+            let snapshot = Snapshot::decode(message.payload().unwrap()).unwrap();
+            let (writer, t) = (snapshot.writer.clone(), snapshot.snapshot_time_us);
+            let tables = Tables::read(snapshot);
+            let hosts = tables
+                .columns(table::HOSTS, &["host_id"])
+                .into_iter()
+                .map(|row| row[0].clone())
+                .collect();
+            let open_socket_hosts = tables
+                .columns(table::SOCKETS, &["host_id", "state"])
+                .into_iter()
+                .filter(|row| row[1] == "open")
+                .map(|row| row[0].clone())
+                .collect();
+            seen.lock().unwrap().push(Seen {
+                writer,
+                t,
+                hosts,
+                open_socket_hosts,
+            });
+        }
+    })
+}
+
+/// Waits until one snapshot time has announcements of exactly `writers`, each holding some
+/// hosts, which together hold every host of the workload: the group has settled.
+async fn wait_settled(seen: &std::sync::Mutex<Vec<Seen>>, writers: &[&str]) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        {
+            let seen = seen.lock().unwrap();
+            let mut by_t: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
+            for s in seen.iter() {
+                by_t.entry(s.t).or_default().push(s);
+            }
+            let settled = by_t.values().any(|at_t| {
+                let mut names: Vec<&str> = at_t.iter().map(|s| s.writer.as_str()).collect();
+                names.sort_unstable();
+                let mut expected = writers.to_vec();
+                expected.sort_unstable();
+                let hosts: std::collections::BTreeSet<&String> =
+                    at_t.iter().flat_map(|s| &s.hosts).collect();
+                names == expected
+                    && at_t.iter().all(|s| !s.hosts.is_empty())
+                    && hosts.len() == HOSTS
+            });
+            if settled {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mergers {writers:?} never shared out every host"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Under a steady workload, a merger joining the group and a merger crashing and being
+/// replaced never announce a snapshot that leaves out live hosts of what they own: every
+/// announcement holds whole partitions (both hosts of each, with their open connection), and
+/// none is empty (a merger owning nothing, or still replaying, announces nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_are_announced_only_when_complete_across_rebalances() {
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    ensure_topics(&kafka, &topics::all(PARTITIONS))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = |writer: &str| MergerArgs {
+        window: Duration::from_secs(3),
+        full_interval: Duration::from_secs(2),
+        ..merger_args(&kafka, dir.path(), "merger-6", writer)
+    };
+
+    let stop = CancellationToken::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collector = collect_announcements(
+        &kafka,
+        "test-announcements-6",
+        Arc::clone(&seen),
+        stop.clone(),
+    );
+    let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workload = steady_workload(&kafka, stop.clone(), Arc::clone(&rounds));
+    // Every host has published before the first merger replays.
+    wait_until("the workload's first rounds", || {
+        rounds.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+
+    let a = start(args("a"));
+    wait_settled(&seen, &["a"]).await;
+    let b = start(args("b"));
+    wait_settled(&seen, &["a", "b"]).await;
+
+    // A crash: no final snapshot, no commit.
+    a.task.abort();
+    let _ = a.task.await;
+    let a2 = start(args("a2"));
+    wait_settled(&seen, &["a2", "b"]).await;
+
+    let withheld = [&b, &a2].map(|m| m.stats.snapshots_withheld.load(Ordering::Relaxed));
+    b.stop().await;
+    a2.stop().await;
+    stop.cancel();
+    workload.await.unwrap();
+    collector.await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 10, "{seen:?}");
+    for s in seen.iter() {
+        assert!(!s.hosts.is_empty(), "an empty snapshot announced: {s:?}");
+        for p in 0..PARTITIONS as usize {
+            let present = [2 * p, 2 * p + 1].map(|i| s.hosts.contains(&workload_host(i)));
+            assert!(
+                present[0] == present[1],
+                "partition {p} announced in part: {s:?}"
+            );
+        }
+        assert_eq!(
+            s.open_socket_hosts, s.hosts,
+            "live connections missing: {s:?}"
+        );
+    }
+    // The mergers that joined a running group did wait before announcing.
+    assert!(withheld.iter().all(|w| *w > 0), "{withheld:?}");
 }

@@ -2,21 +2,26 @@
 //!
 //! A connection end no host reported is drawn as the Internet only when its address lies in
 //! none of the networks the hosts of the snapshot have interfaces in; otherwise it is a host
-//! without a collector and gets a node of its own. The networks of one snapshot are put in an
+//! without a collector and gets a node of its own. The networks of each snapshot are put in an
 //! [`IpNetworkTable`] (a prefix tree per family, IPv4 and IPv6) and the lookup is a DataFusion
-//! scalar function, so the view SQL can say `scope_is_local(addr)`.
+//! scalar function, so the view SQL can say `scope_is_local(snapshot_time, addr)`.
+//!
+//! The function takes the snapshot time because the same SQL runs over one snapshot (when
+//! rendering) and over `history.*` (rerun by hand with `scope sql`), where every row must be
+//! judged against the networks of its own snapshot; [`Networks`] holds them per snapshot.
 //!
 //! Loopback (127.0.0.0/8, ::1) is always local. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`)
 //! are looked up as the IPv4 address. An address that does not parse is not local.
 
 use std::{
+    collections::BTreeMap,
     hash::{Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, StringArray},
+    array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray},
     compute::cast,
     datatypes::DataType,
 };
@@ -114,6 +119,48 @@ impl Hash for LocalNetworks {
     }
 }
 
+/// The local networks of each snapshot time (microseconds); a time without any is loopback
+/// only.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct Networks {
+    by_time: BTreeMap<i64, LocalNetworks>,
+}
+
+impl Networks {
+    /// Groups `(snapshot_time_us, cidr)` pairs; CIDRs that do not parse are returned with the
+    /// reason, once each.
+    pub fn from_rows<I, S>(rows: I) -> (Self, Vec<(String, String)>)
+    where
+        I: IntoIterator<Item = (i64, S)>,
+        S: AsRef<str>,
+    {
+        let mut cidrs: BTreeMap<i64, Vec<S>> = BTreeMap::new();
+        for (time, cidr) in rows {
+            cidrs.entry(time).or_default().push(cidr);
+        }
+        let mut rejected = Vec::new();
+        let by_time = cidrs
+            .into_iter()
+            .map(|(time, cidrs)| {
+                let (set, bad) = LocalNetworks::from_cidrs(cidrs);
+                rejected.extend(bad);
+                (time, set)
+            })
+            .collect();
+        rejected.sort();
+        rejected.dedup();
+        (Networks { by_time }, rejected)
+    }
+
+    /// Whether `addr` is inside a local network of snapshot `snapshot_time_us`, or loopback.
+    pub fn contains(&self, snapshot_time_us: i64, addr: &str) -> bool {
+        match self.by_time.get(&snapshot_time_us) {
+            Some(set) => set.contains(addr),
+            None => is_loopback(addr),
+        }
+    }
+}
+
 /// Parses an interface CIDR such as `10.0.0.5/24` or `fe80::1/64`. Host bits may be set (an
 /// interface address is reported with its prefix length): they are cleared. A bare address is
 /// a network of one address.
@@ -149,8 +196,8 @@ pub fn is_loopback(addr: &str) -> bool {
     parse_addr(addr).is_some_and(|ip| ip.is_loopback())
 }
 
-/// `scope_is_local(addr) -> boolean` over `networks`.
-pub fn is_local_udf(networks: LocalNetworks) -> ScalarUDF {
+/// `scope_is_local(snapshot_time, addr) -> boolean` over `networks`.
+pub fn is_local_udf(networks: Networks) -> ScalarUDF {
     ScalarUDF::from(AddrTest::new(IS_LOCAL, Test::Local(Arc::new(networks))))
 }
 
@@ -161,20 +208,23 @@ pub fn is_loopback_udf() -> ScalarUDF {
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 enum Test {
-    Local(Arc<LocalNetworks>),
+    /// Takes `(snapshot_time, addr)`.
+    Local(Arc<Networks>),
+    /// Takes `(addr)`.
     Loopback,
 }
 
 impl Test {
-    fn check(&self, addr: &str) -> bool {
+    fn arity(&self) -> usize {
         match self {
-            Test::Local(networks) => networks.contains(addr),
-            Test::Loopback => is_loopback(addr),
+            Test::Local(_) => 2,
+            Test::Loopback => 1,
         }
     }
 }
 
-/// A scalar function from one string (an address) to a boolean; null in, null out.
+/// A scalar function from an address (after the snapshot time, for [`Test::Local`]) to a
+/// boolean; null in, null out.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct AddrTest {
     name: &'static str,
@@ -184,22 +234,41 @@ struct AddrTest {
 
 impl AddrTest {
     fn new(name: &'static str, test: Test) -> Self {
+        let signature = match test {
+            Test::Local(_) => Signature::any(2, Volatility::Immutable),
+            Test::Loopback => Signature::string(1, Volatility::Immutable),
+        };
         AddrTest {
             name,
             test,
-            signature: Signature::string(1, Volatility::Immutable),
+            signature,
         }
     }
 
-    fn eval(&self, array: &ArrayRef) -> DfResult<BooleanArray> {
-        let strings = cast(array, &DataType::Utf8)?;
-        let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else {
-            return exec_err!("{}: expected a string argument", self.name);
+    /// `arrays` all have the same length (scalars expanded by the caller).
+    fn eval(&self, arrays: &[ArrayRef]) -> DfResult<BooleanArray> {
+        let Some(addrs) = arrays.last() else {
+            return exec_err!("{}: no arguments", self.name);
         };
-        Ok(strings
-            .iter()
-            .map(|addr| addr.map(|a| self.test.check(a)))
-            .collect())
+        let strings = cast(addrs, &DataType::Utf8)?;
+        let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else {
+            return exec_err!("{}: expected a string address", self.name);
+        };
+        match &self.test {
+            Test::Loopback => Ok(strings.iter().map(|addr| addr.map(is_loopback)).collect()),
+            Test::Local(networks) => {
+                // A timestamp casts to its microseconds since the epoch, as stored.
+                let times = cast(&arrays[0], &DataType::Int64)?;
+                let Some(times) = times.as_any().downcast_ref::<Int64Array>() else {
+                    return exec_err!("{}: expected a snapshot time", self.name);
+                };
+                Ok(times
+                    .iter()
+                    .zip(strings.iter())
+                    .map(|(time, addr)| Some(networks.contains(time?, addr?)))
+                    .collect())
+            }
+        }
     }
 }
 
@@ -217,17 +286,31 @@ impl ScalarUDFImpl for AddrTest {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("{} takes one argument, got {}", self.name, args.args.len());
-        };
-        match arg {
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(self.eval(array)?))),
-            ColumnarValue::Scalar(scalar) => {
-                let result = self.eval(&scalar.to_array_of_size(1)?)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &result, 0,
-                )?))
-            }
+        if args.args.len() != self.test.arity() {
+            return exec_err!(
+                "{} takes {} argument(s), got {}",
+                self.name,
+                self.test.arity(),
+                args.args.len()
+            );
+        }
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
+        let rows = if all_scalar { 1 } else { args.number_rows };
+        let arrays = args
+            .args
+            .iter()
+            .map(|arg| arg.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        let result = self.eval(&arrays)?;
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?))
+        } else {
+            Ok(ColumnarValue::Array(Arc::new(result)))
         }
     }
 }
@@ -295,6 +378,19 @@ mod tests {
         let set = networks(&["10.1.2.3"]);
         assert!(set.contains("10.1.2.3"));
         assert!(!set.contains("10.1.2.4"));
+    }
+
+    #[test]
+    fn each_snapshot_has_its_own_networks() {
+        let (set, rejected) =
+            Networks::from_rows([(1, "10.0.0.1/24"), (2, "10.0.1.1/24"), (2, "bad")]);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(set.contains(1, "10.0.0.7"));
+        assert!(!set.contains(1, "10.0.1.7"));
+        assert!(set.contains(2, "10.0.1.7"));
+        assert!(!set.contains(2, "10.0.0.7"));
+        assert!(set.contains(3, "127.0.0.1"));
+        assert!(!set.contains(3, "10.0.0.7"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::{
 };
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray},
+    array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray},
     compute::cast,
     datatypes::{DataType, SchemaRef},
     error::ArrowError,
@@ -67,20 +67,7 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         register_files(&ctx, name, &schema_of(name), files)?;
     }
 
-    let (_, cidr_batches) = run(
-        &ctx,
-        "local networks",
-        "SELECT DISTINCT cidr FROM local_networks",
-    )
-    .await?;
-    let mut cidrs = Vec::new();
-    for batch in &cidr_batches {
-        let column = string_column(batch, "cidr", "local_networks")?;
-        cidrs.extend(column.iter().flatten().map(str::to_owned));
-    }
-    let (networks, rejected_cidrs) = network::LocalNetworks::from_cidrs(&cidrs);
-    ctx.register_udf(network::is_local_udf(networks));
-    ctx.register_udf(network::is_loopback_udf());
+    let rejected_cidrs = register_functions(&ctx, table::LOCAL_NETWORKS).await?;
 
     let (_, connections) = run(&ctx, table::CONNECTIONS, view::CONNECTIONS).await?;
     let connections = conform(&connections, &tables::CONNECTIONS, table::CONNECTIONS)?;
@@ -151,6 +138,38 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         files,
         rejected_cidrs,
     })
+}
+
+/// Registers every SQL function the views use, wherever SQL over the snapshot tables is
+/// answered (rendering, `scope sql`): `scope_is_loopback(addr)` and
+/// `scope_is_local(snapshot_time, addr)`, the latter over the networks of every snapshot in
+/// `local_networks` (a table name: one snapshot's, or `history.local_networks`). Returns the
+/// CIDRs that did not parse, with the reason.
+pub(crate) async fn register_functions(
+    ctx: &SessionContext,
+    local_networks: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let (_, batches) = run(
+        ctx,
+        "local networks",
+        &format!("SELECT DISTINCT CAST(snapshot_time AS BIGINT) AS t, cidr FROM {local_networks}"),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let times = typed_column::<Int64Array>(batch, "t", table::LOCAL_NETWORKS, DataType::Int64)?;
+        let cidrs = string_column(batch, "cidr", table::LOCAL_NETWORKS)?;
+        rows.extend(
+            times
+                .iter()
+                .zip(cidrs.iter())
+                .filter_map(|(t, cidr)| Some((t?, cidr?.to_owned()))),
+        );
+    }
+    let (networks, rejected) = network::Networks::from_rows(rows);
+    ctx.register_udf(network::is_local_udf(networks));
+    ctx.register_udf(network::is_loopback_udf());
+    Ok(rejected)
 }
 
 /// A session for the snapshot tables: Parquet strings read as plain `Utf8` (the tables'

@@ -25,7 +25,7 @@ use datafusion::{
 };
 use scope_schemas::snapshot::table;
 
-use crate::{Error, network, render, store};
+use crate::{Error, render, store};
 
 /// The schema holding every retained snapshot.
 pub const HISTORY_SCHEMA: &str = "history";
@@ -76,10 +76,10 @@ pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error
 }
 
 /// A session with the plain tables (the latest rendered snapshot) and `history.<table>`
-/// registered, plus `scope_is_loopback(addr)`.
+/// registered, plus every function the view SQL uses (see [`crate::view`]), so a view's SQL
+/// reruns here as it ran when rendering.
 pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
     let ctx = render::context();
-    ctx.register_udf(network::is_loopback_udf());
     let latest = latest_rendered(data_dir)?;
     let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Register {
         table: HISTORY_SCHEMA.into(),
@@ -103,6 +103,9 @@ pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
         let history: Vec<_> = all.into_iter().map(|f| f.path).collect();
         render::register_files(&ctx, &format!("{HISTORY_SCHEMA}.{name}"), &schema, &history)?;
     }
+    // History holds every snapshot the plain tables show, so its networks serve both.
+    let history_networks = format!("{HISTORY_SCHEMA}.{}", table::LOCAL_NETWORKS);
+    render::register_functions(&ctx, &history_networks).await?;
     Ok(ctx)
 }
 

@@ -172,3 +172,185 @@ async fn show_tables_lists_both_schemas() {
     assert!(tables.contains(&"history,graph_edges".to_string()));
     assert!(tables.contains(&"public,sockets".to_string()));
 }
+
+/// The snapshot tables the view SQL reads (`connections` included: rendering reads its
+/// written form, as `history.connections` holds it).
+const MERGED_TABLES: [&str; 5] = [
+    "hosts",
+    "processes",
+    "sockets",
+    "local_networks",
+    "connections",
+];
+
+/// `sql` with every `FROM <table>` / `JOIN <table>` of a snapshot table pointed at
+/// `history.<table>`, as a user rerunning a view's SQL by hand would edit it.
+fn over_history(sql: &str) -> String {
+    let mut out = sql.to_owned();
+    for keyword in ["FROM", "JOIN"] {
+        for name in MERGED_TABLES {
+            let from = format!("{keyword} {name}");
+            let mut rewritten = String::new();
+            let mut rest = out.as_str();
+            while let Some(at) = rest.find(&from) {
+                let after = &rest[at + from.len()..];
+                let whole = !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+                rewritten.push_str(&rest[..at]);
+                rewritten.push_str(&if whole {
+                    format!("{keyword} history.{name}")
+                } else {
+                    from.clone()
+                });
+                rest = after;
+            }
+            rewritten.push_str(rest);
+            out = rewritten;
+        }
+    }
+    out
+}
+
+/// A query over history with the derived relations (and `extra` named queries) as CTEs.
+fn with_derived(extra: &[(&str, &str)], select: &str) -> String {
+    let ctes: Vec<String> = scope_renderer::view::DERIVED
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .map(|(name, sql)| format!("{name} AS (\n{}\n)", over_history(sql)))
+        .collect();
+    format!("WITH {}\n{select}", ctes.join(",\n"))
+}
+
+/// Two snapshots in which the same tuples and addresses mean different things: rerun over
+/// `history.*`, each view's SQL must give each snapshot exactly what rendering it gave.
+/// - T1: h1 -> h2 paired; h1's client end of tuple X alone; 10.0.1.5 outside every network.
+/// - T2: h2's server end of tuple X alone (pairing it with T1's client end would be a
+///   connection of no snapshot); h1 now has 10.0.1.1/24, so 10.0.1.5 is a local address.
+#[tokio::test]
+async fn view_sql_reruns_over_history_as_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t1, t2) = (T1, T2);
+    let x_client = ("10.0.0.1", 47000);
+    let x_server = ("10.0.0.2", 9000);
+    Snapshot::new(t1)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/24")
+        .process("h1", 100, "curl")
+        .outbound("h1", Some(100), ("10.0.0.1", 50000), ("10.0.0.2", 5432))
+        .outbound("h1", Some(100), x_client, x_server)
+        .outbound("h1", Some(100), ("10.0.0.1", 50001), ("10.0.1.5", 80))
+        .write(dir.path(), "m1");
+    Snapshot::new(t1)
+        .host("h2", "h2")
+        .network("h2", "10.0.0.2/24")
+        .process("h2", 200, "postgres")
+        .inbound("h2", Some(200), ("10.0.0.2", 5432), ("10.0.0.1", 50000))
+        .write(dir.path(), "m2");
+    render(dir.path(), t1).await.unwrap();
+    Snapshot::new(t2)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/24")
+        .network("h1", "10.0.1.1/24")
+        .process("h1", 100, "curl")
+        .outbound("h1", Some(100), ("10.0.0.1", 50001), ("10.0.1.5", 80))
+        .write(dir.path(), "m1");
+    Snapshot::new(t2)
+        .host("h2", "h2")
+        .network("h2", "10.0.0.2/24")
+        .process("h2", 300, "server")
+        .inbound("h2", Some(300), x_server, x_client)
+        .write(dir.path(), "m2");
+    render(dir.path(), t2).await.unwrap();
+
+    let connection_columns = "CAST(snapshot_time AS BIGINT), family, client_host_id, \
+        client_pid, client_addr, client_port, server_host_id, server_pid, server_addr, \
+        server_port, state";
+    let order = "ORDER BY 1, 3, 5, 6, 7, 9, 10";
+    let rendered = rows(
+        dir.path(),
+        &format!("SELECT {connection_columns} FROM history.connections {order}"),
+    )
+    .await;
+    let rerun = rows(
+        dir.path(),
+        &format!(
+            "WITH c AS (\n{}\n) SELECT {connection_columns} FROM c {order}",
+            over_history(scope_renderer::view::CONNECTIONS)
+        ),
+    )
+    .await;
+    assert_eq!(rerun, rendered, "connections");
+    assert_eq!(
+        rendered.iter().filter(|r| r.contains(",47000,")).count(),
+        2,
+        "tuple X is one unpaired end in each snapshot: {rendered:#?}"
+    );
+
+    let edge_columns = "CAST(snapshot_time AS BIGINT), \"view\", src, dst, connections";
+    let node_columns =
+        "CAST(snapshot_time AS BIGINT), \"view\", id, label, label_minor, rank, shape, pseudo";
+    for view in scope_schemas::View::ALL {
+        let queries = scope_renderer::view::sql(view);
+        let name = view.name();
+        let rendered_edges = rows(
+            dir.path(),
+            &format!(
+                "SELECT {edge_columns} FROM history.graph_edges WHERE \"view\" = '{name}' \
+                 ORDER BY 1, 3, 4"
+            ),
+        )
+        .await;
+        let rerun_edges = rows(
+            dir.path(),
+            &with_derived(
+                &[("e", queries.edges)],
+                &format!("SELECT {edge_columns} FROM e ORDER BY 1, 3, 4"),
+            ),
+        )
+        .await;
+        assert_eq!(rerun_edges, rendered_edges, "edges of {name}");
+        assert!(!rendered_edges.is_empty(), "edges of {name}");
+
+        let rendered_nodes = rows(
+            dir.path(),
+            &format!(
+                "SELECT {node_columns} FROM history.graph_nodes WHERE \"view\" = '{name}' \
+                 ORDER BY 1, 3, 8"
+            ),
+        )
+        .await;
+        let rerun_nodes = rows(
+            dir.path(),
+            &with_derived(
+                &[
+                    (scope_renderer::view::VIEW_EDGES, queries.edges),
+                    ("n", queries.nodes),
+                    ("p", scope_renderer::view::PSEUDO_NODES),
+                ],
+                &format!(
+                    "SELECT * FROM (SELECT {node_columns} FROM n \
+                     UNION ALL SELECT {node_columns} FROM p) ORDER BY 1, 3, 8"
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(rerun_nodes, rendered_nodes, "nodes of {name}");
+    }
+    // The local networks are each snapshot's own: 10.0.1.5 is the Internet in T1 only.
+    let hosts_edges = rows(
+        dir.path(),
+        "SELECT CAST(snapshot_time AS BIGINT), dst FROM history.graph_edges \
+         WHERE \"view\" = 'hosts' AND src = 'h1;<host>' ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(
+        hosts_edges,
+        vec![
+            format!("{t1},h2;<host>"),
+            format!("{t1},out-theinternet"),
+            format!("{t2},;10.0.1.5"),
+            // T2's lone server end of tuple X: its client 10.0.0.1 is h1's address.
+            format!("{t2},h2;<host>"),
+        ]
+    );
+}

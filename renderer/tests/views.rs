@@ -232,10 +232,70 @@ async fn connections_that_reuse_a_tuple_are_counted_apart_and_paired_by_lifetime
         ]
     );
     assert_eq!(rendered.connections, 4);
+    // The first connection's server end is missing, but 10.0.0.2 is h2's (its sockets' local
+    // address): h2's host, process unknown, so the processes view drops that edge.
     assert_eq!(
         edges(dir.path(), "processes").await,
-        vec!["h1;100,h2;200,3", "h1;100,out-theinternet,1"]
+        vec!["h1;100,h2;200,3"]
     );
+    assert_eq!(
+        edges(dir.path(), "hosts").await,
+        vec!["h1;<host>,h2;<host>,4"]
+    );
+}
+
+/// A peer end no host reported, at an address of a reporting host (an interface in its
+/// `local_networks`, or a local address of its sockets), is that host: never the Internet and
+/// never an unknown-address node, in either direction. An address two hosts carry names
+/// neither and stays an address node.
+#[tokio::test]
+async fn peer_at_a_reporting_hosts_address_is_that_host() {
+    let dir = tempfile::tempdir().unwrap();
+    Snapshot::new(T1)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/24")
+        .network("h1", "172.17.0.1/16")
+        .process("h1", 100, "curl")
+        // To h2's interface address, h2's end not reported (a public address, so without the
+        // host lookup it would be the Internet).
+        .outbound("h1", Some(100), ("10.0.0.1", 50000), ("203.0.113.7", 443))
+        // From h2's interface address into h1.
+        .inbound("h1", Some(100), ("10.0.0.1", 8080), ("203.0.113.7", 41000))
+        // To an address both hosts carry.
+        .outbound("h1", Some(100), ("10.0.0.1", 50001), ("172.17.0.2", 80))
+        .write(dir.path(), "m1");
+    Snapshot::new(T1)
+        .host("h2", "h2")
+        .network("h2", "203.0.113.7/32")
+        .network("h2", "172.17.0.2/16")
+        .write(dir.path(), "m2");
+    Snapshot::new(T1)
+        .host("h3", "h3")
+        .network("h3", "172.17.0.2/16")
+        .write(dir.path(), "m3");
+    let rendered = render(dir.path(), T1).await.unwrap();
+    assert_eq!(
+        edges(dir.path(), "hosts").await,
+        vec![
+            "h1;<host>,;172.17.0.2,1",
+            "h1;<host>,h2;<host>,1",
+            "h2;<host>,h1;<host>,1",
+        ]
+    );
+    assert_eq!(
+        edges(dir.path(), "processes").await,
+        vec!["h1;100,;172.17.0.2,1"]
+    );
+    for view in View::ALL {
+        let ids: Vec<_> = rendered.views[&view]
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect();
+        assert!(
+            !ids.contains(&INTERNET_INBOUND_ID) && !ids.contains(&INTERNET_OUTBOUND_ID),
+            "{view:?}: {ids:?}"
+        );
+    }
 }
 
 #[tokio::test]

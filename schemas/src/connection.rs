@@ -21,7 +21,7 @@ pub struct ConnectionEvent {
     pub remote_port: i32,
     pub source: EventSource,
 }
-avro_record!(ConnectionEvent, "connection_event.avsc");
+avro_record!(ConnectionEvent, "connection_event", released: [1]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

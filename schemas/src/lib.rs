@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`topics`]: Kafka topic names, keys and retention.
-//! - [`codec`]: Avro single-object encoding (`C3 01` + schema fingerprint + datum) for every record.
+//! - [`codec`]: Avro single-object encoding (`C3 01` + schema fingerprint + datum) for every record;
+//!   decoding resolves what any released schema version (`schemas/avro/released/`) wrote.
 //! - [`connection`]: [`ConnectionEvent`], one change in a host's TCP connection table.
 //! - [`report`]: [`ReportDelta`], what a reporter changed, in Weave Scope's report-node shape.
 //! - [`snapshot`]: [`Snapshot`] announcements and the names of snapshot tables.

@@ -20,7 +20,7 @@ pub struct RenderedNode {
     pub metadata: BTreeMap<String, String>,
     pub snapshot_time_us: i64,
 }
-avro_record!(RenderedNode, "rendered_node.avsc");
+avro_record!(RenderedNode, "rendered_node", released: [1]);
 
 /// The topology views, by Weave Scope's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -21,7 +21,7 @@ pub struct ReportDelta {
     pub upserts: Vec<Node>,
     pub removals: Vec<String>,
 }
-avro_record!(ReportDelta, "report_delta.avsc");
+avro_record!(ReportDelta, "report_delta", released: [1]);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {

@@ -18,7 +18,7 @@ pub struct Snapshot {
     pub data_dir: String,
     pub files: Vec<SnapshotFile>,
 }
-avro_record!(Snapshot, "snapshot.avsc");
+avro_record!(Snapshot, "snapshot", released: [1]);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFile {

@@ -1,12 +1,18 @@
 //! Round trips of every record, and rejection of what is not ours.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use apache_avro::{Schema, reader::datum::GenericDatumReader, types::Value};
+use apache_avro::{Schema, rabin::Rabin, reader::datum::GenericDatumReader, types::Value};
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, DecodeError, EventSource, Metric, Node,
-    Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile, report::keys,
+    Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile, codec::RecordSchema, report::keys,
 };
+use serde::Serialize;
 
 fn event() -> ConnectionEvent {
     ConnectionEvent {
@@ -46,17 +52,8 @@ fn delta() -> ReportDelta {
     }
 }
 
-#[test]
-fn records_round_trip() {
-    assert_eq!(
-        ConnectionEvent::decode(&event().encode().unwrap()).unwrap(),
-        event()
-    );
-    assert_eq!(
-        ReportDelta::decode(&delta().encode().unwrap()).unwrap(),
-        delta()
-    );
-    let snapshot = Snapshot {
+fn snapshot() -> Snapshot {
+    Snapshot {
         snapshot_time_us: 1,
         window_us: 15_000_000,
         writer: "m1".into(),
@@ -66,12 +63,11 @@ fn records_round_trip() {
             path: "hosts/x.parquet".into(),
             rows: 3,
         }],
-    };
-    assert_eq!(
-        Snapshot::decode(&snapshot.encode().unwrap()).unwrap(),
-        snapshot
-    );
-    let node = RenderedNode {
+    }
+}
+
+fn rendered_node() -> RenderedNode {
+    RenderedNode {
         view: "processes".into(),
         id: "h1;42".into(),
         label: "nc".into(),
@@ -82,8 +78,27 @@ fn records_round_trip() {
         adjacency: vec!["h1;43".into()],
         metadata: BTreeMap::from([("pid".into(), "42".into())]),
         snapshot_time_us: 9,
-    };
-    assert_eq!(RenderedNode::decode(&node.encode().unwrap()).unwrap(), node);
+    }
+}
+
+#[test]
+fn records_round_trip() {
+    assert_eq!(
+        ConnectionEvent::decode(&event().encode().unwrap()).unwrap(),
+        event()
+    );
+    assert_eq!(
+        ReportDelta::decode(&delta().encode().unwrap()).unwrap(),
+        delta()
+    );
+    assert_eq!(
+        Snapshot::decode(&snapshot().encode().unwrap()).unwrap(),
+        snapshot()
+    );
+    assert_eq!(
+        RenderedNode::decode(&rendered_node().encode().unwrap()).unwrap(),
+        rendered_node()
+    );
 }
 
 #[test]
@@ -151,4 +166,204 @@ fn random_bytes_never_panic() {
         let _ = ReportDelta::decode(&random(ReportDelta::record_schema().header(), len));
         let _ = Snapshot::decode(&random(Snapshot::record_schema().header(), len));
     }
+}
+
+/// A test-only older `ConnectionEvent` schema: no `refresh`, no `process_name` (both have
+/// defaults now), and an `EventSource` without `conntrack`.
+const OLDER_EVENT: &str = include_str!("fixtures/connection_event.v0.avsc");
+
+#[derive(Serialize)]
+struct OlderEvent {
+    host_id: String,
+    kind: ConnectionEventKind,
+    timestamp_us: i64,
+    netns: i64,
+    pid: Option<i32>,
+    family: AddressFamily,
+    local_addr: String,
+    local_port: i32,
+    remote_addr: String,
+    remote_port: i32,
+    source: EventSource,
+}
+
+#[test]
+fn a_record_written_with_an_older_released_schema_is_resolved_to_the_current_one() {
+    let e = event();
+    let older = OlderEvent {
+        host_id: e.host_id.clone(),
+        kind: e.kind,
+        timestamp_us: e.timestamp_us,
+        netns: e.netns,
+        pid: e.pid,
+        family: e.family,
+        local_addr: e.local_addr.clone(),
+        local_port: e.local_port,
+        remote_addr: e.remote_addr.clone(),
+        remote_port: e.remote_port,
+        source: e.source,
+    };
+    let bytes = RecordSchema::parse(OLDER_EVENT, &[])
+        .encode(&older)
+        .unwrap();
+    assert_ne!(&bytes[..10], ConnectionEvent::record_schema().header());
+
+    let with_older_released = RecordSchema::parse(ConnectionEvent::AVSC, &[OLDER_EVENT]);
+    let decoded: ConnectionEvent = with_older_released.decode(&bytes).unwrap();
+    assert_eq!(
+        decoded,
+        ConnectionEvent {
+            refresh: false,
+            process_name: None,
+            ..e
+        }
+    );
+    // The current schema's own records still take the direct path through the same decoder.
+    assert_eq!(
+        with_older_released
+            .decode::<ConnectionEvent>(&event().encode().unwrap())
+            .unwrap(),
+        event()
+    );
+    // The fixture is no released version of the real decoder: named, not guessed at.
+    let err = ConnectionEvent::decode(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnknownSchema {
+                expected: "ConnectionEvent",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn headers_written_before_the_fingerprint_fix_are_still_read() {
+    // Earlier builds wrote apache-avro 0.22's fingerprint, which no other library computes.
+    let node = rendered_node();
+    let mut bytes = node.encode().unwrap();
+    let legacy = Schema::parse_str(RenderedNode::AVSC)
+        .unwrap()
+        .fingerprint::<Rabin>()
+        .bytes;
+    assert_eq!(legacy, [0x9a, 0x2b, 0x83, 0x8c, 0x81, 0x7d, 0xd2, 0x88]);
+    assert_ne!(&bytes[2..10], &legacy[..]);
+    bytes[2..10].copy_from_slice(&legacy);
+    assert_eq!(RenderedNode::decode(&bytes).unwrap(), node);
+}
+
+/// Computes each schema's fingerprint with fastavro, and decodes each message as a foreign
+/// consumer would: check `C3 01` and the fingerprint, then read the datum with the `.avsc`.
+const FASTAVRO: &str = r#"
+import datetime, io, json, sys
+from fastavro import parse_schema, schemaless_reader
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+def micros(value):
+    if isinstance(value, datetime.datetime):
+        return (value - EPOCH) // datetime.timedelta(microseconds=1)
+    raise TypeError(repr(value))
+
+request = json.load(sys.stdin)
+schemas = {path: json.load(open(path)) for path in request["schemas"]}
+prints = {path: fingerprint(to_parsing_canonical_form(s), "CRC-64-AVRO") for path, s in schemas.items()}
+decoded = []
+for message in request["messages"]:
+    data = bytes.fromhex(message["hex"])
+    if data[:2] != bytes.fromhex("c301") or data[2:10].hex() != prints[message["schema"]]:
+        decoded.append({"rejected": data[:10].hex()})
+        continue
+    body = io.BytesIO(data[10:])
+    record = schemaless_reader(body, parse_schema(schemas[message["schema"]]))
+    if body.read():
+        decoded.append({"rejected": "trailing bytes"})
+        continue
+    decoded.append(record)
+print(json.dumps({"fingerprints": prints, "decoded": decoded}, default=micros))
+"#;
+
+fn every_avsc() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["avro", "avro/released", "tests/fixtures"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "avsc") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn python_with_fastavro() -> bool {
+    let found = Command::new("python3")
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-c", "import fastavro"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("python3 with fastavro is required under CI=true (scripts/setup installs it)");
+    }
+    found
+}
+
+#[test]
+fn fastavro_computes_our_fingerprints_and_reads_our_messages() {
+    if !python_with_fastavro() {
+        eprintln!("skipped: python3 with fastavro not found (scripts/setup installs it)");
+        return;
+    }
+    let files = every_avsc();
+    let avro = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
+    let message = |file: &str, bytes: Vec<u8>| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::json!({"schema": avro.join(file), "hex": hex})
+    };
+    let messages = [
+        message("connection_event.avsc", event().encode().unwrap()),
+        message("report_delta.avsc", delta().encode().unwrap()),
+        message("snapshot.avsc", snapshot().encode().unwrap()),
+        message("rendered_node.avsc", rendered_node().encode().unwrap()),
+    ];
+    let expected = [
+        serde_json::to_value(event()).unwrap(),
+        serde_json::to_value(delta()).unwrap(),
+        serde_json::to_value(snapshot()).unwrap(),
+        serde_json::to_value(rendered_node()).unwrap(),
+    ];
+    let request = serde_json::json!({"schemas": files, "messages": messages});
+
+    let mut child = Command::new("python3")
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-c", FASTAVRO])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the fastavro script failed");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    for file in &files {
+        let ours: String = RecordSchema::parse(&std::fs::read_to_string(file).unwrap(), &[])
+            .header()[2..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let theirs = &answer["fingerprints"][file.to_str().unwrap()];
+        assert_eq!(theirs.as_str(), Some(ours.as_str()), "{}", file.display());
+    }
+    assert_eq!(answer["decoded"].as_array().unwrap(), &expected);
 }

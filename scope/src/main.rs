@@ -1,7 +1,7 @@
 //! `scope`: the all-in-one command line. Each subcommand flattens one crate's arguments;
 //! `scope up` runs the whole pipeline in one process, on an embedded broker unless told otherwise.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use scope_collector::CollectorArgs;
@@ -176,7 +176,13 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         brokers: brokers.clone(),
         properties: collector.kafka.properties.clone(),
     };
-    scope_kafka::ensure_topics(&kafka, &topics::all(1)).await?;
+    // A signal during start-up stops it here rather than after the topics are made.
+    let specs = topics::all(1);
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(()),
+        made = scope_kafka::ensure_topics(&kafka, &specs) => made?,
+    }
 
     let rendered: Vec<String> = View::ALL.iter().map(|v| v.topic()).collect();
     println!("scope up");
@@ -197,13 +203,74 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     }
     println!("  query      scope sql \"select * from graph_edges where view = 'processes'\"");
 
-    let components = tokio::try_join!(
-        stop_all_on_error(scope_collector::run(collector, shutdown.clone()), &shutdown),
-        stop_all_on_error(scope_merger::run(merger, shutdown.clone()), &shutdown),
-        stop_all_on_error(scope_renderer::run(renderer, shutdown.clone()), &shutdown),
+    // Each runs to its own end, however another one ends: a component dropped mid-flight
+    // would lose its final flush, snapshot or commit.
+    let stopped = tokio::join!(
+        supervise(
+            "collector",
+            scope_collector::run(collector, shutdown.clone()),
+            &shutdown
+        ),
+        supervise(
+            "merger",
+            scope_merger::run(merger, shutdown.clone()),
+            &shutdown
+        ),
+        supervise(
+            "renderer",
+            scope_renderer::run(renderer, shutdown.clone()),
+            &shutdown
+        ),
     );
     drop(embedded);
-    components.map(|_| ())
+    first_failure([stopped.0, stopped.1, stopped.2])
+}
+
+/// How one component ended, and when: the earliest failure is the cause, later ones are
+/// usually its consequences.
+struct Stopped {
+    at: Instant,
+    result: anyhow::Result<()>,
+}
+
+/// Runs one component; when it ends, failing or not, every other one is told to stop. A
+/// component that returns before shutdown was asked for is a failure too: a pipeline missing
+/// a stage would only pretend to work.
+async fn supervise<E>(
+    name: &'static str,
+    run: impl Future<Output = Result<(), E>>,
+    shutdown: &CancellationToken,
+) -> Stopped
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let result = match run.await {
+        Err(error) => Err(anyhow::Error::new(error).context(format!("{name} failed"))),
+        Ok(()) if !shutdown.is_cancelled() => Err(anyhow::anyhow!("{name} stopped on its own")),
+        Ok(()) => Ok(()),
+    };
+    if let Err(error) = &result
+        && !shutdown.is_cancelled()
+    {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "{name} stopped; stopping the others"
+        );
+    }
+    shutdown.cancel();
+    Stopped {
+        at: Instant::now(),
+        result,
+    }
+}
+
+/// The earliest failure among components that have all ended, or success.
+fn first_failure(stopped: impl IntoIterator<Item = Stopped>) -> anyhow::Result<()> {
+    stopped
+        .into_iter()
+        .filter(|s| s.result.is_err())
+        .min_by_key(|s| s.at)
+        .map_or(Ok(()), |s| s.result)
 }
 
 /// Every component's counters: `scope up` runs all three, so one endpoint shows them all.
@@ -211,19 +278,4 @@ fn write_all_metrics(out: &mut scope_kafka::metrics::Exposition) {
     scope_collector::stats().write_metrics(out);
     scope_merger::stats().write_metrics(out);
     scope_renderer::stats().write_metrics(out);
-}
-
-/// One component failing stops the others: a pipeline missing a stage would only pretend.
-async fn stop_all_on_error<E>(
-    run: impl std::future::Future<Output = Result<(), E>>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let result = run.await;
-    if result.is_err() {
-        shutdown.cancel();
-    }
-    Ok(result?)
 }

@@ -61,6 +61,7 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
 
     // The rendered topic names both nodes.
     let keys = Command::new("kcat")
+        .env_remove("LD_LIBRARY_PATH")
         .args([
             "-C",
             "-b",
@@ -87,6 +88,7 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     let before = latest_snapshot_time(&data_dir).expect("a snapshot exists");
     for topic in ["scope.connections", "scope.reports"] {
         let mut kcat = Command::new("kcat")
+            .env_remove("LD_LIBRARY_PATH")
             .args(["-P", "-b", &listen, "-t", topic, "-k", "garbage"])
             .stdin(Stdio::piped())
             .spawn()

@@ -10,11 +10,6 @@ use std::{process::Command, time::Duration};
 
 use support::{Talking, Up, free_port, hostname, sql, sql_value, wait_for};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn run(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(
@@ -160,8 +155,7 @@ fn edge_connections(data_dir: &std::path::Path, table: &str, src: &str, dst: &st
 
 #[test]
 fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
-    if !is_root() {
-        eprintln!("skipped: the eBPF tracker and network namespaces need root");
+    if !scope_collector::test_support::root_or_skip("the eBPF tracker and network namespaces") {
         return;
     }
     let id = std::process::id();
@@ -361,8 +355,7 @@ time.sleep(3600)
 
 #[test]
 fn without_the_privileges_for_ebpf_the_collector_says_so_once_and_uses_procfs() {
-    if !is_root() {
-        eprintln!("skipped: dropping capabilities needs root to begin with");
+    if !scope_collector::test_support::root_or_skip("dropping capabilities needs them first") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,11 @@
 //!
 //! With the eBPF tracker, [`EndpointReporter::on_kernel_event`] applies each kernel event to the
 //! same table, and a scan of /proc (at start-up and after lost events) is diffed against it
-//! exactly like a procfs spy, which is what makes a resync correct.
+//! exactly like a procfs spy, which is what makes a resync correct. A scan that left connections
+//! pending ([`EndpointReporter::has_pending`]) makes the next spy scan the tables again: no
+//! kernel event may ever come for a connection the tracker did not see open (one held by no
+//! process at start-up, in an accept queue or in flight between processes), so only a scan
+//! can give it its owner or announce it without one.
 //!
 //! A connection this host opened to an address that conntrack translated (a DNAT'ed virtual
 //! IP, like a Kubernetes service) is reported with the translated remote, the real backend, in
@@ -82,6 +86,12 @@ impl EndpointReporter {
     pub fn with_nat(mut self, conntrack: Conntrack) -> Self {
         self.nat = Some(conntrack);
         self
+    }
+
+    /// Whether a scan saw connections without an owner that are not announced yet: the next
+    /// spy must read the connection tables again to resolve them.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Connections reported with a conntrack-translated remote so far.
@@ -413,8 +423,10 @@ mod tests {
                 .apply(Observed::from([(server, conn(Accept, None))]), 1_000)
                 .is_empty()
         );
+        assert!(reporter.has_pending());
         // Accepted: announced with the pid, stamped with when it was first seen.
         let events = reporter.apply(Observed::from([(server, conn(Accept, Some(20)))]), 2_000);
+        assert!(!reporter.has_pending());
         assert_eq!(kinds(&events), [(Accept, 8080, 1_000)]);
         assert_eq!(
             (events[0].pid, events[0].family),

@@ -6,6 +6,9 @@
 -- pairing is a full outer join on it: an end whose other side no host reported (the Internet,
 -- a host without a collector) stays, with that side's host, pid and process null.
 --
+-- Ends pair only within one snapshot (`snapshot_time`), so the same SQL over `history.*`
+-- gives each snapshot's connections.
+--
 -- Loopback tuples repeat on every host and in every network namespace, so a loopback end only
 -- pairs with an end of the same host and namespace (`addr_scope`); other addresses pair across
 -- hosts.
@@ -73,7 +76,8 @@ SELECT
     CASE WHEN cli.state = 'closed' OR srv.state = 'closed' THEN 'closed' ELSE 'open' END AS state
 FROM cli
 FULL OUTER JOIN srv
-    ON  cli.family = srv.family
+    ON  cli.snapshot_time = srv.snapshot_time
+    AND cli.family = srv.family
     AND cli.local_addr = srv.remote_addr
     AND cli.local_port = srv.remote_port
     AND cli.remote_addr = srv.local_addr

@@ -10,8 +10,8 @@ FROM (
         COALESCE(e.server_pseudo, s.id) AS dst,
         e.server_pseudo IS NOT NULL AS dst_pseudo
     FROM conn_ends e
-    LEFT JOIN host_info c ON c.host_id = e.client_host_id
-    LEFT JOIN host_info s ON s.host_id = e.server_host_id
+    LEFT JOIN host_info c ON c.snapshot_time = e.snapshot_time AND c.host_id = e.client_host_id
+    LEFT JOIN host_info s ON s.snapshot_time = e.snapshot_time AND s.host_id = e.server_host_id
 ) ends
 WHERE src IS NOT NULL AND dst IS NOT NULL
 GROUP BY snapshot_time, src, src_pseudo, dst, dst_pseudo

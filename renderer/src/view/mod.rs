@@ -5,12 +5,16 @@
 //! Rendering one snapshot runs, in this order (see [`crate::render`]):
 //!
 //! 1. [`CONNECTIONS`] over `sockets` → the `connections` table;
-//! 2. the [`DERIVED`] relations, registered as views: `host_info`, `process_info`, `conn_ends`;
+//! 2. the [`DERIVED`] relations, registered as views: `host_info`, `process_info`,
+//!    `host_addrs`, `conn_ends`;
 //! 3. per [`View`]: its [`ViewSql::edges`] (registered as `view_edges`), then its
 //!    [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at the ends of its edges).
 //!
 //! Two scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)` and
-//! `scope_is_local(addr)` (inside a local network of the snapshot, or loopback).
+//! `scope_is_local(snapshot_time, addr)` (inside a local network of that snapshot, or
+//! loopback); `scope sql` registers them too. Every join matches `snapshot_time`, so each query
+//! reruns unchanged over `history.*` (tables and derived relations pointed there), one answer
+//! per snapshot, as `renderer/tests/sql.rs` checks.
 //!
 //! Edge queries return `graph_edges`' columns plus `src_pseudo` and `dst_pseudo`; node queries
 //! return `graph_nodes`' columns plus any `meta_<key>` columns, which become the published
@@ -22,9 +26,10 @@ use scope_schemas::View;
 pub const CONNECTIONS: &str = include_str!("connections.sql");
 
 /// Relations every view builds on, registered as SQL views in this order.
-pub const DERIVED: [(&str, &str); 3] = [
+pub const DERIVED: [(&str, &str); 4] = [
     ("host_info", include_str!("host_info.sql")),
     ("process_info", include_str!("process_info.sql")),
+    ("host_addrs", include_str!("host_addrs.sql")),
     ("conn_ends", include_str!("conn_ends.sql")),
 ];
 
@@ -73,7 +78,7 @@ mod tests {
 
     #[test]
     fn internet_ids_match_the_contract() {
-        for text in [DERIVED[2].1, PSEUDO_NODES] {
+        for text in [DERIVED[3].1, PSEUDO_NODES] {
             assert!(text.contains(&format!("'{INTERNET_INBOUND_ID}'")));
             assert!(text.contains(&format!("'{INTERNET_OUTBOUND_ID}'")));
         }

@@ -27,4 +27,4 @@ FROM (
     FROM processes
     GROUP BY snapshot_time, host_id, pid
 ) p
-LEFT JOIN host_info h ON h.host_id = p.host_id
+LEFT JOIN host_info h ON h.snapshot_time = p.snapshot_time AND h.host_id = p.host_id

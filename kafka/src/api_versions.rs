@@ -1,0 +1,389 @@
+//! A framing proxy in front of the embedded broker that rewrites only ApiVersions responses.
+//!
+//! Why it exists: tansu 0.6 ends every ApiVersions v3+ response with four tagged fields
+//! written even at their default values (SupportedFeatures, FinalizedFeaturesEpoch = -1,
+//! FinalizedFeatures, ZkMigrationReady). Apache Kafka omits a tagged field at its default,
+//! and librdkafka 2.0.2 (Debian's, which Debian's kcat links) cannot read them: `kcat -L`
+//! fails with `Protocol read buffer underflow for ApiVersion v3 at 267/272`. tansu's public
+//! API has no hook into its encoder and its code may not be copied here, so the broker
+//! listens on a private loopback port and this proxy, on the address clients are told,
+//! drops those four fields when they hold their defaults. Every other frame, and every other
+//! byte of an ApiVersions response, passes through unchanged; large frames (fetches) are
+//! streamed, never buffered whole.
+//!
+//! A frame this proxy cannot parse is forwarded as it came: the client then sees exactly
+//! what the broker wrote, and the proxy logs why it did not rewrite it.
+
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+};
+
+const API_VERSIONS: i16 = 18;
+/// The first ApiVersions version with a flexible (tagged-field) body.
+const FIRST_FLEXIBLE: i16 = 3;
+/// Bigger than any ApiVersions response (tansu's is under 300 bytes); a bigger one is
+/// streamed through unchanged instead of being buffered.
+const MAX_REWRITTEN: u32 = 64 * 1024;
+const BUFFER: usize = 64 * 1024;
+
+/// ApiVersions requests in flight on one connection: correlation id → request version.
+/// Keyed by correlation id, not kept in order, because some requests (produce with
+/// `acks=0`) get no response.
+type Pending = Arc<Mutex<HashMap<i32, i16>>>;
+
+/// Accepts clients on `listener` and relays each to `broker`, until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, broker: SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                tokio::spawn(async move {
+                    if let Err(error) = relay(client, broker).await {
+                        tracing::debug!(%peer, %error, "embedded broker connection ended");
+                    }
+                });
+            }
+            Err(error) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                tracing::warn!(%error, "embedded broker proxy could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn relay(client: TcpStream, broker: SocketAddr) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    let upstream = TcpStream::connect(broker).await?;
+    upstream.set_nodelay(true)?;
+    let (client_read, client_write) = client.into_split();
+    let (broker_read, broker_write) = upstream.into_split();
+    let pending = Pending::default();
+    tokio::try_join!(
+        requests(
+            BufReader::with_capacity(BUFFER, client_read),
+            broker_write,
+            pending.clone()
+        ),
+        responses(
+            BufReader::with_capacity(BUFFER, broker_read),
+            client_write,
+            pending
+        ),
+    )?;
+    Ok(())
+}
+
+/// Copies requests to the broker, noting the version of each ApiVersions request.
+async fn requests(
+    mut from: impl AsyncBufRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    pending: Pending,
+) -> io::Result<()> {
+    while let Some(len) = frame_length(&mut from).await? {
+        // Request header: api_key i16, api_version i16, correlation_id i32.
+        let mut head = [0u8; 12];
+        head[..4].copy_from_slice(&len.to_be_bytes());
+        let n = len.min(8) as usize;
+        from.read_exact(&mut head[4..4 + n]).await?;
+        if n == 8 && i16::from_be_bytes([head[4], head[5]]) == API_VERSIONS {
+            let version = i16::from_be_bytes([head[6], head[7]]);
+            let correlation = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+            lock(&pending).insert(correlation, version);
+        }
+        to.write_all(&head[..4 + n]).await?;
+        copy_exact(&mut from, &mut to, u64::from(len) - n as u64).await?;
+    }
+    to.shutdown().await
+}
+
+/// Copies responses to the client, rewriting those answering a flexible ApiVersions request.
+async fn responses(
+    mut from: impl AsyncBufRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    pending: Pending,
+) -> io::Result<()> {
+    while let Some(len) = frame_length(&mut from).await? {
+        // Response header v0 (ApiVersions always uses it): correlation_id i32.
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(&len.to_be_bytes());
+        let n = len.min(4) as usize;
+        from.read_exact(&mut head[4..4 + n]).await?;
+        let version = (n == 4)
+            .then(|| {
+                lock(&pending).remove(&i32::from_be_bytes([head[4], head[5], head[6], head[7]]))
+            })
+            .flatten();
+        match version {
+            Some(version) if version >= FIRST_FLEXIBLE && len <= MAX_REWRITTEN => {
+                let mut body = vec![0; len as usize - 4];
+                from.read_exact(&mut body).await?;
+                let body = match without_default_tags(&body) {
+                    Ok(rewritten) => rewritten,
+                    Err(reason) => {
+                        tracing::warn!(
+                            version,
+                            reason,
+                            "ApiVersions response not understood; forwarded unchanged"
+                        );
+                        body
+                    }
+                };
+                let mut frame = Vec::with_capacity(8 + body.len());
+                frame.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+                frame.extend_from_slice(&head[4..8]);
+                frame.extend_from_slice(&body);
+                to.write_all(&frame).await?;
+            }
+            _ => {
+                to.write_all(&head[..4 + n]).await?;
+                copy_exact(&mut from, &mut to, u64::from(len) - n as u64).await?;
+            }
+        }
+    }
+    to.shutdown().await
+}
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<i32, i16>> {
+    // The map is left consistent by every holder, so a poisoned lock is still usable.
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The next frame's length, or `None` at a clean end of stream between frames. The length
+/// is read as unsigned: a negative one is the broker's (or client's) to reject, not ours.
+async fn frame_length(from: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<u32>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match from.read(&mut len[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    Ok(Some(u32::from_be_bytes(len)))
+}
+
+async fn copy_exact(
+    from: &mut (impl AsyncBufRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    n: u64,
+) -> io::Result<()> {
+    let copied = tokio::io::copy_buf(&mut from.take(n), to).await?;
+    if copied == n {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+/// An ApiVersions v3+ response body (after the correlation id) without the top-level tagged
+/// fields that hold their default values. Fields with other values, and unknown tags, stay.
+pub(crate) fn without_default_tags(body: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut r = Reader { buf: body, at: 0 };
+    r.skip(2, "error_code")?;
+    let entries = r.uvarint("api_keys length")?;
+    for _ in 1..entries {
+        r.skip(6, "api_keys entry")?;
+        r.tagged_fields()?;
+    }
+    r.skip(4, "throttle_time_ms")?;
+    let fixed = r.at;
+    let fields = r.tagged_fields()?;
+    if r.at != body.len() {
+        return Err("bytes after the tagged fields");
+    }
+    let kept: Vec<_> = fields
+        .into_iter()
+        .filter(|&(tag, value)| !is_default(tag, value))
+        .collect();
+    let mut out = body[..fixed].to_vec();
+    put_uvarint(&mut out, kept.len() as u32);
+    for (tag, value) in kept {
+        put_uvarint(&mut out, tag);
+        put_uvarint(&mut out, value.len() as u32);
+        out.extend_from_slice(value);
+    }
+    Ok(out)
+}
+
+/// The defaults of ApiVersionsResponse's tagged fields, encoded.
+fn is_default(tag: u32, value: &[u8]) -> bool {
+    match tag {
+        // SupportedFeatures, FinalizedFeatures: empty compact arrays (length + 1 = 1).
+        0 | 2 => value == [1],
+        // FinalizedFeaturesEpoch: -1.
+        1 => value == [0xff; 8],
+        // ZkMigrationReady: false.
+        3 => value == [0],
+        _ => false,
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], &'static str> {
+        let end = self.at.checked_add(n).filter(|&end| end <= self.buf.len());
+        let bytes = end.map(|end| &self.buf[self.at..end]).ok_or(what)?;
+        self.at += n;
+        Ok(bytes)
+    }
+
+    fn skip(&mut self, n: usize, what: &'static str) -> Result<(), &'static str> {
+        self.take(n, what).map(drop)
+    }
+
+    fn uvarint(&mut self, what: &'static str) -> Result<u32, &'static str> {
+        let mut value = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1, what)?[0];
+            if shift == 28 && byte > 0x0f {
+                return Err("unsigned varint overflows 32 bits");
+            }
+            value |= u32::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("unsigned varint longer than 5 bytes")
+    }
+
+    /// A tagged-field section: (tag, value) pairs.
+    fn tagged_fields(&mut self) -> Result<Vec<(u32, &'a [u8])>, &'static str> {
+        let count = self.uvarint("tagged field count")?;
+        let mut fields = Vec::new();
+        for _ in 0..count {
+            let tag = self.uvarint("tag")?;
+            let size = self.uvarint("tagged field size")?;
+            fields.push((tag, self.take(size as usize, "tagged field value")?));
+        }
+        Ok(fields)
+    }
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// error_code 0, one api key (18, 0..4) with no tags, throttle 0, then `tags`.
+    fn body(tags: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 0, 2, 0, 18, 0, 0, 0, 4, 0, 0, 0, 0, 0];
+        b.extend_from_slice(tags);
+        b
+    }
+
+    const TANSU_DEFAULTS: &[u8] = &[
+        4, // four fields
+        0, 1, 1, // SupportedFeatures = []
+        1, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // FinalizedFeaturesEpoch = -1
+        2, 1, 1, // FinalizedFeatures = []
+        3, 1, 0, // ZkMigrationReady = false
+    ];
+
+    #[test]
+    fn default_tagged_fields_are_dropped() {
+        assert_eq!(without_default_tags(&body(TANSU_DEFAULTS)), Ok(body(&[0])));
+    }
+
+    #[test]
+    fn fields_with_values_and_unknown_tags_stay() {
+        let tags = [
+            4, 1, 8, 0, 0, 0, 0, 0, 0, 0, 7, 3, 1, 0, 3, 1, 1, 9, 2, 0xab, 0xcd,
+        ];
+        assert_eq!(
+            without_default_tags(&body(&tags)),
+            Ok(body(&[
+                3, 1, 8, 0, 0, 0, 0, 0, 0, 0, 7, 3, 1, 1, 9, 2, 0xab, 0xcd
+            ]))
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        let full = body(TANSU_DEFAULTS);
+        for end in 0..full.len() {
+            assert!(without_default_tags(&full[..end]).is_err(), "cut at {end}");
+        }
+        let mut trailing = full.clone();
+        trailing.push(0);
+        assert!(without_default_tags(&trailing).is_err());
+        // A huge api_keys count, size or varint must not allocate or overflow.
+        assert!(without_default_tags(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(without_default_tags(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(without_default_tags(&body(&[1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f])).is_err());
+    }
+
+    /// Frames whose declared length runs past the end of the stream, or is too short to
+    /// hold a header, end the connection with an error or pass through; none panics.
+    #[tokio::test]
+    async fn truncated_and_tiny_frames() {
+        let pending = Pending::default();
+        let mut out = Vec::new();
+        let short = [0u8, 0, 0, 2, 0, 18];
+        responses(&short[..], &mut out, pending.clone())
+            .await
+            .unwrap();
+        assert_eq!(out, short);
+        let cut = [0u8, 0, 1, 0, 0, 0];
+        assert!(
+            requests(&cut[..], Vec::new(), pending.clone())
+                .await
+                .is_err()
+        );
+        let half_length = [0u8, 0];
+        assert!(
+            responses(&half_length[..], Vec::new(), pending)
+                .await
+                .is_err()
+        );
+    }
+
+    /// A response to a flexible ApiVersions request is rewritten with its new length;
+    /// a response to anything else passes through byte for byte.
+    #[tokio::test]
+    async fn only_api_versions_responses_are_rewritten() {
+        let pending = Pending::default();
+        let request = [0u8, 0, 0, 8, 0, 18, 0, 3, 0, 0, 0, 7];
+        let mut forwarded = Vec::new();
+        requests(&request[..], &mut forwarded, pending.clone())
+            .await
+            .unwrap();
+        assert_eq!(forwarded, request);
+
+        let frame = |correlation: u8, body: &[u8]| {
+            let mut f = (body.len() as u32 + 4).to_be_bytes().to_vec();
+            f.extend_from_slice(&[0, 0, 0, correlation]);
+            f.extend_from_slice(body);
+            f
+        };
+        let mut stream = frame(7, &body(TANSU_DEFAULTS));
+        stream.extend(frame(8, &body(TANSU_DEFAULTS)));
+        let mut out = Vec::new();
+        responses(&stream[..], &mut out, pending).await.unwrap();
+        let mut expected = frame(7, &body(&[0]));
+        expected.extend(frame(8, &body(TANSU_DEFAULTS)));
+        assert_eq!(out, expected);
+    }
+}
