@@ -5,7 +5,7 @@ mod support;
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -24,7 +24,9 @@ fn spawn_up(data_dir: &Path, log: &Path, rust_log: Option<&str>) -> Child {
         .env_remove("SCOPE_BROKERS")
         .env_remove("SCOPE_TRACKER")
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        // The banner on stdout says the signal handlers are in place and the components are
+        // about to join their consumer groups.
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
         .stderr(std::fs::File::create(log).unwrap());
     if let Some(filter) = rust_log {
         command.env("RUST_LOG", filter);
@@ -90,7 +92,13 @@ fn the_default_log_is_the_pipelines_own_and_rust_log_still_overrides() {
 #[test]
 fn sigterm_during_start_up_exits_promptly_and_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_up(&dir.path().join("data"), &dir.path().join("up.log"), None);
+    let log = dir.path().join("up.log");
+    let mut child = spawn_up(&dir.path().join("data"), &log, None);
+    // A SIGTERM before the handlers are installed would kill it by the default action.
+    wait_for(Duration::from_secs(60), "the scope up banner", || {
+        let out = std::fs::read_to_string(log.with_extension("out")).ok()?;
+        out.contains("scope up").then_some(())
+    });
     terminate(&child);
     let sent = Instant::now();
     let status = exit_within(&mut child, Duration::from_secs(10));
