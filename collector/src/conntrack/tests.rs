@@ -285,14 +285,14 @@ import os, socket, sys
 print(os.getpid(), flush=True)
 keep = []
 for family, host, port in [(socket.AF_INET, "10.96.231.10", 80),
-                       (socket.AF_INET6, "fd00:96::231:10", 80),
-                       (socket.AF_INET, "10.231.0.2", 8080)]:
-s = socket.socket(family, socket.SOCK_STREAM)
-s.settimeout(10)
-s.connect((host, port))
-keep.append(s)
-local = s.getsockname()
-print(local[0], local[1], flush=True)
+                           (socket.AF_INET6, "fd00:96::231:10", 80),
+                           (socket.AF_INET, "10.231.0.2", 8080)]:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect((host, port))
+    keep.append(s)
+    local = s.getsockname()
+    print(local[0], local[1], flush=True)
 sys.stdin.read()
 "#;
 
