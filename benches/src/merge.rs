@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus;
 use crate::config::LoadArgs;
 use crate::report::{Figure, Rate, Report, Value};
-use crate::workload::{Encoded, Workload, now_us};
+use crate::workload::{Encoded, Workload};
+use scope_schemas::time::now_us;
 
 /// Figures of phase 2.
 #[derive(Debug)]

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus;
 use crate::config::LoadArgs;
 use crate::report::{Figure, Report, Value};
-use crate::workload::{Traffic, merged_state, now_us};
+use crate::workload::{Traffic, merged_state};
+use scope_schemas::time::now_us;
 
 const SECOND_US: i64 = 1_000_000;
 
@@ -208,7 +209,8 @@ async fn cut_write_announce(
         tokio::task::block_in_place(|| writer.write(&tables)).context("writing the snapshot")?;
     let write = started.elapsed();
     let payload = writer
-        .announcement(t, tables.window_us, written)
+        // No partitions named: the only writer, its snapshot is complete on its own.
+        .announcement(t, tables.window_us, written, Vec::new())
         .encode()
         .context("encoding the announcement")?;
     announcer

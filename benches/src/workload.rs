@@ -14,7 +14,7 @@
 //! and `198.51.0.0/16` (clients), outside every local network, so the renderer draws them as
 //! the Internet pseudo nodes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use scope_schemas::time::now_us;
 
 use scope_merger::state::{Input, State};
 use scope_schemas::report::{host_node_id, keys, process_node_id};
@@ -50,13 +50,6 @@ pub struct Traffic {
     /// Partitions of the input topics: one completion sentinel per partition.
     pub partitions: i32,
     pub seed: u64,
-}
-
-/// Wall-clock time in microseconds since the epoch.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// One message as Kafka carries it: topic, key, an explicit partition or none, payload.

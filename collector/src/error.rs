@@ -28,22 +28,3 @@ pub enum Error {
     #[error("starting the eBPF connection tracker (--tracker ebpf): {0}")]
     Tracker(#[source] scope_ebpf::LoadError),
 }
-
-impl Error {
-    /// Whether running again unchanged may succeed. None of these errors is: each is a
-    /// configuration or environment mistake (or a bug, for [`Error::Spy`]) that a restart
-    /// repeats; transient trouble never surfaces as an error.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::InvalidConfig(_)
-            | Error::ProcRoot { .. }
-            | Error::Hostname(_)
-            | Error::CreateProducer(_)
-            | Error::StartPoller(_)
-            | Error::Spy(_)
-            | Error::StartEndpoints(_)
-            | Error::Endpoints(_)
-            | Error::Tracker(_) => false,
-        }
-    }
-}

@@ -11,39 +11,39 @@
 //! and it keeps spying.
 //!
 //! # Layout
-//! - [`config`]: [`CollectorArgs`], the command line and its validation.
-//! - [`conntrack`]: the real backend behind a DNAT'ed address, asked of the kernel over
+//! - `config`: [`CollectorArgs`], the command line and its validation.
+//! - [`tracker`]: [`TrackerChoice`], and loading the eBPF tracker or falling back to procfs.
+//! - `conntrack`: the real backend behind a DNAT'ed address, asked of the kernel over
 //!   ctnetlink in the connection's network namespace.
-//! - [`scan`]: one walk over `/proc/<pid>` per spy (stat, cmdline, fds, network namespace)
+//! - `scan`: one walk over `/proc/<pid>` per spy (stat, cmdline, fds, network namespace)
 //!   plus the TCP tables of every network namespace.
-//! - [`tcp`]: parsing `/proc/net/tcp` and `tcp6`.
-//! - [`reporter`]: `endpoint` (connection events), `process` and `host` (report nodes).
-//! - [`interfaces`]: the host's local networks from `getifaddrs`.
-//! - [`delta`]: report deltas (changed nodes, removals, full every N) and sequence numbers.
-//! - [`spy`]: the reporters' state, advanced per spy and summarised per publish.
-//! - [`publisher`]: the idempotent, lz4 Kafka producer, keyed by host id.
-//! - [`stats`]: counters; [`error`]: what can stop the collector.
+//! - `tcp`: parsing `/proc/net/tcp` and `tcp6`.
+//! - `reporter`: `endpoint` (connection events), `process` and `host` (report nodes).
+//! - `interfaces`: the host's local networks from `getifaddrs`.
+//! - `delta`: report deltas (changed nodes, removals, full every N) and sequence numbers.
+//! - `spy`: the reporters' state, advanced per spy and summarised per publish.
+//! - `publisher`: the idempotent, lz4 Kafka producer, keyed by host id.
 //! - `worker`: the thread that owns the endpoint reporter, so its conntrack lookups block
 //!   no runtime thread.
+//! - `stats`: [`Stats`] and [`stats()`], counters; [`Error`]: what can stop the collector.
+//! - [`run`]: the event loop, one `Collector` method per event.
 
-pub mod config;
-pub mod conntrack;
-pub mod delta;
-pub mod error;
-pub mod interfaces;
-pub mod publisher;
-pub mod reporter;
-pub mod scan;
-pub mod spy;
-pub mod stats;
-pub mod tcp;
-pub mod tracker;
+mod config;
+mod conntrack;
+mod delta;
+mod error;
+mod interfaces;
+mod publisher;
+mod reporter;
+mod scan;
+mod spy;
+mod stats;
+mod tcp;
+// Public because `collector/tests` name `tracker::TrackerChoice`.
+mod tracker;
 mod worker;
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{io, sync::Arc, time::Duration};
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +54,13 @@ pub use error::Error;
 #[doc(hidden)]
 pub use scope_ebpf::test_support;
 pub use stats::{Stats, stats};
+pub use tracker::TrackerChoice;
 
 use scope_ebpf::Tracker;
+use scope_kafka::{
+    component::{Component, Context},
+    metrics::Families,
+};
 
 use crate::{
     conntrack::Conntrack, publisher::Publisher, reporter::EndpointReporter, scan::Depth, spy::Spy,
@@ -63,11 +68,34 @@ use crate::{
 };
 
 /// How long shutdown waits for queued records to reach the broker.
-pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a collector until `shutdown` is cancelled, counting into the global [`stats()`].
 pub async fn run(args: CollectorArgs, shutdown: CancellationToken) -> Result<(), Error> {
     run_with_stats(args, shutdown, stats()).await
+}
+
+impl Component for CollectorArgs {
+    const NAME: &'static str = "collector";
+    type Error = Error;
+
+    fn validate(&self) -> Result<(), Error> {
+        CollectorArgs::validate(self)
+    }
+
+    fn write_metrics(out: &mut Families) {
+        stats().write_metrics(out);
+    }
+
+    /// None is: each error is a configuration or environment mistake (or a bug) that a
+    /// restart repeats; transient trouble (a broker away) never surfaces as an error.
+    fn is_retryable(_: &Error) -> bool {
+        false
+    }
+
+    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
+        run(self, cx.shutdown)
+    }
 }
 
 /// [`run`], counting into `stats`.
@@ -76,183 +104,251 @@ pub async fn run_with_stats(
     shutdown: CancellationToken,
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
-    args.validate()?;
-    let probe = args.proc_root.join("stat");
-    std::fs::metadata(&probe).map_err(|source| Error::ProcRoot {
-        path: probe,
-        source,
-    })?;
-    let hostname = hostname().map_err(Error::Hostname)?;
-    let host_id = args.host_id.clone().unwrap_or_else(|| hostname.clone());
-    let mut publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
-    let mut tracker = tracker::start(&args)?;
-    let mode = match tracker {
-        Some(_) => TrackerMode::Ebpf,
-        None => TrackerMode::Procfs,
-    };
-    stats.set_tracker_mode(mode);
-    let endpoints = Worker::spawn(
-        "collector-endpoints",
-        EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone())),
-    )
-    .map_err(Error::StartEndpoints)?;
-    let mut spy = Some(Spy::new(
-        &host_id,
-        &hostname,
-        args.proc_root.clone(),
-        args.full_every,
-        mode,
-        stats.clone(),
-    ));
-    // With eBPF nothing needs spying between publishes: processes and the host are read once
-    // per publish, for the metrics no event carries.
-    let spy_interval = match mode {
-        TrackerMode::Ebpf => args.publish_interval,
-        TrackerMode::Procfs => args.spy_interval,
-    };
-    tracing::info!(
-        host_id, brokers = args.kafka.brokers, proc_root = %args.proc_root.display(),
-        tracker = mode.as_str(),
-        spy_interval = %humantime::format_duration(spy_interval),
-        publish_interval = %humantime::format_duration(args.publish_interval),
-        full_every = args.full_every,
-        "collector started"
-    );
+    Collector::start(&args, stats)?.run(&shutdown).await
+}
 
-    // The first spy reads the connections that already exist, whatever the mode; with eBPF,
-    // later spies read them again only after the kernel lost events, or while connections a
-    // scan saw without an owner wait for one.
-    let mut read_connections = true;
-    let mut lost_seen = 0;
-    let mut kernel_events = Vec::new();
-    let mut spy_tick = tokio::time::interval(spy_interval);
-    spy_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut publish_tick = tokio::time::interval(args.publish_interval);
-    publish_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            read = next_kernel_batch(tracker.as_mut(), &mut kernel_events) => {
-                if let Err(error) = read {
-                    // Not expected once loaded; never keep spinning on a broken descriptor.
-                    tracing::error!(%error, "reading the eBPF ring buffer failed; connections now come from procfs");
-                    tracker = None;
-                    read_connections = true;
-                    stats.set_tracker_mode(TrackerMode::Procfs);
-                    if let Some(state) = spy.as_mut() {
-                        state.set_tracker_mode(TrackerMode::Procfs);
-                    }
-                    continue;
-                }
-                publish_kernel_events(&mut kernel_events, &endpoints, spy.as_mut(), &mut publisher, &stats).await?;
-            }
-            _ = spy_tick.tick() => {
-                if let Some(tracker) = &tracker {
-                    if lost_events_grew(tracker, &mut lost_seen, &stats) {
-                        read_connections = true;
-                        Stats::add(&stats.resyncs, 1);
-                    }
-                    note_malformed_records(tracker, &stats);
-                }
-                let depth = if read_connections || tracker.is_none() {
-                    Depth::Connections
-                } else {
-                    Depth::Processes
-                };
-                let Some(mut state) = spy.take() else { break };
-                let (state, observed) = tokio::task::spawn_blocking(move || {
-                    let observed = state.spy(depth);
-                    (state, observed)
-                })
-                .await
-                .map_err(Error::Spy)?;
-                spy = Some(state);
-                let (events, pending, translations) = endpoints
-                    .run(move |endpoints| {
-                        let events = observed.map(|(observed, at)| endpoints.apply(observed, at));
-                        (events, endpoints.has_pending(), endpoints.nat_translations())
-                    })
-                    .await?;
-                if let Some(events) = events {
-                    publisher.send_events(&events);
-                    read_connections = pending;
-                }
-                stats.set_nat_translations(translations);
-            }
-            _ = publish_tick.tick() => {
-                let Some(state) = spy.as_mut() else { break };
-                let publish = state.publish();
-                for delta in &publish.deltas {
-                    publisher.send_delta(delta);
-                }
-                if publish.full {
-                    publisher.send_events(&endpoints.run(|endpoints| endpoints.refresh()).await?);
-                    let metrics = stats.metrics();
-                    tracing::debug!(?metrics, "collector counters");
-                }
-                publisher.recover();
-            }
-        }
-    }
-    // Events still in the ring buffer happened before the stop: they are published too.
-    if let Some(tracker) = tracker.as_mut() {
-        tracker.drain_pending(&mut kernel_events);
-        publish_kernel_events(
-            &mut kernel_events,
-            &endpoints,
-            spy.as_mut(),
-            &mut publisher,
-            &stats,
+/// Everything the event loop owns between events. One task drives it, so the endpoint
+/// reporter's events keep the order of the spies and kernel events that caused them.
+struct Collector {
+    stats: Arc<Stats>,
+    publisher: Publisher,
+    /// `None` in procfs mode, whether chosen, fallen back to at start, or after the ring
+    /// buffer failed.
+    tracker: Option<Tracker>,
+    endpoints: Worker<EndpointReporter>,
+    /// Lent to a blocking thread while a spy reads /proc. A spy that panics stops the
+    /// collector with [`Error::Spy`], so it is back whenever an event is handled.
+    spy: Option<Spy>,
+    spy_interval: Duration,
+    publish_interval: Duration,
+    /// Whether the next spy reads the connections too. The first does, whatever the mode;
+    /// with eBPF, later ones only after the kernel lost events, or while connections a scan
+    /// saw without an owner wait for one.
+    read_connections: bool,
+    /// The kernel's lost-event count at the last look, to log and count only what is new.
+    lost_seen: u64,
+    /// The buffer kernel events are read into, reused from batch to batch.
+    kernel_events: Vec<scope_ebpf::Event>,
+}
+
+impl Collector {
+    /// Checks the configuration and `/proc`, creates the producer, loads the tracker and
+    /// starts the endpoint reporter's thread.
+    fn start(args: &CollectorArgs, stats: Arc<Stats>) -> Result<Self, Error> {
+        args.validate()?;
+        let probe = args.proc_root.join("stat");
+        std::fs::metadata(&probe).map_err(|source| Error::ProcRoot {
+            path: probe,
+            source,
+        })?;
+        let hostname = hostname().map_err(Error::Hostname)?;
+        let host_id = args.host_id.clone().unwrap_or_else(|| hostname.clone());
+        let publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
+        let tracker = tracker::start(args)?;
+        let mode = match tracker {
+            Some(_) => TrackerMode::Ebpf,
+            None => TrackerMode::Procfs,
+        };
+        stats.set_tracker_mode(mode);
+        let endpoints = Worker::spawn(
+            "collector-endpoints",
+            EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone())),
         )
-        .await?;
+        .map_err(Error::StartEndpoints)?;
+        let spy = Spy::new(
+            &host_id,
+            &hostname,
+            args.proc_root.clone(),
+            args.full_every,
+            mode,
+            stats.clone(),
+        );
+        // With eBPF nothing needs spying between publishes: processes and the host are read
+        // once per publish, for the metrics no event carries.
+        let spy_interval = match mode {
+            TrackerMode::Ebpf => args.publish_interval,
+            TrackerMode::Procfs => args.spy_interval,
+        };
+        tracing::info!(
+            host_id, brokers = args.kafka.brokers, proc_root = %args.proc_root.display(),
+            tracker = mode.as_str(),
+            spy_interval = %humantime::format_duration(spy_interval),
+            publish_interval = %humantime::format_duration(args.publish_interval),
+            full_every = args.full_every,
+            "collector started"
+        );
+        Ok(Collector {
+            stats,
+            publisher,
+            tracker,
+            endpoints,
+            spy: Some(spy),
+            spy_interval,
+            publish_interval: args.publish_interval,
+            read_connections: true,
+            lost_seen: 0,
+            kernel_events: Vec::new(),
+        })
     }
-    tracing::info!("collector stopping; flushing queued records");
-    publisher.flush(SHUTDOWN_FLUSH_TIMEOUT).await;
-    let metrics = stats.metrics();
-    tracing::info!(?metrics, "collector stopped");
-    Ok(())
-}
 
-/// Applies a batch of kernel events to the connection table and publishes what it announces;
-/// the processes behind them are noted for the process reporter.
-async fn publish_kernel_events(
-    batch: &mut Vec<scope_ebpf::Event>,
-    endpoints: &Worker<EndpointReporter>,
-    mut spy: Option<&mut Spy>,
-    publisher: &mut Publisher,
-    stats: &Stats,
-) -> Result<(), Error> {
-    for event in batch.iter() {
-        stats.kernel_event(event.kind);
-        if let (Some(spy), Some(pid), Some(name)) = (spy.as_deref_mut(), event.pid, &event.comm) {
-            spy.connected(pid, name);
+    /// Handles events until `shutdown` is cancelled, then [`Self::stop`]s.
+    async fn run(mut self, shutdown: &CancellationToken) -> Result<(), Error> {
+        let mut spy_tick = tokio::time::interval(self.spy_interval);
+        spy_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut publish_tick = tokio::time::interval(self.publish_interval);
+        publish_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                read = self.next_kernel_batch() => self.on_kernel_batch(read).await?,
+                _ = spy_tick.tick() => self.on_spy_tick().await?,
+                _ = publish_tick.tick() => self.on_publish_tick().await?,
+            }
+        }
+        self.stop().await
+    }
+
+    /// Fills [`Self::kernel_events`] with the next batch; never ready without a tracker.
+    async fn next_kernel_batch(&mut self) -> io::Result<()> {
+        match self.tracker.as_mut() {
+            Some(tracker) => tracker.next_batch(&mut self.kernel_events).await,
+            None => std::future::pending().await,
         }
     }
-    let mut taken = std::mem::take(batch);
-    // The batch's buffer comes back emptied, to be filled again without reallocating.
-    let (events, emptied) = endpoints
-        .run(move |endpoints| {
-            let events: Vec<_> = taken
-                .drain(..)
-                .flat_map(|event| endpoints.on_kernel_event(&event))
-                .collect();
-            (events, taken)
-        })
-        .await?;
-    *batch = emptied;
-    publisher.send_events(&events);
-    Ok(())
-}
 
-/// The next batch of kernel events; never ready without a tracker.
-async fn next_kernel_batch(
-    tracker: Option<&mut Tracker>,
-    out: &mut Vec<scope_ebpf::Event>,
-) -> std::io::Result<()> {
-    match tracker {
-        Some(tracker) => tracker.next_batch(out).await,
-        None => std::future::pending().await,
+    /// Publishes a batch the tracker delivered, or falls back to procfs if it could not.
+    async fn on_kernel_batch(&mut self, read: io::Result<()>) -> Result<(), Error> {
+        match read {
+            Ok(()) => self.publish_kernel_events().await,
+            Err(error) => {
+                self.fall_back_to_procfs(&error);
+                Ok(())
+            }
+        }
+    }
+
+    /// The ring buffer failed, which is not expected once loaded: rather than spin on a broken
+    /// descriptor, the collector learns connections from /proc from now on.
+    fn fall_back_to_procfs(&mut self, error: &io::Error) {
+        tracing::error!(%error, "reading the eBPF ring buffer failed; connections now come from procfs");
+        self.tracker = None;
+        self.read_connections = true;
+        self.stats.set_tracker_mode(TrackerMode::Procfs);
+        if let Some(spy) = self.spy.as_mut() {
+            spy.set_tracker_mode(TrackerMode::Procfs);
+        }
+    }
+
+    /// Applies the batch of kernel events to the connection table and publishes what it
+    /// announces; the processes behind them are noted for the process reporter.
+    async fn publish_kernel_events(&mut self) -> Result<(), Error> {
+        for event in &self.kernel_events {
+            self.stats.kernel_event(event.kind);
+            if let (Some(spy), Some(pid), Some(name)) = (self.spy.as_mut(), event.pid, &event.comm)
+            {
+                spy.connected(pid, name);
+            }
+        }
+        let mut taken = std::mem::take(&mut self.kernel_events);
+        // The batch's buffer comes back emptied, to be filled again without reallocating.
+        let (events, emptied) = self
+            .endpoints
+            .run(move |endpoints| {
+                let events: Vec<_> = taken
+                    .drain(..)
+                    .flat_map(|event| endpoints.on_kernel_event(&event))
+                    .collect();
+                (events, taken)
+            })
+            .await?;
+        self.kernel_events = emptied;
+        self.publisher.send_events(&events);
+        Ok(())
+    }
+
+    /// Reads /proc on a blocking thread, to the connections when [`Self::spy_depth`] says so,
+    /// and publishes the connection events the endpoint reporter derives from them.
+    async fn on_spy_tick(&mut self) -> Result<(), Error> {
+        let depth = self.spy_depth();
+        let Some(mut spy) = self.spy.take() else {
+            return Ok(());
+        };
+        let (spy, observed) = tokio::task::spawn_blocking(move || {
+            let observed = spy.spy(depth);
+            (spy, observed)
+        })
+        .await
+        .map_err(Error::Spy)?;
+        self.spy = Some(spy);
+        let (events, pending, translations) = self
+            .endpoints
+            .run(move |endpoints| {
+                let events = observed.map(|(observed, at)| endpoints.apply(observed, at));
+                (
+                    events,
+                    endpoints.has_pending(),
+                    endpoints.nat_translations(),
+                )
+            })
+            .await?;
+        if let Some(events) = events {
+            self.publisher.send_events(&events);
+            self.read_connections = pending;
+        }
+        self.stats.set_nat_translations(translations);
+        Ok(())
+    }
+
+    /// How deep the next spy reads: the connections too in procfs mode, at the first spy, and
+    /// whenever the kernel lost events since the last look (a resync).
+    fn spy_depth(&mut self) -> Depth {
+        if let Some(tracker) = &self.tracker {
+            if lost_events_grew(tracker, &mut self.lost_seen, &self.stats) {
+                self.read_connections = true;
+                Stats::add(&self.stats.resyncs, 1);
+            }
+            note_malformed_records(tracker, &self.stats);
+        }
+        if self.read_connections || self.tracker.is_none() {
+            Depth::Connections
+        } else {
+            Depth::Processes
+        }
+    }
+
+    /// Publishes the host and process reporters' deltas; with a full report, open
+    /// connections are re-announced too.
+    async fn on_publish_tick(&mut self) -> Result<(), Error> {
+        let Some(spy) = self.spy.as_mut() else {
+            return Ok(());
+        };
+        let publish = spy.publish();
+        for delta in &publish.deltas {
+            self.publisher.send_delta(delta);
+        }
+        if publish.full {
+            let refresh = self.endpoints.run(|endpoints| endpoints.refresh()).await?;
+            self.publisher.send_events(&refresh);
+            let metrics = self.stats.metrics();
+            tracing::debug!(?metrics, "collector counters");
+        }
+        self.publisher.recover();
+        Ok(())
+    }
+
+    /// Publishes what the tracker still holds and flushes the producer.
+    async fn stop(mut self) -> Result<(), Error> {
+        // Events still in the ring buffer happened before the stop: they are published too.
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.drain_pending(&mut self.kernel_events);
+            self.publish_kernel_events().await?;
+        }
+        tracing::info!("collector stopping; flushing queued records");
+        self.publisher.flush(SHUTDOWN_FLUSH_TIMEOUT).await;
+        let metrics = self.stats.metrics();
+        tracing::info!(?metrics, "collector stopped");
+        Ok(())
     }
 }
 
@@ -296,7 +392,7 @@ fn note_malformed_records(tracker: &Tracker, stats: &Stats) {
 }
 
 /// This machine's host name (`gethostname(2)`).
-pub fn hostname() -> std::io::Result<String> {
+fn hostname() -> std::io::Result<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
     // when the name fits, and the last byte is kept 0 for when it does not.
@@ -312,12 +408,4 @@ pub fn hostname() -> std::io::Result<String> {
         ));
     }
     Ok(name)
-}
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -16,7 +16,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rdkafka::{
@@ -24,19 +24,17 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
 };
 use scope_kafka::KafkaArgs;
+use scope_kafka::throttle::Throttle;
 use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
 
 use crate::{Error, stats::Stats};
 
 /// Scope's producer settings; `-X` properties override them.
-pub const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
+const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
     ("enable.idempotence", "true"),
     ("compression.type", "lz4"),
     ("linger.ms", "50"),
 ];
-
-/// How often a failure is logged at most, whatever the failure rate.
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How long one poll for delivery reports lasts; each report is served as it arrives.
 const DELIVERY_POLL: Duration = Duration::from_millis(500);
@@ -52,7 +50,7 @@ impl Publisher {
     pub fn new(kafka: &KafkaArgs, host_id: &str, stats: Arc<Stats>) -> Result<Self, Error> {
         let deliveries = Deliveries {
             stats,
-            throttle: Arc::new(Throttle::default()),
+            throttle: Arc::new(Mutex::new(Throttle::default())),
         };
         Ok(Publisher {
             kafka: kafka.clone(),
@@ -201,14 +199,20 @@ impl Drop for PolledProducer {
 #[derive(Clone)]
 struct Deliveries {
     stats: Arc<Stats>,
-    throttle: Arc<Throttle>,
+    /// Shared with librdkafka's polling thread.
+    throttle: Arc<Mutex<Throttle>>,
 }
 
 impl Deliveries {
     fn failed(&self, topic: &str, error: &dyn std::fmt::Display) {
         let stats = &self.stats;
         stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.throttle.allow() {
+        let allowed = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .allow();
+        if let Some(suppressed) = allowed {
             tracing::warn!(
                 topic, %error, suppressed,
                 total_failures = stats.publish_failures.load(Ordering::Relaxed),
@@ -255,43 +259,11 @@ impl Kind {
     }
 }
 
-/// Lets one log line through per [`FAILURE_LOG_EVERY`], and tells how many it held back.
-#[derive(Default)]
-struct Throttle {
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    fn allow(&self) -> Option<u64> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (last, suppressed) = &mut *state;
-        let now = Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < FAILURE_LOG_EVERY) {
-            *suppressed += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(suppressed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Instant;
 
-    #[test]
-    fn throttle_lets_one_line_through_and_counts_the_rest() {
-        let throttle = Throttle::default();
-        assert_eq!(throttle.allow(), Some(0));
-        assert_eq!(throttle.allow(), None);
-        assert_eq!(throttle.allow(), None);
-        // Pretend the window passed.
-        throttle.state.lock().unwrap().0 = Some(Instant::now() - FAILURE_LOG_EVERY);
-        assert_eq!(throttle.allow(), Some(2));
-    }
+    use super::*;
 
     #[tokio::test]
     async fn unreachable_broker_is_counted_not_fatal() {

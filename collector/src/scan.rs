@@ -79,7 +79,7 @@ pub enum Depth {
 
 /// Walks `proc_root`. Fails only when `proc_root` itself cannot be listed.
 pub fn scan(proc_root: &Path, depth: Depth, stats: &Stats) -> io::Result<Scan> {
-    let timestamp_us = crate::now_us();
+    let timestamp_us = scope_schemas::time::now_us();
     let at = Instant::now();
     let page_size = page_size();
     let mut processes = Vec::new();

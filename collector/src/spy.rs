@@ -50,7 +50,7 @@ impl Spy {
             host_deltas: DeltaTracker::new(host_id, keys::HOST),
             process_deltas: DeltaTracker::new(host_id, keys::PROCESS),
             schedule: FullSchedule::new(full_every),
-            seq: Sequence::starting_at(crate::now_us()),
+            seq: Sequence::starting_at(scope_schemas::time::now_us()),
             proc_root,
             stats,
         }
@@ -90,7 +90,7 @@ impl Spy {
     /// `full_every` publishes).
     pub fn publish(&mut self) -> Publish {
         let full = self.schedule.next_is_full();
-        let now = crate::now_us();
+        let now = scope_schemas::time::now_us();
         let deltas = vec![
             self.host_deltas
                 .delta(self.host.nodes(), full, self.seq.next_seq(), now),

@@ -7,6 +7,7 @@ use std::sync::{
 };
 
 use scope_ebpf::EventKind;
+use scope_kafka::metrics::Families;
 
 use crate::tracker::TrackerMode;
 
@@ -58,43 +59,6 @@ impl Stats {
     pub(crate) fn set_nat_translations(&self, total: u64) {
         self.nat_translations.store(total, Ordering::Relaxed);
     }
-
-    /// Every counter with its Prometheus-style name.
-    pub fn metrics(&self) -> [(&'static str, u64); 9] {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            (
-                "scope_collector_events_published_total",
-                get(&self.events_published),
-            ),
-            (
-                "scope_collector_deltas_published_total",
-                get(&self.deltas_published),
-            ),
-            (
-                "scope_collector_publish_failures_total",
-                get(&self.publish_failures),
-            ),
-            (
-                "scope_collector_proc_read_errors_total",
-                get(&self.proc_read_errors),
-            ),
-            ("scope_collector_spies_total", get(&self.spies)),
-            (
-                "scope_collector_ebpf_lost_events_total",
-                get(&self.ebpf_lost_events),
-            ),
-            (
-                "scope_collector_ebpf_malformed_records_total",
-                get(&self.ebpf_malformed_records),
-            ),
-            ("scope_collector_resyncs_total", get(&self.resyncs)),
-            (
-                "scope_collector_nat_translations_total",
-                get(&self.nat_translations),
-            ),
-        ]
-    }
 }
 
 fn kernel_event_index(kind: EventKind) -> usize {
@@ -121,63 +85,78 @@ pub fn stats() -> Arc<Stats> {
 }
 
 impl Stats {
-    /// Writes every value of [`Stats::metrics`] as a Prometheus family, for the
-    /// `--metrics-addr` endpoint: a counter when its name ends in `_total` (the Prometheus
-    /// convention), a gauge otherwise. A value added there is exported without a change
-    /// here; give it a help text in `help` below (a test insists).
-    pub fn write_metrics(&self, out: &mut scope_kafka::metrics::Exposition) {
-        for (name, value) in self.metrics() {
-            if name.ends_with("_total") {
-                out.counter(name, help(name), value);
-            } else {
-                out.gauge(name, help(name), value);
-            }
-        }
-        for kind in [EventKind::Connect, EventKind::Accept, EventKind::Close] {
-            out.counter_with(
-                "scope_collector_ebpf_events_total",
-                "Connection events the eBPF tracker delivered, by kind.",
-                &[("kind", kernel_event_name(kind))],
-                self.ebpf_events[kernel_event_index(kind)].load(Ordering::Relaxed),
-            );
-        }
+    /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
+    pub fn write_metrics(&self, out: &mut Families) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.counter(
+            "scope_collector_events_published_total",
+            "Connection events the broker acknowledged.",
+            get(&self.events_published),
+        );
+        out.counter(
+            "scope_collector_deltas_published_total",
+            "Report deltas the broker acknowledged.",
+            get(&self.deltas_published),
+        );
+        out.counter(
+            "scope_collector_publish_failures_total",
+            "Records that could not be encoded, queued or delivered.",
+            get(&self.publish_failures),
+        );
+        out.counter(
+            "scope_collector_proc_read_errors_total",
+            "Reads under /proc that failed and were skipped.",
+            get(&self.proc_read_errors),
+        );
+        out.counter(
+            "scope_collector_spies_total",
+            "Completed reads of /proc (spies).",
+            get(&self.spies),
+        );
+        out.counter(
+            "scope_collector_ebpf_lost_events_total",
+            "Connection events the eBPF tracker lost (ring buffer full); each loss triggers a resync.",
+            get(&self.ebpf_lost_events),
+        );
+        out.counter(
+            "scope_collector_ebpf_malformed_records_total",
+            "eBPF ring buffer records that did not decode (the programs and the collector disagree on their layout), skipped.",
+            get(&self.ebpf_malformed_records),
+        );
+        out.counter(
+            "scope_collector_resyncs_total",
+            "Re-reads of all connections from /proc after lost events.",
+            get(&self.resyncs),
+        );
+        out.counter(
+            "scope_collector_nat_translations_total",
+            "Connections reported with their conntrack-translated (DNAT) destination.",
+            get(&self.nat_translations),
+        );
+        out.counter_by(
+            "scope_collector_ebpf_events_total",
+            "Connection events the eBPF tracker delivered, by kind.",
+            "kind",
+            [EventKind::Connect, EventKind::Accept, EventKind::Close].map(|kind| {
+                (
+                    kernel_event_name(kind),
+                    get(&self.ebpf_events[kernel_event_index(kind)]),
+                )
+            }),
+        );
         let ebpf = self.ebpf_mode.load(Ordering::Relaxed);
-        for (mode, active) in [(TrackerMode::Ebpf, ebpf), (TrackerMode::Procfs, !ebpf)] {
-            out.gauge_with(
-                "scope_collector_tracker_mode",
-                "1 for how connections are learnt (ebpf or procfs), 0 for the other.",
-                &[("mode", mode.as_str())],
-                u64::from(active),
-            );
-        }
+        out.gauge_by(
+            "scope_collector_tracker_mode",
+            "1 for how connections are learnt (ebpf or procfs), 0 for the other.",
+            "mode",
+            [(TrackerMode::Ebpf, ebpf), (TrackerMode::Procfs, !ebpf)]
+                .map(|(mode, active)| (mode.as_str(), u64::from(active))),
+        );
     }
-}
 
-/// The `# HELP` text of a value of [`Stats::metrics`].
-fn help(name: &str) -> &'static str {
-    match name {
-        "scope_collector_events_published_total" => "Connection events the broker acknowledged.",
-        "scope_collector_deltas_published_total" => "Report deltas the broker acknowledged.",
-        "scope_collector_publish_failures_total" => {
-            "Records that could not be encoded, queued or delivered."
-        }
-        "scope_collector_proc_read_errors_total" => {
-            "Reads under /proc that failed and were skipped."
-        }
-        "scope_collector_spies_total" => "Completed reads of /proc (spies).",
-        "scope_collector_ebpf_lost_events_total" => {
-            "Connection events the eBPF tracker lost (ring buffer full); each loss triggers a resync."
-        }
-        "scope_collector_ebpf_malformed_records_total" => {
-            "eBPF ring buffer records that did not decode (the programs and the collector disagree on their layout), skipped."
-        }
-        "scope_collector_resyncs_total" => {
-            "Re-reads of all connections from /proc after lost events."
-        }
-        "scope_collector_nat_translations_total" => {
-            "Connections reported with their conntrack-translated (DNAT) destination."
-        }
-        _ => "A collector metric.",
+    /// Every counter with its value, for a log line.
+    pub fn metrics(&self) -> Families {
+        Families::of(|out| self.write_metrics(out))
     }
 }
 
@@ -186,40 +165,61 @@ mod metrics_tests {
     use super::*;
 
     #[test]
-    fn every_counter_is_exported_with_its_own_help() {
+    fn a_scrape_shows_every_counter_by_its_name() {
         let stats = Stats::default();
         Stats::add(&stats.spies, 4);
-        let mut out = scope_kafka::metrics::Exposition::new();
-        stats.write_metrics(&mut out);
-        let text = out.finish();
-        for (name, value) in stats.metrics() {
-            assert_ne!(help(name), help(""), "{name} needs a help text");
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            assert!(text.contains(&format!("\n# TYPE {name} {kind}\n{name} {value}\n")));
-        }
-        assert!(text.contains("\nscope_collector_spies_total 4\n"));
-    }
-
-    #[test]
-    fn tracker_mode_and_kernel_events_are_labelled() {
-        let stats = Stats::default();
         stats.set_tracker_mode(TrackerMode::Ebpf);
         stats.kernel_event(EventKind::Accept);
         stats.kernel_event(EventKind::Accept);
-        let mut out = scope_kafka::metrics::Exposition::new();
-        stats.write_metrics(&mut out);
-        let text = out.finish();
+        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let counters = [
+            "scope_collector_events_published",
+            "scope_collector_deltas_published",
+            "scope_collector_publish_failures",
+            "scope_collector_proc_read_errors",
+            "scope_collector_spies",
+            "scope_collector_ebpf_lost_events",
+            "scope_collector_ebpf_malformed_records",
+            "scope_collector_resyncs",
+            "scope_collector_nat_translations",
+        ];
+        for family in counters {
+            let value = if family == "scope_collector_spies" {
+                4
+            } else {
+                0
+            };
+            assert!(
+                text.contains(&format!(
+                    "\n# TYPE {family} counter\n{family}_total {value}\n"
+                )),
+                "no {family}_total in\n{text}"
+            );
+        }
         for line in [
+            "# TYPE scope_collector_ebpf_events counter",
+            "scope_collector_ebpf_events_total{kind=\"connect\"} 0",
             "scope_collector_ebpf_events_total{kind=\"accept\"} 2",
             "scope_collector_ebpf_events_total{kind=\"close\"} 0",
+            "# TYPE scope_collector_tracker_mode gauge",
             "scope_collector_tracker_mode{mode=\"ebpf\"} 1",
             "scope_collector_tracker_mode{mode=\"procfs\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
         }
+        assert_eq!(
+            text.matches("# TYPE ").count(),
+            counters.len() + 2,
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("scope_collector_"))
+        );
+        let logged = format!("{:?}", stats.metrics());
+        assert!(
+            logged.contains("scope_collector_spies_total: 4"),
+            "{logged}"
+        );
     }
 }

@@ -6,6 +6,11 @@
 //! word with [`u32::to_ne_bytes`]; ports are already in host order. An IPv4 connection on a
 //! dual-stack IPv6 socket shows up in `tcp6` as `::ffff:a.b.c.d`; it is turned back into IPv4
 //! here, so every consumer sees one address for one peer.
+//!
+//! Parsed by hand rather than with the `procfs` crate: it builds a struct with owned fields
+//! for every line of every table, where the spy only needs the established sockets' tuples
+//! and inodes, read every second on every node; and the collector, privileged, links
+//! nothing it does not use.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -24,7 +24,7 @@ pub enum TrackerChoice {
 /// What the collector is using: the host node's `tracker_mode` and the
 /// `scope_collector_tracker_mode` metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrackerMode {
+pub(crate) enum TrackerMode {
     Ebpf,
     Procfs,
 }
@@ -40,7 +40,7 @@ impl TrackerMode {
 
 /// Loads the eBPF tracker unless procfs was chosen. With `auto`, a tracker that cannot load
 /// is logged once, with the reason, and `None` means procfs.
-pub fn start(args: &CollectorArgs) -> Result<Option<Tracker>, Error> {
+pub(crate) fn start(args: &CollectorArgs) -> Result<Option<Tracker>, Error> {
     if args.tracker == TrackerChoice::Procfs {
         tracing::info!("connection tracker: procfs (--tracker procfs)");
         return Ok(None);

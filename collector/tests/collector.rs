@@ -2,27 +2,23 @@
 //! broker while two real processes open, hold and drop a TCP connection.
 
 use std::{
-    path::Path,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
+    message::BorrowedMessage,
 };
-use scope_collector::{CollectorArgs, Stats, tracker::TrackerChoice};
-use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_collector::{CollectorArgs, Stats, TrackerChoice};
+use scope_kafka::KafkaArgs;
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Node, Record, ReportDelta,
     report::{host_node_id, keys, process_node_id},
     topics,
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
-};
-use tokio_util::sync::CancellationToken;
+use scope_testkit::{Broker, Process, Running, free_port, wait_for_async};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -45,36 +41,24 @@ print(c.getsockname()[1], flush=True)
 time.sleep(3600)
 "#;
 
-fn python() -> &'static str {
-    // The system interpreter directly: a pyenv shim would add a shell in front of it.
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
+/// Starts `python3 -c script args...` and reads the port it prints first.
+fn spawn_python(script: &str, args: &[&str]) -> (Process, String) {
+    let process = Process::python(script, args);
+    let port = process.line(WAIT, "its port").trim().to_owned();
+    (process, port)
 }
 
-/// Starts `python3 -c script args...` and reads the first line it prints.
-async fn spawn_python(
-    script: &str,
-    args: &[&str],
-) -> (Child, u32, String, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts");
-    let pid = child.id().expect("running child has a pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let line = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("child printed in time")
-        .expect("child stdout readable")
-        .expect("child printed a line");
-    (child, pid, line.trim().to_owned(), lines)
+/// Runs a collector in this test, returned once its first spy has read what existed.
+async fn start_collector(args: CollectorArgs) -> (Running<scope_collector::Error>, Arc<Stats>) {
+    let stats = Arc::new(Stats::default());
+    let counted = Arc::clone(&stats);
+    let collector =
+        Running::start(|shutdown| scope_collector::run_with_stats(args, shutdown, counted));
+    wait_for_async("the collector's first spy", WAIT, || {
+        (stats.spies.load(Ordering::Relaxed) > 0).then_some(())
+    })
+    .await;
+    (collector, stats)
 }
 
 /// A consumer of both collector topics from their start.
@@ -111,40 +95,38 @@ async fn consume_until(
     what: &str,
     done: impl Fn(&Seen) -> bool,
 ) {
-    let deadline = Instant::now() + WAIT;
-    while !done(seen) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = match tokio::time::timeout(left, consumer.recv()).await {
-            Err(_) => panic!(
-                "timed out waiting for {what}; saw {} events: {:#?}\nand {} deltas",
+    let fold = |seen: &mut Seen, message: &BorrowedMessage<'_>| record(seen, host_id, message);
+    scope_testkit::consume_until(consumer, WAIT, seen, fold, done)
+        .await
+        .unwrap_or_else(|timed_out| {
+            panic!(
+                "{timed_out} waiting for {what}; saw {} events: {:#?}\nand {} deltas",
                 seen.events.len(),
                 seen.events,
                 seen.deltas.len()
-            ),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "consumer error; retrying");
-                continue;
+            )
+        });
+}
+
+/// Adds a record of `host_id` to what was seen.
+fn record(seen: &mut Seen, host_id: &str, message: &BorrowedMessage<'_>) {
+    // This broker only holds this collector's records, all keyed by its host id.
+    assert_eq!(message.key(), Some(host_id.as_bytes()));
+    let payload = message.payload().expect("records have values");
+    match message.topic() {
+        topics::CONNECTIONS => {
+            let event = ConnectionEvent::decode(payload).expect("valid ConnectionEvent");
+            if event.host_id == host_id {
+                seen.events.push(event);
             }
-            Ok(Ok(message)) => message,
-        };
-        // This broker only holds this collector's records, all keyed by its host id.
-        assert_eq!(message.key(), Some(host_id.as_bytes()));
-        let payload = message.payload().expect("records have values");
-        match message.topic() {
-            topics::CONNECTIONS => {
-                let event = ConnectionEvent::decode(payload).expect("valid ConnectionEvent");
-                if event.host_id == host_id {
-                    seen.events.push(event);
-                }
-            }
-            topics::REPORTS => {
-                let delta = ReportDelta::decode(payload).expect("valid ReportDelta");
-                if delta.host_id == host_id {
-                    seen.deltas.push(delta);
-                }
-            }
-            other => panic!("unexpected topic {other}"),
         }
+        topics::REPORTS => {
+            let delta = ReportDelta::decode(payload).expect("valid ReportDelta");
+            if delta.host_id == host_id {
+                seen.deltas.push(delta);
+            }
+        }
+        other => panic!("unexpected topic {other}"),
     }
 }
 
@@ -196,11 +178,7 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
         .with_test_writer()
         .try_init();
 
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let kafka = KafkaArgs::new(broker.bootstrap());
-    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
 
     let host_id = format!("collector-test-{}-{mode}", std::process::id());
     let mut args = CollectorArgs::new(kafka.clone());
@@ -209,27 +187,14 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
     args.spy_interval = Duration::from_millis(100);
     args.publish_interval = Duration::from_millis(300);
     args.full_every = 2;
-    let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(scope_collector::run_with_stats(
-        args,
-        shutdown.clone(),
-        stats.clone(),
-    ));
-
     let consumer = subscribe(&kafka);
-
     // Once the first spy has read what existed, new connections come only from the tracker.
-    let started = Instant::now();
-    while stats.spies.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(started.elapsed() < WAIT, "no spy within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (collector, stats) = start_collector(args).await;
 
     // Two real processes holding one loopback connection.
-    let (_server, server_pid, server_port, _server_out) = spawn_python(SERVER, &[]).await;
-    let (mut client, client_pid, client_port, _client_out) =
-        spawn_python(CLIENT, &[&server_port]).await;
+    let (server, server_port) = spawn_python(SERVER, &[]);
+    let (client, client_port) = spawn_python(CLIENT, &[&server_port]);
+    let (server_pid, client_pid) = (server.pid(), client.pid());
 
     let mut seen = Seen::default();
     consume_until(
@@ -328,7 +293,7 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
     }
 
     // The client exits: its end of the connection closes, and so does the server's.
-    client.kill().await.unwrap();
+    drop(client);
     consume_until(&consumer, &mut seen, &host_id, "close events", |s| {
         find_event(s, ConnectionEventKind::Close, client_pid, &client_port).is_some()
             && find_event(s, ConnectionEventKind::Close, server_pid, &server_port).is_some()
@@ -338,31 +303,18 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
     assert!(close.timestamp_us >= connect.timestamp_us);
     assert_eq!(close.remote_port, connect.remote_port);
 
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, collector)
-        .await
-        .expect("collector stops")
-        .unwrap()
-        .unwrap();
+    collector.stop(WAIT).await;
     let metrics = stats.metrics();
     assert!(
-        stats
-            .events_published
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4,
+        stats.events_published.load(Ordering::Relaxed) >= 4,
         "{metrics:?}"
     );
     assert!(
-        stats
-            .deltas_published
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2,
+        stats.deltas_published.load(Ordering::Relaxed) >= 2,
         "{metrics:?}"
     );
     assert_eq!(
-        stats
-            .publish_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.publish_failures.load(Ordering::Relaxed),
         0,
         "{metrics:?}"
     );
@@ -385,14 +337,7 @@ fn scrape(addr: &str, series: &str) -> Option<f64> {
 
 /// Polls the collector's metrics until `series` satisfies `ok`, or fails after [`WAIT`].
 async fn wait_for_metric(addr: &str, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = scrape(addr, series).filter(|v| ok(*v)) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{series} never as expected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(series, WAIT, || scrape(addr, series).filter(|v| ok(*v))).await
 }
 
 /// A collector whose eBPF ring buffer overflows (it is stopped with SIGSTOP while connections
@@ -403,25 +348,17 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
     if !scope_collector::test_support::root_or_skip("the eBPF tracker") {
         return;
     }
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let kafka = KafkaArgs::new(broker.bootstrap());
-    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
     let host_id = format!("collector-test-{}-lost", std::process::id());
-    let metrics = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap().to_string()
-    };
-    let collector = Command::new(env!("CARGO_BIN_EXE_scope-collector"))
-        .args(["--brokers", &broker.bootstrap(), "--host-id", &host_id])
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scope-collector"));
+    command
+        .args(["--brokers", &kafka.brokers, "--host-id", &host_id])
         .args(["--tracker", "ebpf", "--ebpf-ring-buffer-bytes", "4096"])
         .args(["--spy-interval", "200ms", "--publish-interval", "1s"])
-        .args(["--metrics-addr", &metrics])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("scope-collector starts");
-    let pid = collector.id().expect("running") as i32;
+        .args(["--metrics-addr", &metrics]);
+    let collector = Process::spawn(command);
+    let pid = collector.pid() as i32;
     wait_for_metric(&metrics, "scope_collector_spies_total", |n| n >= 1.0).await;
     assert_eq!(
         scrape(&metrics, "scope_collector_tracker_mode{mode=\"ebpf\"}"),
@@ -508,31 +445,10 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
     if !scope_collector::test_support::root_or_skip("the eBPF tracker") {
         return;
     }
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let kafka = KafkaArgs::new(broker.bootstrap());
-    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
 
-    let mut holder = Command::new(python())
-        .arg("-c")
-        .arg(IN_FLIGHT)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts");
-    let holder_pid = holder.id().expect("running child has a pid");
-    let mut holder_in = holder.stdin.take().expect("piped stdin");
-    let mut holder_out = BufReader::new(holder.stdout.take().expect("piped stdout")).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(WAIT, holder_out.next_line())
-            .await
-            .expect("child printed in time")
-            .expect("child stdout readable")
-            .expect("child printed a line")
-    };
-    let client_port = next_line().await;
+    let mut holder = Process::python(IN_FLIGHT, &[]);
+    let client_port = holder.line(WAIT, "the client's port");
 
     let host_id = format!("collector-test-{}-unowned", std::process::id());
     let mut args = CollectorArgs::new(kafka.clone());
@@ -541,24 +457,11 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
     // With eBPF the spy runs once a publish: long enough that the socket is received well
     // before the second spy, which the test checks rather than assumes.
     args.publish_interval = Duration::from_secs(2);
-    let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(scope_collector::run_with_stats(
-        args,
-        shutdown.clone(),
-        stats.clone(),
-    ));
     let consumer = subscribe(&kafka);
-
-    let spies = || stats.spies.load(std::sync::atomic::Ordering::Relaxed);
-    let started = Instant::now();
-    while spies() == 0 {
-        assert!(started.elapsed() < WAIT, "no spy within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    use tokio::io::AsyncWriteExt;
-    holder_in.write_all(b"take it\n").await.unwrap();
-    assert_eq!(next_line().await, "owned");
+    let (collector, stats) = start_collector(args).await;
+    let spies = || stats.spies.load(Ordering::Relaxed);
+    holder.write_line("take it");
+    assert_eq!(holder.line(WAIT, "owned"), "owned");
     assert_eq!(
         spies(),
         1,
@@ -587,10 +490,9 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
         .unwrap();
     assert_eq!(
         (connect.pid, connect.source),
-        (Some(holder_pid as i32), EventSource::Procfs)
+        (Some(holder.pid() as i32), EventSource::Procfs)
     );
     assert!(spies() >= 2);
 
-    shutdown.cancel();
-    collector.await.unwrap().unwrap();
+    collector.stop(WAIT).await;
 }

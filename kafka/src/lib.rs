@@ -9,17 +9,22 @@
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
 //!   and loses messages under load. `api_versions` is the framing proxy in front of it that
 //!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read.
+//! - [`component`]: [`component::Component`], the trait every stage implements (validate,
+//!   metrics, `run(self, cx)`), and its [`component::Context`].
 //! - [`service`]: logging, signals, `--check-config`, `--metrics-addr` and exit codes for every
 //!   binary.
-//! - [`metrics`]: the Prometheus text format ([`metrics::Exposition`]) and the small HTTP
-//!   server that answers `GET /metrics`.
+//! - [`throttle`]: [`throttle::Throttle`], one log line per interval for a repeated problem.
+//! - [`metrics`]: every component's counters as [`metrics::Families`], encoded by
+//!   prometheus-client and served at `GET /metrics` by axum.
 
 #[cfg(feature = "embedded")]
 mod api_versions;
+pub mod component;
 #[cfg(feature = "embedded")]
 mod embedded;
 pub mod metrics;
 pub mod service;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -95,25 +100,6 @@ pub enum Error {
         addr: std::net::SocketAddr,
         reason: String,
     },
-}
-
-impl Error {
-    /// A dead or unreachable broker may come back; a rejected request will not.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Admin(_) => false,
-            Error::CreateTopic { source, .. } => matches!(
-                source.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure
-                )
-            ),
-            // Another process holds the port, or the address is not this machine's.
-            Error::MetricsListen { .. } => false,
-            #[cfg(feature = "embedded")]
-            Error::Embedded { .. } => false,
-        }
-    }
 }
 
 /// Creates every topic in `specs` that does not exist yet. An existing topic is left as it is.

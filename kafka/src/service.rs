@@ -1,11 +1,14 @@
 //! The life of a Scope process: logging set up once, a shutdown token cancelled by SIGINT or
 //! SIGTERM, and an exit code that tells a supervisor whether to restart.
 
-use std::{fmt::Display, future::Future, net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, process::ExitCode};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{self, Exposition};
+use crate::{
+    component::{Component, Context, EXIT_RETRYABLE},
+    metrics,
+};
 
 /// What is logged when `RUST_LOG` is unset: the pipeline's own `info`, everyone else's
 /// warnings. The embedded broker (the `tansu_*` crates) logs every request it serves at
@@ -68,7 +71,7 @@ pub fn shutdown_on_signal() -> CancellationToken {
 /// Shared by the standalone binaries and the `scope` subcommands, so both accept the same
 /// flags.
 #[derive(clap::Args, Debug)]
-pub struct Component<A: clap::Args> {
+pub struct Cli<A: clap::Args> {
     #[command(flatten)]
     pub args: A,
     /// Validate the configuration, print the verdict and exit (0 when sound, 2 when not).
@@ -79,7 +82,15 @@ pub struct Component<A: clap::Args> {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-impl<A: clap::Args + clap::FromArgMatches> Component<A> {
+/// The whole `main` of a component's binary `name`: parse, validate, run until a signal.
+pub async fn main<A>(name: &'static str, about: &'static str) -> ExitCode
+where
+    A: Component + clap::Args + clap::FromArgMatches,
+{
+    Cli::<A>::parse(name, about).main(name).await
+}
+
+impl<A: Component + clap::Args + clap::FromArgMatches> Cli<A> {
     /// Parses this process's command line as the binary `name`; exits with usage on error.
     pub fn parse(name: &'static str, about: &'static str) -> Self {
         use clap::FromArgMatches;
@@ -90,26 +101,16 @@ impl<A: clap::Args + clap::FromArgMatches> Component<A> {
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
-    /// Runs the component until it returns or a signal stops it. With `--check-config`, only
-    /// validates.
+    /// Runs the component until it returns or a signal stops it, as the program `name`.
+    /// With `--check-config`, only validates.
     ///
     /// With `--metrics-addr`, the address is bound before `run` starts, so a port in use
     /// fails the start (exit code 2, as for an invalid configuration) instead of leaving a
-    /// component nobody can scrape; every scrape then calls `metrics` for the component's
-    /// families. The endpoint stops with the component.
-    pub async fn main<E, Fut>(
-        self,
-        name: &str,
-        validate: impl FnOnce(&A) -> Result<(), E>,
-        metrics: impl Fn(&mut Exposition) + Send + Sync + 'static,
-        run: impl FnOnce(A, CancellationToken) -> Fut,
-    ) -> ExitCode
-    where
-        E: Display,
-        Fut: Future<Output = Result<(), E>>,
-    {
+    /// component nobody can scrape; every scrape reads the component's counters at that
+    /// moment. The endpoint stops with the component.
+    pub async fn main(self, name: &str) -> ExitCode {
         init_tracing();
-        if let Err(error) = validate(&self.args) {
+        if let Err(error) = self.args.validate() {
             eprintln!("{name}: invalid configuration: {error}");
             return ExitCode::from(2);
         }
@@ -121,18 +122,24 @@ impl<A: clap::Args + clap::FromArgMatches> Component<A> {
         // A child token: the endpoint also stops when `run` returns on its own (an error).
         let metrics_shutdown = shutdown.child_token();
         if let Some(addr) = self.metrics_addr
-            && let Err(error) = metrics::listen(addr, metrics, metrics_shutdown.clone()).await
+            && let Err(error) =
+                metrics::listen(addr, A::write_metrics, metrics_shutdown.clone()).await
         {
             eprintln!("{name}: {error}");
             return ExitCode::from(2);
         }
-        let result = run(self.args, shutdown).await;
+        let result = self.args.run(Context { shutdown }).await;
         metrics_shutdown.cancel();
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                tracing::error!(%error, "{name} stopped");
-                ExitCode::FAILURE
+                let retryable = A::is_retryable(&error);
+                tracing::error!(%error, retryable, "{name} stopped");
+                if retryable {
+                    ExitCode::from(EXIT_RETRYABLE)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     }
@@ -140,17 +147,69 @@ impl<A: clap::Args + clap::FromArgMatches> Component<A> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
     use clap::FromArgMatches;
 
-    #[derive(clap::Args, Debug)]
-    struct NoArgs {}
+    use crate::metrics::Families;
 
-    fn parse(argv: &[&str]) -> Result<Component<NoArgs>, clap::Error> {
-        let command = <Component<NoArgs> as clap::Args>::augment_args(clap::Command::new("t"));
+    static RAN: AtomicBool = AtomicBool::new(false);
+
+    /// A component that only notes that it ran.
+    #[derive(clap::Args, Debug)]
+    struct Probe {}
+
+    impl Component for Probe {
+        const NAME: &'static str = "probe";
+        type Error = std::io::Error;
+        fn validate(&self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn write_metrics(_: &mut Families) {}
+        fn is_retryable(_: &Self::Error) -> bool {
+            false
+        }
+        async fn run(self, _: Context) -> Result<(), Self::Error> {
+            RAN.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// A component whose broker is away: it fails, and says a restart may help.
+    #[derive(clap::Args, Debug)]
+    struct BrokerAway {}
+
+    impl Component for BrokerAway {
+        const NAME: &'static str = "broker-away";
+        type Error = std::io::Error;
+        fn validate(&self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn write_metrics(_: &mut Families) {}
+        fn is_retryable(error: &Self::Error) -> bool {
+            error.kind() == std::io::ErrorKind::ConnectionRefused
+        }
+        async fn run(self, _: Context) -> Result<(), Self::Error> {
+            Err(std::io::ErrorKind::ConnectionRefused.into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_may_pass_exits_with_ex_tempfail() {
+        let cli = Cli {
+            args: BrokerAway {},
+            check_config: false,
+            metrics_addr: None,
+        };
+        assert_eq!(cli.main("test").await, ExitCode::from(75));
+    }
+
+    fn parse(argv: &[&str]) -> Result<Cli<Probe>, clap::Error> {
+        let command = <Cli<Probe> as clap::Args>::augment_args(clap::Command::new("t"));
         let matches =
             command.try_get_matches_from(std::iter::once("t").chain(argv.iter().copied()))?;
-        Component::from_arg_matches(&matches)
+        Cli::from_arg_matches(&matches)
     }
 
     #[test]
@@ -172,39 +231,20 @@ mod tests {
     #[tokio::test]
     async fn a_metrics_address_in_use_fails_the_start_like_a_bad_config() {
         let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let component = Component {
-            args: NoArgs {},
+        let cli = Cli {
+            args: Probe {},
             check_config: false,
             metrics_addr: Some(taken.local_addr().unwrap()),
         };
-        let ran = std::sync::atomic::AtomicBool::new(false);
-        let code = component
-            .main(
-                "test",
-                |_| Ok::<(), String>(()),
-                |_| {},
-                |_, _| async {
-                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                },
-            )
-            .await;
-        assert_eq!(code, ExitCode::from(2));
-        assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(cli.main("test").await, ExitCode::from(2));
+        assert!(!RAN.load(Ordering::Relaxed));
 
-        let component = Component {
-            args: NoArgs {},
+        let cli = Cli {
+            args: Probe {},
             check_config: false,
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         };
-        let code = component
-            .main(
-                "test",
-                |_| Ok::<(), String>(()),
-                |_| {},
-                |_, _| async { Ok(()) },
-            )
-            .await;
-        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(cli.main("test").await, ExitCode::SUCCESS);
+        assert!(RAN.load(Ordering::Relaxed));
     }
 }

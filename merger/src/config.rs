@@ -49,6 +49,13 @@ pub struct MergerArgs {
     /// of them can work at once.
     #[arg(long, env = "SCOPE_INPUT_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     pub input_partitions: i32,
+    /// How far a host's clock may be from the merger's before its timestamps are corrected
+    /// (and the host counted and logged): beyond it, a host ahead would stay out of every
+    /// window until its clock's "now" came, one behind would fall out of the window early.
+    /// Measured on messages consumed live, so a merger lagging by more than this corrects
+    /// every host by its lag.
+    #[arg(long, env = "SCOPE_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
 }
 
 impl MergerArgs {
@@ -64,6 +71,7 @@ impl MergerArgs {
             writer: default_writer(),
             full_interval: Duration::from_secs(15),
             input_partitions: 6,
+            max_clock_skew: Duration::from_secs(5),
         }
     }
 
@@ -95,6 +103,9 @@ impl MergerArgs {
                 humantime::format_duration(self.retention),
                 humantime::format_duration(self.window)
             ));
+        }
+        if self.max_clock_skew.is_zero() {
+            return fail("--max-clock-skew must be above zero".into());
         }
         if self.data_dir.as_os_str().is_empty() {
             return fail("--data-dir must not be empty".into());

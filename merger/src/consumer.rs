@@ -37,7 +37,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::Error;
 use crate::config::MergerArgs;
 use crate::state::Input;
-use crate::window::now_us;
+use scope_schemas::time::now_us;
 
 /// How long the rebalance hook waits for the broker's offset lookups.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,7 +59,12 @@ pub(crate) enum CatchUp {
 /// A change of assignment, as the consume loop learns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Rebalance {
-    Assigned(Vec<(Input, i32, CatchUp)>),
+    Assigned {
+        partitions: Vec<(Input, i32, CatchUp)>,
+        /// How many partitions each input topic has, where the broker said: announcements
+        /// name it so that readers can tell when a snapshot time is covered.
+        partition_counts: Vec<(Input, i32)>,
+    },
     Revoked(Vec<(Input, i32)>),
     /// The group reported an error and the assignment was dropped altogether.
     Lost,
@@ -213,6 +218,7 @@ impl ConsumerContext for MergerContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let replays = self.rewind(consumer, tpl);
+                let partition_counts = partition_counts(consumer);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -221,7 +227,10 @@ impl ConsumerContext for MergerContext {
                 if let Err(error) = assigned {
                     tracing::error!(%error, "assigning partitions failed");
                 }
-                self.push(Rebalance::Assigned(replays));
+                self.push(Rebalance::Assigned {
+                    partitions: replays,
+                    partition_counts,
+                });
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.push(Rebalance::Revoked(partitions(tpl)));
@@ -252,6 +261,28 @@ impl ConsumerContext for MergerContext {
             }
         }
     }
+}
+
+/// The partition count of each input topic, from the broker's metadata; a topic it cannot
+/// tell about is left out.
+fn partition_counts(consumer: &BaseConsumer<MergerContext>) -> Vec<(Input, i32)> {
+    let mut counts = Vec::new();
+    for input in [Input::Connections, Input::Reports] {
+        match blocking(|| consumer.fetch_metadata(Some(input.topic()), LOOKUP_TIMEOUT)) {
+            Ok(metadata) => {
+                if let Some(topic) = metadata.topics().first()
+                    && topic.error().is_none()
+                    && let Ok(count) = i32::try_from(topic.partitions().len())
+                {
+                    counts.push((input, count));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, topic = input.topic(), "cannot read the topic's partition count; its announcements will not say it");
+            }
+        }
+    }
+    counts
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(Input, i32)> {
@@ -395,17 +426,14 @@ mod tests {
         let ctx = MergerContext::new(0);
         assert!(ctx.take().is_empty());
         ctx.push(Rebalance::Revoked(vec![(Input::Reports, 0)]));
-        ctx.push(Rebalance::Assigned(vec![(
-            Input::Reports,
-            1,
-            CatchUp::Done,
-        )]));
+        let assigned = Rebalance::Assigned {
+            partitions: vec![(Input::Reports, 1, CatchUp::Done)],
+            partition_counts: vec![(Input::Reports, 4)],
+        };
+        ctx.push(assigned.clone());
         assert_eq!(
             ctx.take(),
-            vec![
-                Rebalance::Revoked(vec![(Input::Reports, 0)]),
-                Rebalance::Assigned(vec![(Input::Reports, 1, CatchUp::Done)])
-            ]
+            vec![Rebalance::Revoked(vec![(Input::Reports, 0)]), assigned]
         );
         assert!(ctx.take().is_empty());
     }

@@ -17,6 +17,8 @@
 //!   durable Parquet files (zstd; temp file, fsync, rename), and the retention sweep.
 //! - `consumer`: the Kafka consumer, its rebalance hook (rewind by time on assignment, drop
 //!   state on revocation) and the offsets to commit.
+//! - `skew`: each host's clock offset against the merger's, measured on live messages, and
+//!   the correction of hosts beyond `--max-clock-skew`.
 //! - `pipeline`: the consume loop behind [`run`]: apply, cut, write, announce, commit.
 //! - [`mod@stats`]: [`Stats`] and [`stats()`], counters with Prometheus-style names.
 //! - [`Error`]: what failed, and whether retrying may help.
@@ -25,12 +27,18 @@ pub mod config;
 mod consumer;
 mod error;
 mod pipeline;
+mod skew;
 pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod window;
 
 use std::sync::Arc;
+
+use scope_kafka::{
+    component::{Component, Context},
+    metrics::Families,
+};
 
 pub use config::{MergerArgs, default_writer};
 pub use error::Error;
@@ -52,6 +60,27 @@ pub use window::Window;
 /// (offset lookups), which then step aside for other tasks, such as an embedded broker.
 pub async fn run(args: MergerArgs, shutdown: CancellationToken) -> Result<(), Error> {
     run_with_stats(args, shutdown, Arc::clone(stats())).await
+}
+
+impl Component for MergerArgs {
+    const NAME: &'static str = "merger";
+    type Error = Error;
+
+    fn validate(&self) -> Result<(), Error> {
+        MergerArgs::validate(self)
+    }
+
+    fn write_metrics(out: &mut Families) {
+        stats().write_metrics(out);
+    }
+
+    fn is_retryable(error: &Error) -> bool {
+        error.is_retryable()
+    }
+
+    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
+        run(self, cx.shutdown)
+    }
 }
 
 /// [`run`], counting into `stats` (tests and embedders that run several mergers in one

@@ -25,17 +25,20 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
+use scope_kafka::throttle::Throttle;
+use scope_schemas::{ConnectionEvent, Record, ReportDelta, SnapshotInput, topics};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::config::MergerArgs;
 use crate::consumer::{self, CatchUp, MergerContext, Positions, Rebalance, blocking};
+use crate::skew::{self, Clocks};
 use crate::snapshot::SnapshotWriter;
 use crate::state::{self, Applied, Input, State};
 use crate::stats::{LocalCounts, Stats};
-use crate::window::{self, Window, micros, now_us};
+use crate::window::{self, Window};
+use scope_schemas::time::{micros, now_us};
 
 /// Messages handled per wake-up before the loop looks at the clock and the shutdown signal.
 const BATCH: usize = 4096;
@@ -43,8 +46,6 @@ const BATCH: usize = 4096;
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often files past retention are looked for.
 const SWEEP_EVERY_US: i64 = 60_000_000;
-/// At most one warning per this interval for each kind of skipped message.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(
     args: MergerArgs,
@@ -101,6 +102,10 @@ pub(crate) async fn run(
         malformed_log: [Throttle::default(), Throttle::default()],
         consume_error_log: Throttle::default(),
         owned: HashMap::new(),
+        partition_counts: HashMap::new(),
+        clocks: Clocks::new(micros(args.max_clock_skew)),
+        skew_corrected: 0,
+        skew_log: Throttle::default(),
         complete: false,
         withheld_log: Throttle::default(),
         next_sweep_us: i64::MIN,
@@ -118,7 +123,13 @@ pub(crate) async fn run(
     consumer.unsubscribe();
     // Closing polls until the group is left, which blocks.
     let closed = tokio::task::spawn_blocking(move || drop(consumer)).await;
-    tracing::info!(snapshot_time_us = t, ok = last.is_ok(), "merger stopped");
+    let stats = scope_kafka::metrics::Families::of(|out| merger.stats.write_metrics(out));
+    tracing::info!(
+        snapshot_time_us = t,
+        ok = last.is_ok(),
+        ?stats,
+        "merger stopped"
+    );
     looped?;
     last?;
     closed.map_err(Error::Task)
@@ -139,6 +150,13 @@ struct Merger {
     consume_error_log: Throttle,
     /// The partitions assigned, and how far each one's replay still has to go.
     owned: HashMap<(Input, i32), CatchUp>,
+    /// Partitions of each input topic, as the broker said at the last assignment.
+    partition_counts: HashMap<Input, i32>,
+    /// Each host's clock against the merger's.
+    clocks: Clocks,
+    /// Messages corrected for skew since the last flush.
+    skew_corrected: u64,
+    skew_log: Throttle,
     /// Whether the last check found the state complete, to log the changes only.
     complete: bool,
     withheld_log: Throttle,
@@ -173,10 +191,12 @@ impl Merger {
                 item = stream.next() => {
                     let mut item = item;
                     let mut handled = 0;
+                    // One clock reading per wake-up: a batch is read within milliseconds.
+                    let read_us = now_us();
                     loop {
                         self.take_rebalances(consumer.context());
                         match item {
-                            Some(Ok(message)) => self.handle(&message),
+                            Some(Ok(message)) => self.handle(&message, read_us),
                             Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                                 return Err(Error::Consume(KafkaError::MessageConsumptionFatal(code)));
                             }
@@ -201,8 +221,8 @@ impl Merger {
         }
     }
 
-    /// Applies one input message, or counts and skips it.
-    fn handle(&mut self, message: &BorrowedMessage<'_>) {
+    /// Applies one input message read at `read_us`, or counts and skips it.
+    fn handle(&mut self, message: &BorrowedMessage<'_>, read_us: i64) {
         let Some(input) = Input::from_topic(message.topic()) else {
             return;
         };
@@ -216,10 +236,17 @@ impl Merger {
             self.malformed(input, partition, message.offset(), "no value");
             return;
         };
+        let live = self.owned.get(&(input, partition)) == Some(&CatchUp::Done);
         let outcome = match input {
             Input::Connections => match ConnectionEvent::decode(payload) {
-                Ok(ev) => match state::check_connection(&ev) {
-                    Ok(()) => self.state.apply_connection_from(partition, ev, msg_ts_us),
+                Ok(mut ev) => match state::check_connection(&ev) {
+                    Ok(()) => {
+                        let correction =
+                            self.clock_of(&ev.host_id, ev.timestamp_us, live.then_some(read_us));
+                        ev.timestamp_us = ev.timestamp_us.saturating_sub(correction);
+                        let msg_ts_us = msg_ts_us.map(|m| m.saturating_sub(correction));
+                        self.state.apply_connection_from(partition, ev, msg_ts_us)
+                    }
                     Err(reason) => {
                         return self.malformed(input, partition, message.offset(), reason);
                     }
@@ -229,8 +256,17 @@ impl Merger {
                 }
             },
             Input::Reports => match ReportDelta::decode(payload) {
-                Ok(delta) => match state::check_report(&delta) {
-                    Ok(()) => self.state.apply_report_from(partition, delta, msg_ts_us),
+                Ok(mut delta) => match state::check_report(&delta) {
+                    Ok(()) => {
+                        let correction = self.clock_of(
+                            &delta.host_id,
+                            delta.timestamp_us,
+                            live.then_some(read_us),
+                        );
+                        delta.timestamp_us = delta.timestamp_us.saturating_sub(correction);
+                        let msg_ts_us = msg_ts_us.map(|m| m.saturating_sub(correction));
+                        self.state.apply_report_from(partition, delta, msg_ts_us)
+                    }
                     Err(reason) => {
                         return self.malformed(input, partition, message.offset(), reason);
                     }
@@ -246,6 +282,32 @@ impl Merger {
             Applied::Duplicate => counts.duplicates += 1,
             Applied::Ignored => counts.ignored += 1,
         }
+    }
+
+    /// The offset to take off `host`'s timestamps; a message read live (`read_us`) also
+    /// updates the host's estimate, and a host going out of bounds or back is logged.
+    fn clock_of(&mut self, host: &str, timestamp_us: i64, read_us: Option<i64>) -> i64 {
+        if let Some(read_us) = read_us {
+            let change = self.clocks.observe(host, timestamp_us, read_us);
+            if change != skew::Change::None
+                && let Some(suppressed) = self.skew_log.allow()
+            {
+                match change {
+                    skew::Change::OutOfBounds { offset_us } => tracing::warn!(
+                        host,
+                        offset_ms = offset_us / 1000,
+                        suppressed,
+                        "host clock out of bounds of the merger's (or the merger lags that much); correcting its timestamps"
+                    ),
+                    _ => tracing::info!(host, suppressed, "host clock back within bounds"),
+                }
+            }
+        }
+        let correction = self.clocks.correction(host);
+        if correction != 0 {
+            self.skew_corrected += 1;
+        }
+        correction
     }
 
     #[cold]
@@ -267,8 +329,12 @@ impl Merger {
     fn take_rebalances(&mut self, context: &MergerContext) {
         for rebalance in context.take() {
             match rebalance {
-                Rebalance::Assigned(partitions) => {
+                Rebalance::Assigned {
+                    partitions,
+                    partition_counts,
+                } => {
                     tracing::info!(?partitions, "assigned input partitions");
+                    self.partition_counts.extend(partition_counts);
                     for (input, partition, catch_up) in partitions {
                         self.positions.forget(input, partition);
                         self.owned.insert((input, partition), catch_up);
@@ -368,6 +434,10 @@ impl Merger {
         use std::sync::atomic::Ordering::Relaxed;
 
         let tables = self.state.cut(t, &self.window);
+        let skewed = self
+            .clocks
+            .prune(t.saturating_sub(self.window.expire_after_us));
+        self.stats.skewed_hosts.store(skewed as u64, Relaxed);
         self.stats
             .expired_sockets
             .fetch_add(tables.expired_sockets, Relaxed);
@@ -391,7 +461,9 @@ impl Merger {
         self.stats.snapshots_written.fetch_add(1, Relaxed);
         self.stats.bytes_written.fetch_add(written.bytes, Relaxed);
 
-        let announcement = self.writer.announcement(t, window_us, written);
+        let announcement = self
+            .writer
+            .announcement(t, window_us, written, self.owned_inputs());
         let payload = announcement
             .encode()
             .map_err(|source| Error::EncodeAnnouncement {
@@ -449,6 +521,33 @@ impl Merger {
     fn flush_counts(&mut self) {
         self.counts[Input::Connections.index()].flush_into(&self.stats.connections);
         self.counts[Input::Reports.index()].flush_into(&self.stats.reports);
+        self.stats.skew_corrected.fetch_add(
+            std::mem::take(&mut self.skew_corrected),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The partitions owned, per input topic, for the announcement: readers render a time
+    /// once its announcements cover every partition.
+    fn owned_inputs(&self) -> Vec<SnapshotInput> {
+        [Input::Connections, Input::Reports]
+            .into_iter()
+            .map(|input| {
+                let mut partitions: Vec<i32> = self
+                    .owned
+                    .keys()
+                    .filter(|(i, _)| *i == input)
+                    .map(|(_, p)| *p)
+                    .collect();
+                partitions.sort_unstable();
+                SnapshotInput {
+                    topic: input.topic().to_owned(),
+                    // 0: unknown, so readers take the snapshot as complete on its own.
+                    partition_count: self.partition_counts.get(&input).copied().unwrap_or(0),
+                    partitions,
+                }
+            })
+            .collect()
     }
 }
 
@@ -456,24 +555,4 @@ impl Merger {
 fn instant_of(t_us: i64) -> Instant {
     let ahead = u64::try_from(t_us.saturating_sub(now_us())).unwrap_or(0);
     Instant::now() + Duration::from_micros(ahead)
-}
-
-/// Allows one log line per [`LOG_EVERY`], counting the ones it held back.
-#[derive(Debug, Default)]
-struct Throttle {
-    next: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    /// `Some(held back since the last line)` when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.next.is_some_and(|next| now < next) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.next = Some(now + LOG_EVERY);
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }

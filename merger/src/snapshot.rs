@@ -22,10 +22,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use scope_schemas::snapshot::{file_path, snapshot_time_of, table};
-use scope_schemas::{Snapshot, SnapshotFile, tables};
+use scope_schemas::{Snapshot, SnapshotFile, SnapshotInput, tables};
 
 use crate::state::{SnapshotTables, family_str};
-use crate::window::micros;
+use scope_schemas::time::micros;
 
 /// Why a snapshot could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +224,7 @@ impl SnapshotWriter {
         snapshot_time_us: i64,
         window_us: i64,
         written: Written,
+        inputs: Vec<SnapshotInput>,
     ) -> Snapshot {
         Snapshot {
             snapshot_time_us,
@@ -231,6 +232,7 @@ impl SnapshotWriter {
             writer: self.writer.clone(),
             data_dir: self.data_dir.display().to_string(),
             files: written.files,
+            inputs,
         }
     }
 

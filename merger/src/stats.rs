@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use scope_kafka::metrics::Exposition;
+use scope_kafka::metrics::Families;
 use scope_schemas::topics;
 
 /// Counters of one input topic.
@@ -44,6 +44,11 @@ pub struct Stats {
     pub expired_sockets: AtomicU64,
     /// `scope_merger_retention_deleted_files_total`: snapshot files deleted past retention.
     pub files_deleted: AtomicU64,
+    /// `scope_merger_clock_skew_corrected_messages_total`: input messages whose timestamps
+    /// were moved onto the merger's clock because their host's clock was out of bounds.
+    pub skew_corrected: AtomicU64,
+    /// `scope_merger_clock_skewed_hosts`: hosts whose clock is out of bounds now (a gauge).
+    pub skewed_hosts: AtomicU64,
 }
 
 static GLOBAL: LazyLock<Arc<Stats>> = LazyLock::new(Arc::default);
@@ -58,10 +63,10 @@ fn get(c: &AtomicU64) -> u64 {
 }
 
 impl Stats {
-    /// Writes every counter as a Prometheus family, for the `--metrics-addr` endpoint.
-    pub fn write_metrics(&self, out: &mut Exposition) {
+    /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
+    pub fn write_metrics(&self, out: &mut Families) {
         type Field = fn(&TopicStats) -> &AtomicU64;
-        let per_topic: [(&str, &str, Field); 4] = [
+        let per_topic: [(&'static str, &'static str, Field); 4] = [
             (
                 "scope_merger_messages_applied_total",
                 "Input messages that changed the merged state.",
@@ -84,12 +89,11 @@ impl Stats {
             ),
         ];
         for (name, help, field) in per_topic {
-            for (topic, t) in [
-                (topics::CONNECTIONS, &self.connections),
-                (topics::REPORTS, &self.reports),
-            ] {
-                out.counter_with(name, help, &[("topic", topic)], get(field(t)));
-            }
+            let by_topic = [
+                (topics::CONNECTIONS, get(field(&self.connections))),
+                (topics::REPORTS, get(field(&self.reports))),
+            ];
+            out.counter_by(name, help, "topic", by_topic);
         }
         let plain = [
             (
@@ -126,6 +130,16 @@ impl Stats {
         for (name, help, counter) in plain {
             out.counter(name, help, get(counter));
         }
+        out.counter(
+            "scope_merger_clock_skew_corrected_messages_total",
+            "Input messages whose timestamps were corrected for their host's clock skew.",
+            get(&self.skew_corrected),
+        );
+        out.gauge(
+            "scope_merger_clock_skewed_hosts",
+            "Hosts whose clock is out of bounds of the merger's.",
+            get(&self.skewed_hosts),
+        );
     }
 }
 
@@ -153,22 +167,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prometheus_text_names_every_counter() {
+    fn a_scrape_shows_every_counter_by_its_name() {
         let stats = Stats::default();
         stats.reports.malformed.fetch_add(3, Ordering::Relaxed);
-        let mut out = Exposition::new();
-        stats.write_metrics(&mut out);
-        let text = out.finish();
-        assert_eq!(text.matches("# TYPE ").count(), 10, "{text}");
-        assert_eq!(
-            text.matches("# TYPE scope_merger_malformed_messages_total counter\n")
-                .count(),
-            1
-        );
-        assert!(text.contains("scope_merger_malformed_messages_total{topic=\"scope.reports\"} 3"));
+        stats.skewed_hosts.store(2, Ordering::Relaxed);
+        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let per_topic = [
+            "scope_merger_messages_applied",
+            "scope_merger_duplicate_messages",
+            "scope_merger_ignored_messages",
+            "scope_merger_malformed_messages",
+        ];
+        for family in per_topic {
+            let reports = if family == "scope_merger_malformed_messages" {
+                3
+            } else {
+                0
+            };
+            let lines = [
+                format!("# TYPE {family} counter"),
+                format!("{family}_total{{topic=\"scope.connections\"}} 0"),
+                format!("{family}_total{{topic=\"scope.reports\"}} {reports}"),
+            ];
+            for line in lines {
+                assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+            }
+        }
+        let plain = [
+            "scope_merger_snapshots_written",
+            "scope_merger_snapshot_written_bytes",
+            "scope_merger_snapshot_failures",
+            "scope_merger_snapshots_withheld",
+            "scope_merger_expired_sockets",
+            "scope_merger_retention_deleted_files",
+            "scope_merger_clock_skew_corrected_messages",
+        ];
+        for family in plain {
+            assert!(
+                text.contains(&format!("\n# TYPE {family} counter\n{family}_total 0\n")),
+                "no {family}_total in\n{text}"
+            );
+        }
         assert!(
-            text.contains("scope_merger_malformed_messages_total{topic=\"scope.connections\"} 0")
+            text.contains("\n# TYPE scope_merger_clock_skewed_hosts gauge\nscope_merger_clock_skewed_hosts 2\n"),
+            "{text}"
         );
-        assert!(text.contains("scope_merger_snapshot_written_bytes_total 0"));
+        assert_eq!(
+            text.matches("# TYPE ").count(),
+            per_topic.len() + plain.len() + 1,
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("scope_merger_"))
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! with its own test, instead of being buried in the bookkeeping. All times are UTC
 //! microseconds since the Unix epoch, as in every Scope record.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use scope_schemas::time::micros;
 
 /// The window `[T - length, T]` a snapshot at `T` covers, and how long an open socket may go
 /// unconfirmed before the merger gives up on it.
@@ -59,19 +61,6 @@ impl Window {
     pub fn is_expired(&self, t_us: i64, last_seen_us: i64) -> bool {
         last_seen_us < t_us.saturating_sub(self.expire_after_us)
     }
-}
-
-/// Duration in microseconds, saturating at `i64::MAX`.
-pub fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// Wall-clock time in microseconds since the epoch.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(micros)
-        .unwrap_or(0)
 }
 
 /// The first multiple of `tick_us` strictly after `now_us`: when the next snapshot is cut.

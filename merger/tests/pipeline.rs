@@ -2,6 +2,7 @@
 //! announcements out. Each test has its own broker, data directory and consumer groups.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,34 +16,22 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_kafka::{EmbeddedBroker, KafkaArgs};
 use scope_merger::{MergerArgs, Stats, run_with_stats};
+use scope_renderer::RendererArgs;
 use scope_schemas::report::{host_node_id, keys, process_node_id};
 use scope_schemas::snapshot::table;
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record,
-    ReportDelta, Snapshot, topics,
+    ReportDelta, Snapshot, View, topics,
 };
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use scope_testkit::{Broker, Running, consume_until, now_us, wait_for_async};
 use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn now_us() -> i64 {
-    scope_merger::window::now_us()
-}
-
-async fn broker() -> (EmbeddedBroker, KafkaArgs) {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let kafka = KafkaArgs::new(broker.bootstrap());
-    ensure_topics(&kafka, &topics::all(1)).await.unwrap();
-    (broker, kafka)
-}
 
 fn merger_args(kafka: &KafkaArgs, dir: &Path, group: &str, writer: &str) -> MergerArgs {
     MergerArgs {
@@ -55,30 +44,22 @@ fn merger_args(kafka: &KafkaArgs, dir: &Path, group: &str, writer: &str) -> Merg
     }
 }
 
-struct Running {
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), scope_merger::Error>>,
+/// A merger running in the test, counting into stats of its own.
+struct Merger {
+    running: Running<scope_merger::Error>,
     stats: Arc<Stats>,
 }
 
-fn start(args: MergerArgs) -> Running {
-    let shutdown = CancellationToken::new();
+fn start(args: MergerArgs) -> Merger {
     let stats = Arc::new(Stats::default());
-    let task = tokio::spawn(run_with_stats(args, shutdown.clone(), Arc::clone(&stats)));
-    Running {
-        shutdown,
-        task,
-        stats,
-    }
+    let counted = Arc::clone(&stats);
+    let running = Running::start(|shutdown| run_with_stats(args, shutdown, counted));
+    Merger { running, stats }
 }
 
-impl Running {
+impl Merger {
     async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("merger did not stop");
-        result.unwrap().unwrap();
+        self.running.stop(TIMEOUT).await;
     }
 }
 
@@ -322,35 +303,30 @@ async fn wait_snapshot(
     writer: &str,
     done: impl Fn(&Tables) -> bool,
 ) -> Tables {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let message = tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .expect("no matching snapshot announced in time")
-            .unwrap();
+    // The latest announcement of `writer`.
+    let mut latest = None;
+    let fold = |latest: &mut Option<Tables>, message: &BorrowedMessage<'_>| {
         let snapshot = Snapshot::decode(message.payload().unwrap()).unwrap();
         assert_eq!(message.key(), Some(snapshot.writer.as_bytes()));
-        if snapshot.writer != writer {
-            continue;
+        if snapshot.writer == writer {
+            *latest = Some(Tables::read(snapshot));
         }
-        let tables = Tables::read(snapshot);
-        if done(&tables) {
-            return tables;
-        }
-    }
+    };
+    consume_until(consumer, TIMEOUT, &mut latest, fold, |latest| {
+        latest.as_ref().is_some_and(&done)
+    })
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}: no matching snapshot of {writer} announced"));
+    latest.expect("a matching snapshot")
 }
 
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(what, TIMEOUT, || condition().then_some(())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn merges_events_and_reports_into_parquet_snapshots() {
-    let (_broker, kafka) = broker().await;
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
     let announcements = snapshot_consumer(&kafka, "test-announcements-1");
     let producer = producer(&kafka);
@@ -448,7 +424,7 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_messages_are_counted_and_skipped() {
-    let (_broker, kafka) = broker().await;
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
     let announcements = snapshot_consumer(&kafka, "test-announcements-2");
     let producer = producer(&kafka);
@@ -517,7 +493,7 @@ async fn malformed_messages_are_counted_and_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_merger_rebuilds_its_state_from_the_recent_past() {
-    let (_broker, kafka) = broker().await;
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
     let announcements = snapshot_consumer(&kafka, "test-announcements-3");
     let producer = producer(&kafka);
@@ -569,7 +545,7 @@ async fn a_restarted_merger_rebuilds_its_state_from_the_recent_past() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_messages_is_applied_completely() {
-    let (_broker, kafka) = broker().await;
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
     let announcements = snapshot_consumer(&kafka, "test-announcements-4");
     let producer = producer(&kafka);
@@ -609,6 +585,7 @@ async fn a_burst_of_messages_is_applied_completely() {
 /// is made (and could create the topic) while the test looks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_up_creates_the_announcement_topic() {
+    // A bare broker, not the kit's: the merger is to create the topics itself.
     let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -623,13 +600,16 @@ async fn start_up_creates_the_announcement_topic() {
     });
 
     let metadata: BaseConsumer = kafka.client_config(&[]).create().unwrap();
-    let metadata = Arc::new(metadata);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let client = Arc::clone(&metadata);
-        // All topics: a request naming the topic might auto-create it.
-        let topics = tokio::task::spawn_blocking(move || {
-            client
+    let created = format!(
+        "the merger to create {} and {:?}",
+        topics::SNAPSHOTS,
+        topics::MERGER_INPUTS
+    );
+    wait_for_async(&created, Duration::from_secs(30), || {
+        // All topics: a request naming the topic might auto-create it. A blocking call, made
+        // in place so that the runtime's other threads run the broker and the merger meanwhile.
+        let topics = tokio::task::block_in_place(|| {
+            metadata
                 .fetch_metadata(None, Duration::from_secs(5))
                 .map(|m| {
                     m.topics()
@@ -638,24 +618,15 @@ async fn start_up_creates_the_announcement_topic() {
                         .map(|t| (t.name().to_owned(), t.partitions().len()))
                         .collect::<BTreeMap<_, _>>()
                 })
-        })
-        .await
-        .unwrap();
-        if let Ok(topics) = &topics
-            && topics.get(topics::SNAPSHOTS) == Some(&1)
+        });
+        let topics = topics.ok()?;
+        (topics.get(topics::SNAPSHOTS) == Some(&1)
             && topics::MERGER_INPUTS
                 .iter()
-                .all(|t| topics.contains_key(*t))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the merger did not create {}: {topics:?}",
-            topics::SNAPSHOTS
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .all(|t| topics.contains_key(*t)))
+        .then_some(())
+    })
+    .await;
     assert_eq!(merger.stats.snapshots_written.load(Ordering::Relaxed), 0);
     merger.stop().await;
 }
@@ -674,11 +645,10 @@ fn workload_host(i: usize) -> String {
 /// each host pinned to partition `i / 2`. Counts finished rounds.
 fn steady_workload(
     kafka: &KafkaArgs,
-    stop: CancellationToken,
     rounds: Arc<std::sync::atomic::AtomicU64>,
-) -> JoinHandle<()> {
+) -> Running<Infallible> {
     let producer = producer(kafka);
-    tokio::spawn(async move {
+    Running::start(|stop| async move {
         let opened = now_us();
         let mut seq = 0;
         let mut last_full = i64::MIN;
@@ -719,6 +689,7 @@ fn steady_workload(
             rounds.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Ok(())
     })
 }
 
@@ -736,35 +707,42 @@ fn collect_announcements(
     kafka: &KafkaArgs,
     group: &str,
     seen: Arc<std::sync::Mutex<Vec<Seen>>>,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    let consumer = snapshot_consumer(kafka, group);
-    tokio::spawn(async move {
+) -> Running<Infallible> {
+    read_until_stopped(snapshot_consumer(kafka, group), move |message| {
+        let snapshot = Snapshot::decode(message.payload().unwrap()).unwrap();
+        let (writer, t) = (snapshot.writer.clone(), snapshot.snapshot_time_us);
+        let tables = Tables::read(snapshot);
+        let hosts = tables
+            .columns(table::HOSTS, &["host_id"])
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
+        let open_socket_hosts = tables
+            .columns(table::SOCKETS, &["host_id", "state"])
+            .into_iter()
+            .filter(|row| row[1] == "open")
+            .map(|row| row[0].clone())
+            .collect();
+        seen.lock().unwrap().push(Seen {
+            writer,
+            t,
+            hosts,
+            open_socket_hosts,
+        });
+    })
+}
+
+/// Hands every message of `consumer` to `record` until stopped.
+fn read_until_stopped(
+    consumer: StreamConsumer,
+    mut record: impl FnMut(&BorrowedMessage<'_>) + Send + 'static,
+) -> Running<Infallible> {
+    Running::start(|stop| async move {
         loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => return,
-                message = consumer.recv() => message.unwrap(),
-            };
-            let snapshot = Snapshot::decode(message.payload().unwrap()).unwrap();
-            let (writer, t) = (snapshot.writer.clone(), snapshot.snapshot_time_us);
-            let tables = Tables::read(snapshot);
-            let hosts = tables
-                .columns(table::HOSTS, &["host_id"])
-                .into_iter()
-                .map(|row| row[0].clone())
-                .collect();
-            let open_socket_hosts = tables
-                .columns(table::SOCKETS, &["host_id", "state"])
-                .into_iter()
-                .filter(|row| row[1] == "open")
-                .map(|row| row[0].clone())
-                .collect();
-            seen.lock().unwrap().push(Seen {
-                writer,
-                t,
-                hosts,
-                open_socket_hosts,
-            });
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                message = consumer.recv() => record(&message.unwrap()),
+            }
         }
     })
 }
@@ -772,50 +750,69 @@ fn collect_announcements(
 /// Waits until one snapshot time has announcements of exactly `writers`, each holding some
 /// hosts, which together hold every host of the workload: the group has settled.
 async fn wait_settled(seen: &std::sync::Mutex<Vec<Seen>>, writers: &[&str]) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        {
-            let seen = seen.lock().unwrap();
-            let mut by_t: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
-            for s in seen.iter() {
-                by_t.entry(s.t).or_default().push(s);
-            }
-            let settled = by_t.values().any(|at_t| {
-                let mut names: Vec<&str> = at_t.iter().map(|s| s.writer.as_str()).collect();
-                names.sort_unstable();
-                let mut expected = writers.to_vec();
-                expected.sort_unstable();
-                let hosts: std::collections::BTreeSet<&String> =
-                    at_t.iter().flat_map(|s| &s.hosts).collect();
-                names == expected
-                    && at_t.iter().all(|s| !s.hosts.is_empty())
-                    && hosts.len() == HOSTS
-            });
-            if settled {
-                return;
-            }
+    let mut expected = writers.to_vec();
+    expected.sort_unstable();
+    let settled = || {
+        let seen = seen.lock().unwrap();
+        let mut by_t: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
+        for s in seen.iter() {
+            by_t.entry(s.t).or_default().push(s);
         }
-        assert!(
-            Instant::now() < deadline,
-            "mergers {writers:?} never shared out every host"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        by_t.values().any(|at_t| {
+            let mut names: Vec<&str> = at_t.iter().map(|s| s.writer.as_str()).collect();
+            names.sort_unstable();
+            let hosts: std::collections::BTreeSet<&String> =
+                at_t.iter().flat_map(|s| &s.hosts).collect();
+            names == expected && at_t.iter().all(|s| !s.hosts.is_empty()) && hosts.len() == HOSTS
+        })
+    };
+    wait_until(
+        &format!("mergers {writers:?} to share out every host"),
+        settled,
+    )
+    .await;
+}
+
+/// What a renderer published on the hosts and processes views: the latest value of each key,
+/// and every key that was ever tombstoned.
+#[derive(Debug, Default)]
+struct Views {
+    live: BTreeMap<String, bool>,
+    tombstoned: Vec<String>,
+}
+
+fn collect_views(kafka: &KafkaArgs, views: Arc<std::sync::Mutex<Views>>) -> Running<Infallible> {
+    let consumer: StreamConsumer = kafka
+        .client_config(&[
+            ("group.id", "test-views-6"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()
+        .unwrap();
+    let topics = [View::Hosts.topic(), View::Processes.topic()];
+    consumer
+        .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    read_until_stopped(consumer, move |message| {
+        let key = String::from_utf8_lossy(message.key().unwrap()).into_owned();
+        let mut views = views.lock().unwrap();
+        let value = message.payload().is_some();
+        if !value {
+            views.tombstoned.push(key.clone());
+        }
+        views.live.insert(key, value);
+    })
 }
 
 /// Under a steady workload, a merger joining the group and a merger crashing and being
 /// replaced never announce a snapshot that leaves out live hosts of what they own: every
 /// announcement holds whole partitions (both hosts of each, with their open connection), and
-/// none is empty (a merger owning nothing, or still replaying, announces nothing).
+/// none is empty (a merger owning nothing, or still replaying, announces nothing). A renderer
+/// reading the announcements never tombstones a live node: it renders a snapshot time only
+/// once its announcements cover every partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_are_announced_only_when_complete_across_rebalances() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let kafka = KafkaArgs::new(broker.bootstrap());
-    ensure_topics(&kafka, &topics::all(PARTITIONS))
-        .await
-        .unwrap();
+    let (_broker, kafka) = Broker::start_with_topics(PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
     let args = |writer: &str| MergerArgs {
         window: Duration::from_secs(3),
@@ -823,39 +820,72 @@ async fn snapshots_are_announced_only_when_complete_across_rebalances() {
         ..merger_args(&kafka, dir.path(), "merger-6", writer)
     };
 
-    let stop = CancellationToken::new();
+    let mut renderer_args = RendererArgs::new(kafka.clone(), dir.path());
+    renderer_args.group_id = "renderer-6".into();
+    let renderer = Running::start(|shutdown| scope_renderer::run(renderer_args, shutdown));
+    let views = Arc::new(std::sync::Mutex::new(Views::default()));
+    let view_reader = collect_views(&kafka, Arc::clone(&views));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let collector = collect_announcements(
-        &kafka,
-        "test-announcements-6",
-        Arc::clone(&seen),
-        stop.clone(),
-    );
+    let collector = collect_announcements(&kafka, "test-announcements-6", Arc::clone(&seen));
     let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let workload = steady_workload(&kafka, stop.clone(), Arc::clone(&rounds));
+    let workload = steady_workload(&kafka, Arc::clone(&rounds));
     // Every host has published before the first merger replays.
     wait_until("the workload's first rounds", || {
         rounds.load(Ordering::Relaxed) >= 2
     })
     .await;
 
-    let a = start(args("a"));
+    // A bare task, not a `Running` (which only stops cleanly): it is crashed below.
+    let a = tokio::spawn(run_with_stats(
+        args("a"),
+        CancellationToken::new(),
+        Arc::new(Stats::default()),
+    ));
     wait_settled(&seen, &["a"]).await;
     let b = start(args("b"));
     wait_settled(&seen, &["a", "b"]).await;
 
     // A crash: no final snapshot, no commit.
-    a.task.abort();
-    let _ = a.task.await;
+    a.abort();
+    let _ = a.await;
     let a2 = start(args("a2"));
     wait_settled(&seen, &["a2", "b"]).await;
+    // The renderer has drawn what the group settled on.
+    let rendered = scope_renderer::stats()
+        .snapshots_rendered
+        .load(Ordering::Relaxed);
+    wait_until("two more renders", || {
+        scope_renderer::stats()
+            .snapshots_rendered
+            .load(Ordering::Relaxed)
+            >= rendered + 2
+    })
+    .await;
+    renderer.stop(TIMEOUT).await;
 
     let withheld = [&b, &a2].map(|m| m.stats.snapshots_withheld.load(Ordering::Relaxed));
     b.stop().await;
     a2.stop().await;
-    stop.cancel();
-    workload.await.unwrap();
-    collector.await.unwrap();
+    workload.stop(TIMEOUT).await;
+    collector.stop(TIMEOUT).await;
+    view_reader.stop(TIMEOUT).await;
+
+    let views = views.lock().unwrap();
+    assert!(
+        views.tombstoned.is_empty(),
+        "live nodes tombstoned: {:?}",
+        views.tombstoned
+    );
+    for i in 0..HOSTS {
+        let prefix = format!("{};", workload_host(i));
+        assert!(
+            views
+                .live
+                .iter()
+                .any(|(k, live)| *live && k.starts_with(&prefix)),
+            "host {i} missing from the views: {views:?}"
+        );
+    }
 
     let seen = seen.lock().unwrap();
     assert!(seen.len() > 10, "{seen:?}");
@@ -875,4 +905,82 @@ async fn snapshots_are_announced_only_when_complete_across_rebalances() {
     }
     // The mergers that joined a running group did wait before announcing.
     assert!(withheld.iter().all(|w| *w > 0), "{withheld:?}");
+}
+
+/// Hosts whose clocks run ten minutes ahead and ten minutes behind the merger's, each with one
+/// long-lived connection and a full report every 200 ms, as a collector on such a host
+/// publishes them (its clock in the records and in the message timestamps): both stay in the
+/// snapshots with their connection, once the merger has heard them live, and are counted.
+/// Without the correction, the one ahead is in no window yet and the one behind in none any
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hosts_with_a_skewed_clock_stay_in_the_snapshots_and_are_counted() {
+    const SKEWS: [(&str, i64); 3] = [
+        ("ahead", 600_000_000),
+        ("behind", -600_000_000),
+        ("in-step", 0),
+    ];
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = snapshot_consumer(&kafka, "test-announcements-skew");
+    let merger = start(MergerArgs {
+        window: Duration::from_secs(5),
+        full_interval: Duration::from_secs(1),
+        ..merger_args(&kafka, dir.path(), "merger-skew", "m1")
+    });
+
+    let workload = {
+        let producer = producer(&kafka);
+        Running::start(|stop| async move {
+            let opened = now_us();
+            let mut seq = 0;
+            while !stop.is_cancelled() {
+                seq += 1;
+                for (host, skew) in SKEWS {
+                    let t = now_us() + skew;
+                    let report = host_delta_of(host, seq, t, true).encode().unwrap();
+                    send_at(&producer, topics::REPORTS, host, &report, Some(t / 1000)).await;
+                    let refresh = ConnectionEvent {
+                        host_id: host.into(),
+                        refresh: seq > 1,
+                        ..connection(ConnectionEventKind::Connect, opened + skew, 40000, 80)
+                    }
+                    .encode()
+                    .unwrap();
+                    send_at(
+                        &producer,
+                        topics::CONNECTIONS,
+                        host,
+                        &refresh,
+                        Some(t / 1000),
+                    )
+                    .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<(), Infallible>(())
+        })
+    };
+
+    let every_host = |tables: &Tables| {
+        let hosts: Vec<String> = tables
+            .columns(table::HOSTS, &["host_id"])
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
+        let open: Vec<String> = tables
+            .columns(table::SOCKETS, &["host_id", "state"])
+            .into_iter()
+            .filter(|row| row[1] == "open")
+            .map(|row| row[0].clone())
+            .collect();
+        SKEWS
+            .iter()
+            .all(|(h, _)| hosts.iter().any(|x| x == h) && open.iter().any(|x| x == h))
+    };
+    wait_snapshot(&consumer, "m1", every_host).await;
+    assert!(merger.stats.skew_corrected.load(Ordering::Relaxed) > 0);
+    assert_eq!(merger.stats.skewed_hosts.load(Ordering::Relaxed), 2);
+    workload.stop(TIMEOUT).await;
+    merger.stop().await;
 }

@@ -13,9 +13,12 @@
 //! - [`sql`]: read-only SQL over the data dir for `scope sql` (latest snapshot and `history.*`).
 //! - [`retention`]: deletes rendered files older than `--retention`.
 //! - [`store`]: the data dir's file naming, listing and durable Parquet writes.
+//! - `announcements`: which announced snapshot time is complete (every input partition
+//!   covered) and the newest one to render.
 //! - `service`: [`run`], the consumer of `scope.snapshots` that ties the above together.
 //! - [`Error`], [`Stats`] ([`stats`]), [`RendererArgs`].
 
+mod announcements;
 mod error;
 pub mod network;
 pub mod publish;
@@ -32,7 +35,11 @@ use std::{
     time::Duration,
 };
 
-use scope_kafka::KafkaArgs;
+use scope_kafka::{
+    KafkaArgs,
+    component::{Component, Context},
+    metrics::Families,
+};
 
 pub use error::Error;
 pub use service::run;
@@ -90,6 +97,27 @@ impl RendererArgs {
     }
 }
 
+impl Component for RendererArgs {
+    const NAME: &'static str = "renderer";
+    type Error = Error;
+
+    fn validate(&self) -> Result<(), Error> {
+        RendererArgs::validate(self)
+    }
+
+    fn write_metrics(out: &mut Families) {
+        stats().write_metrics(out);
+    }
+
+    fn is_retryable(error: &Error) -> bool {
+        error.is_retryable()
+    }
+
+    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
+        run(self, cx.shutdown)
+    }
+}
+
 /// The renderer's counters, process-wide (see [`stats`]).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -99,6 +127,12 @@ pub struct Stats {
     pub snapshots_missing: AtomicU64,
     /// Snapshots rendered but not published because a newer one was already published.
     pub snapshots_stale: AtomicU64,
+    /// Complete snapshots not rendered because a newer one was queued behind them (they stay
+    /// queryable as history).
+    pub snapshots_skipped: AtomicU64,
+    /// Snapshot times given up on before every input partition was announced for them (a
+    /// merger still replaying, or gone).
+    pub snapshots_incomplete: AtomicU64,
     /// Renders that failed (I/O, a file that does not match its schema, ...).
     pub render_failures: AtomicU64,
     /// `scope.snapshots` messages that were not a Snapshot announcement.
@@ -117,24 +151,20 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every counter with its Prometheus-style name.
-    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
-        self.counters()
-            .into_iter()
-            .map(|(name, _, counter)| (name, counter.load(Ordering::Relaxed)))
-            .collect()
+    /// Every counter with its value, for a log line.
+    pub fn metrics(&self) -> scope_kafka::metrics::Families {
+        scope_kafka::metrics::Families::of(|out| self.write_metrics(out))
     }
 
-    /// Writes every counter as a Prometheus family, for the `--metrics-addr` endpoint.
-    pub fn write_metrics(&self, out: &mut scope_kafka::metrics::Exposition) {
+    /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
+    pub fn write_metrics(&self, out: &mut scope_kafka::metrics::Families) {
         for (name, help, counter) in self.counters() {
             out.counter(name, help, counter.load(Ordering::Relaxed));
         }
     }
 
-    /// Name, help text and value of every counter: the one list [`Stats::metrics`] and
-    /// [`Stats::write_metrics`] share.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
+    /// Name, help text and counter of every family [`Stats::write_metrics`] writes.
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 13] {
         [
             (
                 "scope_renderer_snapshots_rendered_total",
@@ -150,6 +180,16 @@ impl Stats {
                 "scope_renderer_snapshots_stale_total",
                 "Snapshots rendered but not published because a newer one was.",
                 &self.snapshots_stale,
+            ),
+            (
+                "scope_renderer_snapshots_skipped_total",
+                "Complete snapshots not rendered because a newer one was queued.",
+                &self.snapshots_skipped,
+            ),
+            (
+                "scope_renderer_snapshots_incomplete_total",
+                "Snapshot times dropped before every input partition was announced.",
+                &self.snapshots_incomplete,
             ),
             (
                 "scope_renderer_render_failures_total",
@@ -199,6 +239,8 @@ static STATS: Stats = Stats {
     snapshots_rendered: AtomicU64::new(0),
     snapshots_missing: AtomicU64::new(0),
     snapshots_stale: AtomicU64::new(0),
+    snapshots_skipped: AtomicU64::new(0),
+    snapshots_incomplete: AtomicU64::new(0),
     render_failures: AtomicU64::new(0),
     malformed_announcements: AtomicU64::new(0),
     malformed_published: AtomicU64::new(0),
@@ -234,19 +276,38 @@ mod tests {
     }
 
     #[test]
-    fn every_counter_is_exported() {
+    fn a_scrape_shows_every_counter_by_its_name() {
         let stats = Stats::default();
         stats.nodes_published.fetch_add(5, Ordering::Relaxed);
-        let mut out = scope_kafka::metrics::Exposition::new();
-        stats.write_metrics(&mut out);
-        let text = out.finish();
-        let metrics = stats.metrics();
-        assert_eq!(metrics.len(), 11);
-        assert_eq!(text.matches("# TYPE ").count(), metrics.len());
-        for (name, value) in metrics {
-            assert!(text.contains(&format!("\n# TYPE {name} counter\n{name} {value}\n")));
+        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let families = [
+            "scope_renderer_snapshots_rendered",
+            "scope_renderer_snapshots_missing",
+            "scope_renderer_snapshots_stale",
+            "scope_renderer_snapshots_skipped",
+            "scope_renderer_snapshots_incomplete",
+            "scope_renderer_render_failures",
+            "scope_renderer_skipped_messages",
+            "scope_renderer_skipped_published",
+            "scope_renderer_consume_errors",
+            "scope_renderer_nodes_published",
+            "scope_renderer_tombstones_published",
+            "scope_renderer_publish_failures",
+            "scope_renderer_files_deleted",
+        ];
+        for family in families {
+            let value = if family == "scope_renderer_nodes_published" {
+                5
+            } else {
+                0
+            };
+            let lines = format!("\n# TYPE {family} counter\n{family}_total {value}\n");
+            assert!(text.contains(&lines), "no {family}_total in\n{text}");
         }
-        assert!(text.contains("\nscope_renderer_nodes_published_total 5\n"));
+        assert_eq!(text.matches("# TYPE ").count(), families.len(), "{text}");
+        let logged = format!("{:?}", stats.metrics());
+        let line = "scope_renderer_nodes_published_total: 5";
+        assert!(logged.contains(line), "{logged}");
     }
 
     #[test]

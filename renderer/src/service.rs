@@ -1,13 +1,14 @@
-//! [`run`]: consumes `scope.snapshots`, renders each announced snapshot and publishes it.
+//! [`run`]: consumes `scope.snapshots`, renders announced snapshots and publishes them.
 //!
-//! Every announcement is rendered, whichever merger sent it: with several mergers, each one
-//! announces its part of the same snapshot time T and each render of T reads every file of T
-//! present, so the last render of T is complete and renders of T are idempotent. A snapshot
-//! older than the newest one published is rendered (its tables serve `history.*`) but not
-//! published, so the views never go back in time. An announcement that is not a Snapshot is
-//! counted, logged (rate-limited) and skipped; a snapshot whose files are gone is counted and
-//! skipped. The consumer's offset is stored after the announcement is handled and committed
-//! by librdkafka's auto-commit, and once more on shutdown.
+//! Each wake-up reads every announcement already queued, and renders the newest snapshot time
+//! whose announcements cover every input partition ([`crate::announcements`]): a time that
+//! only some mergers announced waits, and a renderer that fell behind renders the present
+//! instead of each snapshot in turn (the skipped ones stay queryable as `history.*`). A render
+//! reads every file of its time, whichever merger wrote it. A snapshot older than the newest
+//! one published is not published, so the views never go back in time. An announcement that
+//! is not a Snapshot is counted, logged (rate-limited) and skipped; a snapshot whose files are
+//! gone is counted and skipped. The consumer's offset is stored once the announcement is
+//! taken in and committed by librdkafka's auto-commit, and once more on shutdown.
 //!
 //! A new consumer group starts at the newest announcement (`auto.offset.reset=latest`): the
 //! renderer shows the present; `-X auto.offset.reset=earliest` renders the retained past too.
@@ -17,22 +18,28 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use futures_util::FutureExt;
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::KafkaError,
+    message::BorrowedMessage,
 };
+use scope_kafka::throttle::Throttle;
 use scope_schemas::{Record, Snapshot, topics};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, RendererArgs, publish::Publisher, render, retention, stats};
+use crate::{
+    Error, RendererArgs,
+    announcements::{Added, Pending, Ready},
+    publish::Publisher,
+    render, retention, stats,
+};
 
 /// How long reading back the published views may take at start.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
-/// At most one warning per this interval for a repeated kind of problem.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs the renderer until `shutdown` is cancelled. Returns an error only when it cannot
 /// start (bad settings, data dir not writable, Kafka clients not creatable).
@@ -54,7 +61,10 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
     let mut publisher = Publisher::new(&args.kafka)?;
     tokio::select! {
         biased;
-        _ = shutdown.cancelled() => return Ok(()),
+        _ = shutdown.cancelled() => {
+            tracing::info!("renderer stopped while reading back the published views");
+            return Ok(());
+        }
         loaded = publisher.load(&args.kafka, &args.group_id, LOAD_TIMEOUT) => match loaded {
             Ok(nodes) => tracing::info!(
                 nodes,
@@ -98,63 +108,49 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
     let mut worker = Worker {
         args: &args,
         publisher,
-        malformed_log: RateLimited::default(),
-        problem_log: RateLimited::default(),
+        malformed_log: Throttle::default(),
+        problem_log: Throttle::default(),
         last_retention: None,
     };
     worker.retention();
+    let mut pending = Pending::default();
     loop {
-        let received = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             received = consumer.recv() => received,
         };
-        // The borrowed message is dropped here, before any await: the future stays `Send`.
-        let received = match received {
-            Err(error) => Err(error),
-            Ok(message) => Ok((
-                Snapshot::decode(message.payload().unwrap_or_default()),
-                message.topic().to_owned(),
-                message.partition(),
-                message.offset(),
-            )),
-        };
-        let (announcement, topic, partition, offset) = match received {
-            Ok(received) => received,
-            Err(error) => {
-                stats().consume_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "receiving from {} failed; retrying", topics::SNAPSHOTS);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        // Everything queued behind it too, without waiting; the borrowed messages are gone
+        // by the end of this block, before any await, so the future stays `Send`.
+        let failed = {
+            let mut next = Some(first);
+            let mut failed = false;
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(message) => worker.take_in(&consumer, &message, &mut pending),
+                    Err(error) => {
+                        stats().consume_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "receiving from {} failed; retrying", topics::SNAPSHOTS);
+                        failed = true;
+                        break;
+                    }
                 }
+                next = consumer.recv().now_or_never();
             }
+            failed
         };
-        match announcement {
-            Err(reason) => {
-                let count = stats()
-                    .malformed_announcements
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                if worker.malformed_log.ready() {
-                    tracing::warn!(
-                        topic,
-                        partition,
-                        offset,
-                        %reason,
-                        skipped_total = count,
-                        "skipping a message that is not a Snapshot announcement"
-                    );
-                }
-            }
-            Ok(snapshot) => tokio::select! {
+        if let Some(ready) = pending.take_newest_complete() {
+            tokio::select! {
                 _ = shutdown.cancelled() => break,
-                () = worker.handle(&snapshot) => {}
-            },
-        }
-        if let Err(error) = consumer.store_offset(&topic, partition, offset) {
-            tracing::warn!(%error, offset, "could not store the consumer offset");
+                () = worker.render(ready, pending.waiting()) => {}
+            }
         }
         worker.retention();
+        if failed {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     // Commit what was handled, leave the group and stop the clients: blocking calls, so off
@@ -179,25 +175,84 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
 struct Worker<'a> {
     args: &'a RendererArgs,
     publisher: Publisher,
-    malformed_log: RateLimited,
-    problem_log: RateLimited,
+    malformed_log: Throttle,
+    problem_log: Throttle,
     last_retention: Option<Instant>,
 }
 
 impl Worker<'_> {
-    async fn handle(&mut self, snapshot: &Snapshot) {
-        let t = snapshot.snapshot_time_us;
-        let writer = snapshot.writer.as_str();
+    /// Adds one announcement to `pending`, or counts and skips it; then stores its offset.
+    fn take_in(
+        &mut self,
+        consumer: &StreamConsumer,
+        message: &BorrowedMessage<'_>,
+        pending: &mut Pending,
+    ) {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        match Snapshot::decode(message.payload().unwrap_or_default()) {
+            Err(reason) => {
+                let count = stats()
+                    .malformed_announcements
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if let Some(suppressed) = self.malformed_log.allow() {
+                    tracing::warn!(
+                        suppressed,
+                        topic,
+                        partition,
+                        offset,
+                        %reason,
+                        skipped_total = count,
+                        "skipping a message that is not a Snapshot announcement"
+                    );
+                }
+            }
+            Ok(snapshot) => {
+                if pending.add(&snapshot) == Added::Stale {
+                    stats().snapshots_stale.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        snapshot_time_us = snapshot.snapshot_time_us,
+                        writer = snapshot.writer,
+                        "announcement of a snapshot older than the one rendered; not rendered"
+                    );
+                }
+            }
+        }
+        if let Err(error) = consumer.store_offset(topic, partition, offset) {
+            tracing::warn!(%error, offset, "could not store the consumer offset");
+        }
+    }
+
+    /// Renders and publishes a complete snapshot time, counting what was passed over.
+    async fn render(&mut self, ready: Ready, waiting: usize) {
+        stats()
+            .snapshots_skipped
+            .fetch_add(ready.skipped, Ordering::Relaxed);
+        stats()
+            .snapshots_incomplete
+            .fetch_add(ready.incomplete, Ordering::Relaxed);
+        if ready.skipped + ready.incomplete > 0 {
+            tracing::debug!(
+                snapshot_time_us = ready.snapshot_time_us,
+                skipped = ready.skipped,
+                incomplete = ready.incomplete,
+                waiting,
+                "rendering the newest complete snapshot; older ones passed over"
+            );
+        }
+        let t = ready.snapshot_time_us;
+        let writer = ready.writers.join(",");
+        let writer = writer.as_str();
         let started = Instant::now();
         let rendered = match render::render(&self.args.data_dir, t).await {
             Ok(rendered) => rendered,
             Err(Error::SnapshotMissing { .. }) => {
                 stats().snapshots_missing.fetch_add(1, Ordering::Relaxed);
-                if self.problem_log.ready() {
+                if let Some(suppressed) = self.problem_log.allow() {
                     tracing::warn!(
+                        suppressed,
                         snapshot_time_us = t,
                         writer,
-                        announced_data_dir = snapshot.data_dir,
                         data_dir = %self.args.data_dir.display(),
                         "announced snapshot has no files in the data dir; skipped"
                     );
@@ -211,8 +266,11 @@ impl Worker<'_> {
             }
         };
         stats().snapshots_rendered.fetch_add(1, Ordering::Relaxed);
-        if !rendered.rejected_cidrs.is_empty() && self.problem_log.ready() {
+        if !rendered.rejected_cidrs.is_empty()
+            && let Some(suppressed) = self.problem_log.allow()
+        {
             tracing::warn!(
+                suppressed,
                 snapshot_time_us = t,
                 rejected = ?rendered.rejected_cidrs,
                 "local networks that are not CIDRs were ignored"
@@ -275,22 +333,6 @@ impl Worker<'_> {
             }
             Err(error) => tracing::warn!(%error, "retention failed; retrying later"),
         }
-    }
-}
-
-/// Lets one log line through per [`WARN_EVERY`].
-#[derive(Default)]
-struct RateLimited {
-    last: Option<Instant>,
-}
-
-impl RateLimited {
-    fn ready(&mut self) -> bool {
-        if self.last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
-            return false;
-        }
-        self.last = Some(Instant::now());
-        true
     }
 }
 

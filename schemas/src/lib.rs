@@ -12,6 +12,7 @@
 //! - [`snapshot`]: [`Snapshot`] announcements and the names of snapshot tables.
 //! - [`rendered`]: [`RenderedNode`], one node of a rendered view, and view names.
 //! - `tables` (feature `arrow`): the Arrow schema of every snapshot and SQL table.
+//! - [`time`]: the records' clock, microseconds since the epoch ([`time::now_us`]).
 //!
 //! The Avro schemas themselves are the `.avsc` files in `schemas/avro/`, embedded at build time,
 //! so any Avro library can decode what Scope publishes.
@@ -23,10 +24,11 @@ pub mod report;
 pub mod snapshot;
 #[cfg(feature = "arrow")]
 pub mod tables;
+pub mod time;
 pub mod topics;
 
 pub use codec::{DecodeError, EncodeError, Record};
 pub use connection::{AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource};
 pub use rendered::{RenderedNode, View};
 pub use report::{LatestValue, Metric, Node, ReportDelta, Sample};
-pub use snapshot::{Snapshot, SnapshotFile};
+pub use snapshot::{Snapshot, SnapshotFile, SnapshotInput};

@@ -17,14 +17,23 @@ pub struct Snapshot {
     pub writer: String,
     pub data_dir: String,
     pub files: Vec<SnapshotFile>,
+    pub inputs: Vec<SnapshotInput>,
 }
-avro_record!(Snapshot, "snapshot", released: [1]);
+avro_record!(Snapshot, "snapshot", released: [1, 2]);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFile {
     pub table: String,
     pub path: String,
     pub rows: i64,
+}
+
+/// The partitions of one input topic a writer owned, fully replayed, when it cut a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInput {
+    pub topic: String,
+    pub partition_count: i32,
+    pub partitions: Vec<i32>,
 }
 
 /// SQL and storage names of the tables.

@@ -10,7 +10,8 @@ use std::{
 use apache_avro::{Schema, rabin::Rabin, reader::datum::GenericDatumReader, types::Value};
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, DecodeError, EventSource, Metric, Node,
-    Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile, codec::RecordSchema, report::keys,
+    Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile, SnapshotInput, codec::RecordSchema,
+    report::keys,
 };
 use serde::Serialize;
 
@@ -62,6 +63,11 @@ fn snapshot() -> Snapshot {
             table: "hosts".into(),
             path: "hosts/x.parquet".into(),
             rows: 3,
+        }],
+        inputs: vec![SnapshotInput {
+            topic: "scope.reports".into(),
+            partition_count: 4,
+            partitions: vec![0, 2],
         }],
     }
 }
@@ -236,6 +242,39 @@ fn a_record_written_with_an_older_released_schema_is_resolved_to_the_current_one
             }
         ),
         "{err}"
+    );
+}
+
+/// A `Snapshot` as released version 1 wrote it, before announcements named their partitions.
+#[derive(Serialize)]
+struct SnapshotV1 {
+    snapshot_time_us: i64,
+    window_us: i64,
+    writer: String,
+    data_dir: String,
+    files: Vec<SnapshotFile>,
+}
+
+#[test]
+fn an_announcement_of_a_merger_that_predates_partitions_decodes_with_none() {
+    let s = snapshot();
+    let v1 = SnapshotV1 {
+        snapshot_time_us: s.snapshot_time_us,
+        window_us: s.window_us,
+        writer: s.writer.clone(),
+        data_dir: s.data_dir.clone(),
+        files: s.files.clone(),
+    };
+    let released_v1 = include_str!("../avro/released/snapshot.v1.avsc");
+    let bytes = RecordSchema::parse(released_v1, &[]).encode(&v1).unwrap();
+    assert_ne!(&bytes[..10], Snapshot::record_schema().header());
+    let decoded = Snapshot::decode(&bytes).unwrap();
+    assert_eq!(
+        decoded,
+        Snapshot {
+            inputs: vec![],
+            ..s
+        }
     );
 }
 

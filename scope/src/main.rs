@@ -7,7 +7,8 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 use scope_collector::CollectorArgs;
 use scope_kafka::{
     EmbeddedBroker, KafkaArgs,
-    service::{self, Component},
+    component::{Component, Context},
+    service::{self, Cli as ComponentCli},
 };
 use scope_merger::MergerArgs;
 use scope_renderer::{RendererArgs, sql};
@@ -31,11 +32,11 @@ enum Command {
     /// unless --brokers names a cluster.
     Up(UpArgs),
     /// Run the collector of this node (same as `scope-collector`).
-    Collector(Component<CollectorArgs>),
+    Collector(ComponentCli<CollectorArgs>),
     /// Run a merger (same as `scope-merger`).
-    Merger(Component<MergerArgs>),
+    Merger(ComponentCli<MergerArgs>),
     /// Run the renderer (same as `scope-renderer`).
-    Renderer(Component<RendererArgs>),
+    Renderer(ComponentCli<RendererArgs>),
     /// Answer SQL over the latest snapshot (plain table names) and the retained history
     /// (`history.<table>`).
     Sql(SqlArgs),
@@ -84,33 +85,9 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Collector(c) => {
-            c.main(
-                "scope collector",
-                CollectorArgs::validate,
-                |out| scope_collector::stats().write_metrics(out),
-                scope_collector::run,
-            )
-            .await
-        }
-        Command::Merger(c) => {
-            c.main(
-                "scope merger",
-                MergerArgs::validate,
-                |out| scope_merger::stats().write_metrics(out),
-                scope_merger::run,
-            )
-            .await
-        }
-        Command::Renderer(c) => {
-            c.main(
-                "scope renderer",
-                RendererArgs::validate,
-                |out| scope_renderer::stats().write_metrics(out),
-                scope_renderer::run,
-            )
-            .await
-        }
+        Command::Collector(c) => c.main("scope collector").await,
+        Command::Merger(c) => c.main("scope merger").await,
+        Command::Renderer(c) => c.main("scope renderer").await,
         Command::Sql(args) => match sql::query(&args.data_dir, &args.query).await {
             Ok(batches) => match sql::format(&batches, args.format) {
                 Ok(text) => {
@@ -206,21 +183,9 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Each runs to its own end, however another one ends: a component dropped mid-flight
     // would lose its final flush, snapshot or commit.
     let stopped = tokio::join!(
-        supervise(
-            "collector",
-            scope_collector::run(collector, shutdown.clone()),
-            &shutdown
-        ),
-        supervise(
-            "merger",
-            scope_merger::run(merger, shutdown.clone()),
-            &shutdown
-        ),
-        supervise(
-            "renderer",
-            scope_renderer::run(renderer, shutdown.clone()),
-            &shutdown
-        ),
+        supervise(collector, &shutdown),
+        supervise(merger, &shutdown),
+        supervise(renderer, &shutdown),
     );
     drop(embedded);
     first_failure([stopped.0, stopped.1, stopped.2])
@@ -236,15 +201,12 @@ struct Stopped {
 /// Runs one component; when it ends, failing or not, every other one is told to stop. A
 /// component that returns before shutdown was asked for is a failure too: a pipeline missing
 /// a stage would only pretend to work.
-async fn supervise<E>(
-    name: &'static str,
-    run: impl Future<Output = Result<(), E>>,
-    shutdown: &CancellationToken,
-) -> Stopped
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let result = match run.await {
+async fn supervise<C: Component>(component: C, shutdown: &CancellationToken) -> Stopped {
+    let name = C::NAME;
+    let cx = Context {
+        shutdown: shutdown.clone(),
+    };
+    let result = match component.run(cx).await {
         Err(error) => Err(anyhow::Error::new(error).context(format!("{name} failed"))),
         Ok(()) if !shutdown.is_cancelled() => Err(anyhow::anyhow!("{name} stopped on its own")),
         Ok(()) => Ok(()),
@@ -274,7 +236,7 @@ fn first_failure(stopped: impl IntoIterator<Item = Stopped>) -> anyhow::Result<(
 }
 
 /// Every component's counters: `scope up` runs all three, so one endpoint shows them all.
-fn write_all_metrics(out: &mut scope_kafka::metrics::Exposition) {
+fn write_all_metrics(out: &mut scope_kafka::metrics::Families) {
     scope_collector::stats().write_metrics(out);
     scope_merger::stats().write_metrics(out);
     scope_renderer::stats().write_metrics(out);

@@ -11,7 +11,8 @@ use std::{
     time::Duration,
 };
 
-use support::{SCOPE, Up, free_port, hostname, latest_snapshot_time, python, sql, wait_for};
+use scope_testkit::{Process, free_port, wait_for};
+use support::{SCOPE, Up, hostname, latest_snapshot_time, sql};
 
 #[test]
 fn a_connection_between_two_local_processes_becomes_an_edge() {
@@ -22,27 +23,33 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
     let up = Up::start(&listen, &data_dir, &dir.path().join("up1.log"));
 
     let server_port = free_port();
-    let server = python(&format!(
-        "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         s.bind(('127.0.0.1',{server_port}));s.listen()\nheld=[]\nwhile True: held.append(s.accept()[0])"
-    ));
-    wait_for(Duration::from_secs(10), "the server to listen", || {
+    let server = Process::python(
+        &format!(
+            "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('127.0.0.1',{server_port}));s.listen()\nheld=[]\nwhile True: held.append(s.accept()[0])"
+        ),
+        &[],
+    );
+    wait_for("the server to listen", Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", server_port))
             .err()
             .map_or(Some(()), |_| None)
     });
     // The server holds every connection it accepts; the client keeps its one open.
-    let client = python(&format!(
-        "import socket,time\nc=socket.create_connection(('127.0.0.1',{server_port}))\ntime.sleep(600)"
-    ));
+    let client = Process::python(
+        &format!(
+            "import socket,time\nc=socket.create_connection(('127.0.0.1',{server_port}))\ntime.sleep(600)"
+        ),
+        &[],
+    );
 
     let host = hostname();
     let src = format!("{host};{}", client.pid());
     let dst = format!("{host};{}", server.pid());
     let query = "select * from graph_edges where view = 'processes'";
     wait_for(
-        Duration::from_secs(30),
         "the client -> server edge in graph_edges",
+        Duration::from_secs(30),
         || {
             let (ok, out, _) = sql(&data_dir, "json", query);
             (ok && out.contains(&format!("\"src\":\"{src}\""))
@@ -101,8 +108,8 @@ fn a_connection_between_two_local_processes_becomes_an_edge() {
         assert!(kcat.wait().unwrap().success());
     }
     wait_for(
-        Duration::from_secs(30),
         "snapshots to keep coming after garbage",
+        Duration::from_secs(30),
         || latest_snapshot_time(&data_dir).filter(|t| *t > before),
     );
     let log = std::fs::read_to_string(dir.path().join("up1.log")).unwrap();

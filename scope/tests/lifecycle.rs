@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{SCOPE, free_port, wait_for};
+use scope_testkit::{free_port, wait_for};
+use support::SCOPE;
 
 /// `scope up` with `rust_log` (None: unset) logging to `log`; killed by the caller's guard.
 fn spawn_up(data_dir: &Path, log: &Path, rust_log: Option<&str>) -> Child {
@@ -41,7 +42,7 @@ fn terminate(child: &Child) {
 }
 
 fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    wait_for(limit, "scope up to exit", || child.try_wait().unwrap())
+    wait_for("scope up to exit", limit, || child.try_wait().unwrap())
 }
 
 /// Runs `scope up` until two snapshots have been written, stops it, returns its stderr.
@@ -50,10 +51,10 @@ fn log_of_a_few_snapshots(rust_log: Option<&str>) -> String {
     let data_dir = dir.path().join("data");
     let log = dir.path().join("up.log");
     let mut child = spawn_up(&data_dir, &log, rust_log);
-    let first = wait_for(Duration::from_secs(60), "a snapshot", || {
+    let first = wait_for("a snapshot", Duration::from_secs(60), || {
         support::latest_snapshot_time(&data_dir)
     });
-    wait_for(Duration::from_secs(30), "a later snapshot", || {
+    wait_for("a later snapshot", Duration::from_secs(30), || {
         support::latest_snapshot_time(&data_dir).filter(|t| *t != first)
     });
     terminate(&child);
@@ -95,7 +96,7 @@ fn sigterm_during_start_up_exits_promptly_and_cleanly() {
     let log = dir.path().join("up.log");
     let mut child = spawn_up(&dir.path().join("data"), &log, None);
     // A SIGTERM before the handlers are installed would kill it by the default action.
-    wait_for(Duration::from_secs(60), "the scope up banner", || {
+    wait_for("the scope up banner", Duration::from_secs(60), || {
         let out = std::fs::read_to_string(log.with_extension("out")).ok()?;
         out.contains("scope up").then_some(())
     });

@@ -8,42 +8,8 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use support::{Talking, Up, free_port, hostname, sql, sql_value, wait_for};
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        run(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `args` run inside this namespace; `ip netns exec` execs them, so the pid is theirs.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.0]).args(args);
-        command
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
+use scope_testkit::{Netns, Process, free_port, python3, run, wait_for};
+use support::{Up, hostname, sql, sql_value};
 
 const SERVER: &str = r#"
 import socket
@@ -118,13 +84,13 @@ time.sleep(3600)
 
 /// Runs the client in `ns` until `count` connections under 50 ms are done; returns it and how
 /// many connections it made in all.
-fn client(ns: &Netns, host: &str, port: u16, count: u32, hold: bool) -> (Talking, i64) {
+fn client(ns: &Netns, host: &str, port: u16, count: u32, hold: bool) -> (Process, i64) {
     let (port, count) = (port.to_string(), count.to_string());
-    let mut args = vec!["python3", "-c", CLIENT, host, &port, &count];
+    let mut args = vec![python3(), "-c", CLIENT, host, &port, &count];
     if hold {
         args.push("hold");
     }
-    let client = Talking::spawn(ns.command(&args));
+    let client = Process::spawn(ns.command(&args));
     let done = client.line(
         Duration::from_secs(120),
         &format!("the end of the connections to {host}"),
@@ -168,30 +134,30 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
         "add",
         &vc,
         "netns",
-        &client_ns.0,
+        client_ns.name(),
         "type",
         "veth",
         "peer",
         "name",
         &vs,
         "netns",
-        &server_ns.0,
+        server_ns.name(),
     ]);
     for (ns, dev, v4, v6) in [
-        (&client_ns, &vc, "10.77.0.1/24", "fd00:77::1/64"),
-        (&server_ns, &vs, "10.77.0.2/24", "fd00:77::2/64"),
+        (client_ns.name(), &vc, "10.77.0.1/24", "fd00:77::1/64"),
+        (server_ns.name(), &vs, "10.77.0.2/24", "fd00:77::2/64"),
     ] {
-        run(&["ip", "-n", &ns.0, "addr", "add", v4, "dev", dev]);
-        run(&["ip", "-n", &ns.0, "addr", "add", v6, "dev", dev, "nodad"]);
-        run(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
+        run(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
+        run(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
     }
     for dst in ["10.77.0.2", "fd00:77::2"] {
         wait_for(
-            Duration::from_secs(10),
             &format!("a route to {dst}"),
+            Duration::from_secs(10),
             || {
                 let route = Command::new("ip")
-                    .args(["-n", &client_ns.0, "route", "get", dst])
+                    .args(["-n", client_ns.name(), "route", "get", dst])
                     .output();
                 route.ok().filter(|o| o.status.success()).map(drop)
             },
@@ -202,7 +168,7 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     run(&[
         "ip",
         "-n",
-        &client_ns.0,
+        client_ns.name(),
         "route",
         "add",
         "default",
@@ -217,7 +183,7 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     ]);
     assert!(nft.status().unwrap().success(), "nft DNAT rule");
 
-    let server = Talking::spawn(server_ns.command(&["python3", "-c", SERVER]));
+    let server = Process::spawn(server_ns.command(&[python3(), "-c", SERVER]));
     assert_eq!(server.line(Duration::from_secs(10), "ready"), "ready");
 
     let dir = tempfile::tempdir().unwrap();
@@ -225,7 +191,7 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     let log = dir.path().join("up.log");
     let up = Up::start(&format!("127.0.0.1:{}", free_port()), &data_dir, &log);
     let host = hostname();
-    let mode = wait_for(Duration::from_secs(90), "the host's tracker mode", || {
+    let mode = wait_for("the host's tracker mode", Duration::from_secs(90), || {
         sql_value(
             &data_dir,
             &format!("select tracker_mode from hosts where host_id = '{host}'"),
@@ -242,9 +208,9 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     let v6 = client(&client_ns, "fd00:77::2", 8080, 1000, false);
     let (nat, _) = client(&client_ns, "10.96.77.10", 80, 10, true);
 
-    let server_id = format!("{host};{}", server.process.pid());
+    let server_id = format!("{host};{}", server.pid());
     for (family, (client, made)) in [("IPv4", &v4), ("IPv6", &v6)] {
-        let client_id = format!("{host};{}", client.process.pid());
+        let client_id = format!("{host};{}", client.pid());
         let mut seen = 0;
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         while seen < *made && std::time::Instant::now() < deadline {
@@ -281,14 +247,14 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
 
     // A process that exits right after its one connection is still drawn, by pid and name.
     let mut once = client_ns
-        .command(&["python3", "-c", ONE_SHOT])
+        .command(&[python3(), "-c", ONE_SHOT])
         .spawn()
         .expect("python3 runs");
     let once_id = format!("{host};{}", once.id());
     assert!(once.wait().unwrap().success(), "the one-shot client failed");
     wait_for(
-        Duration::from_secs(60),
         &format!("the exited process's edge {once_id} -> {server_id}"),
+        Duration::from_secs(60),
         || {
             (edge_connections(&data_dir, "history.graph_edges", &once_id, &server_id) == 1)
                 .then_some(())
@@ -296,12 +262,12 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     );
 
     // Connections that reuse one four-tuple are each a connection.
-    let reused = Talking::spawn(client_ns.command(&["python3", "-c", REUSED_PORT]));
+    let reused = Process::spawn(client_ns.command(&[python3(), "-c", REUSED_PORT]));
     assert_eq!(reused.line(Duration::from_secs(10), "done"), "done");
-    let reused_id = format!("{host};{}", reused.process.pid());
+    let reused_id = format!("{host};{}", reused.pid());
     wait_for(
-        Duration::from_secs(60),
         &format!("three connections on the edge {reused_id} -> {server_id}"),
+        Duration::from_secs(60),
         || {
             (edge_connections(&data_dir, "history.graph_edges", &reused_id, &server_id) == 3)
                 .then_some(())
@@ -309,10 +275,10 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     );
 
     // Through the virtual IP: drawn to the backend process, with no end at the virtual IP.
-    let nat_id = format!("{host};{}", nat.process.pid());
+    let nat_id = format!("{host};{}", nat.pid());
     wait_for(
-        Duration::from_secs(60),
         "the held DNAT'ed connection on the edge to the backend",
+        Duration::from_secs(60),
         || (edge_connections(&data_dir, "graph_edges", &nat_id, &server_id) >= 1).then_some(()),
     );
     let (ok, virtual_ends, err) = sql(
@@ -324,10 +290,10 @@ fn short_lived_and_dnat_connections_reach_the_processes_view_with_both_pids() {
     assert_eq!(virtual_ends.lines().nth(1), Some("0"), "{virtual_ends}");
 
     // Once closed, short-lived connections leave the view after the window.
-    let v4_id = format!("{host};{}", v4.0.process.pid());
+    let v4_id = format!("{host};{}", v4.0.pid());
     wait_for(
-        Duration::from_secs(90),
         "the closed IPv4 connections to leave the processes view",
+        Duration::from_secs(90),
         || (edge_connections(&data_dir, "graph_edges", &v4_id, &server_id) == 0).then_some(()),
     );
     drop(up);
@@ -379,14 +345,13 @@ fn without_the_privileges_for_ebpf_the_collector_says_so_once_and_uses_procfs() 
 
     // A server and a client holding one connection, on the loopback of their own namespace.
     let ns = Netns::new(format!("scope-f{}", std::process::id()));
-    let server = Talking::spawn(ns.command(&["python3", "-c", HOLDING_SERVER]));
+    let server = Process::spawn(ns.command(&[python3(), "-c", HOLDING_SERVER]));
     assert_eq!(server.line(Duration::from_secs(10), "ready"), "ready");
-    let client = Talking::spawn(ns.command(&["python3", "-c", HOLDING_CLIENT]));
+    let client = Process::spawn(ns.command(&[python3(), "-c", HOLDING_CLIENT]));
     assert_eq!(
         client.line(Duration::from_secs(10), "connected"),
         "connected"
     );
-    let (client, server) = (&client.process, &server.process);
 
     let host = hostname();
     let (src, dst) = (
@@ -394,8 +359,8 @@ fn without_the_privileges_for_ebpf_the_collector_says_so_once_and_uses_procfs() 
         format!("{host};{}", server.pid()),
     );
     wait_for(
-        Duration::from_secs(90),
         "the long-lived connection's edge from procfs",
+        Duration::from_secs(90),
         || (edge_connections(&data_dir, "graph_edges", &src, &dst) >= 1).then_some(()),
     );
     assert_eq!(

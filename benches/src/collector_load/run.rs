@@ -17,7 +17,9 @@
 //! reported as failed and the run goes on to the next cell.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use scope_schemas::time::now_us;
 
 use anyhow::{Context as _, bail};
 use scope_kafka::{EmbeddedBroker, KafkaArgs};
@@ -236,11 +238,4 @@ fn busiest(
     all.sort_by_key(|e| std::cmp::Reverse(e.2));
     all.truncate(n);
     all
-}
-
-/// Microseconds since the Unix epoch, the clock of `ConnectionEvent::timestamp_us`.
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

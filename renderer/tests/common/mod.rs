@@ -18,11 +18,7 @@ pub const T1: i64 = 1_700_000_000_000_000;
 
 /// A snapshot time near now, aligned to a second (retention keeps it).
 pub fn recent_time(offset_s: i64) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    (now + offset_s) * 1_000_000
+    (scope_testkit::now_us() / 1_000_000 + offset_s) * 1_000_000
 }
 
 struct Host {

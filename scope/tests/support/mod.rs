@@ -1,17 +1,15 @@
-//! What the tests of the `scope` binary share: running `scope up`, real helper processes,
-//! `scope sql`, and polling with a deadline.
+//! What the tests of the `scope` binary share: running `scope up` and `scope sql`.
 
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use scope_testkit::wait_for;
 
 pub const SCOPE: &str = env!("CARGO_BIN_EXE_scope");
 
@@ -56,14 +54,11 @@ impl Up {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("scope up did not stop within 30 s of SIGTERM");
+        wait_for(
+            "scope up to stop after SIGTERM",
+            Duration::from_secs(30),
+            || self.child.try_wait().unwrap(),
+        );
     }
 }
 
@@ -72,30 +67,6 @@ impl Drop for Up {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A helper process, killed when dropped.
-pub struct Killed(pub Child);
-
-impl Killed {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `scope sql --format <format> <query>`: (success, stdout, stderr).
@@ -122,75 +93,6 @@ pub fn sql_value(data_dir: &Path, query: &str) -> Option<String> {
     })
     .flatten()
     .filter(|v| !v.is_empty())
-}
-
-/// Polls `check` every 500 ms until it returns Some, or fails the test after `limit`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// `python3 -c code`, its output discarded.
-pub fn python(code: &str) -> Killed {
-    Killed(
-        Command::new("python3")
-            .args(["-c", code])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3 runs (scripts/setup installs it)"),
-    )
-}
-
-/// A process whose stdout lines can be awaited.
-pub struct Talking {
-    pub process: Killed,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Talking {
-    /// Runs `command` with stdout piped.
-    pub fn spawn(mut command: Command) -> Talking {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Talking {
-            process: Killed(child),
-            lines,
-        }
-    }
-
-    /// The next line it prints, or a failed test after `limit`.
-    pub fn line(&self, limit: Duration, what: &str) -> String {
-        let pid = self.process.pid();
-        match self.lines.recv_timeout(limit) {
-            Ok(line) => line,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("no {what} from pid {pid} within {limit:?}")
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("pid {pid} closed its output before printing {what}")
-            }
-        }
-    }
 }
 
 pub fn hostname() -> String {

@@ -1,0 +1,104 @@
+//! The rows of the snapshot tables, and the socket identity and direction they carry.
+
+use scope_schemas::{AddressFamily, EventSource};
+
+/// Which end of a TCP connection a socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// This host connected (it is the client).
+    Outbound,
+    /// This host accepted (it is the server).
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+/// Text of an [`AddressFamily`] in the `sockets` table.
+pub fn family_str(family: AddressFamily) -> &'static str {
+    match family {
+        AddressFamily::Ipv4 => "ipv4",
+        AddressFamily::Ipv6 => "ipv6",
+    }
+}
+
+/// Identity of a socket within its host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SocketKey {
+    pub netns: i64,
+    pub family: AddressFamily,
+    pub local_addr: String,
+    pub local_port: i32,
+    pub remote_addr: String,
+    pub remote_port: i32,
+}
+
+/// One row of the `hosts` table, without `snapshot_time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRow {
+    pub host_id: String,
+    pub host_name: Option<String>,
+    pub os: Option<String>,
+    pub kernel_version: Option<String>,
+    pub uptime_seconds: Option<i64>,
+    pub load1: Option<f64>,
+    pub cpu_usage_percent: Option<f64>,
+    pub memory_usage_bytes: Option<i64>,
+    pub memory_total_bytes: Option<i64>,
+    pub tracker_mode: Option<String>,
+    pub last_seen_us: i64,
+}
+
+/// One row of the `processes` table, without `snapshot_time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessRow {
+    pub host_id: String,
+    pub pid: i32,
+    pub ppid: Option<i32>,
+    pub name: Option<String>,
+    pub cmdline: Option<String>,
+    pub threads: Option<i32>,
+    pub cpu_usage_percent: Option<f64>,
+    pub memory_usage_bytes: Option<i64>,
+    pub open_files_count: Option<i32>,
+    pub last_seen_us: i64,
+}
+
+/// One row of the `sockets` table, without `snapshot_time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocketRow {
+    pub host_id: String,
+    pub key: SocketKey,
+    pub pid: Option<i32>,
+    pub process_name: Option<String>,
+    pub direction: Direction,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    /// Set only when the socket was closed at or before the snapshot time.
+    pub closed_at_us: Option<i64>,
+    pub source: EventSource,
+}
+
+impl SocketRow {
+    /// `open` or `closed`, at the snapshot time.
+    pub fn state(&self) -> &'static str {
+        if self.closed_at_us.is_some() {
+            "closed"
+        } else {
+            "open"
+        }
+    }
+}
+
+/// One row of the `local_networks` table, without `snapshot_time`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalNetworkRow {
+    pub host_id: String,
+    pub cidr: String,
+}

@@ -1,0 +1,31 @@
+//! What Scope's integration tests share, so that each test file says only what it tests. A
+//! dev-dependency only: failures panic, failing the test, except where the caller has more to
+//! say than the kit ([`TimedOut`]).
+//!
+//! # Layout
+//! - [`broker`]: an embedded broker on a free port with the pipeline's topics, one per test.
+//! - [`component`]: a pipeline component running in the test, stopped by its shutdown
+//!   signal.
+//! - [`wait`]: deadlines instead of sleeps: read a topic until a condition holds
+//!   ([`consume_until`]), or poll one ([`wait_for`], [`wait_for_async`]).
+//! - [`process`]: child processes (Python servers and clients, the binaries under test) run
+//!   as a user runs them, killed when dropped, whose output lines can be awaited.
+//! - [`netns`]: network namespaces that stand in for hosts, deleted when dropped.
+//! - [`now_us`]: the records' clock, re-exported from `scope_schemas::time`.
+//!
+//! scope-kafka's own tests cannot use this crate (it depends on scope-kafka).
+
+pub mod broker;
+pub mod component;
+pub mod netns;
+pub mod process;
+pub mod wait;
+
+pub use broker::Broker;
+pub use component::Running;
+pub use netns::Netns;
+pub use process::{Process, free_port, python3, run};
+/// The clock of the pipeline's records, for test data that must look recent (the merger's
+/// window and the renderer's retention drop what is old).
+pub use scope_schemas::time::now_us;
+pub use wait::{TimedOut, consume_until, wait_for, wait_for_async};
