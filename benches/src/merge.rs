@@ -23,7 +23,7 @@ use arrow::array::{Array, StringArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::Message as _;
-use scope_kafka::{EmbeddedBroker, KafkaArgs};
+use scope_kafka::{EmbeddedBroker, KafkaArgs, component::Component};
 use scope_merger::snapshot::SnapshotWriter;
 use scope_merger::state::{Input, State, check_connection, check_report};
 use scope_merger::window::{Window, next_tick};

@@ -3,12 +3,17 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use scope_kafka::KafkaArgs;
+use scope_kafka::{
+    KafkaArgs,
+    component::{Component, Context},
+    metrics::Families,
+    service::default_duration,
+};
 
 use crate::{Error, tracker::TrackerChoice};
 
-const DEFAULT_SPY_INTERVAL: Duration = Duration::from_secs(1);
-const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_secs(3);
+const DEFAULT_SPY_INTERVAL: &str = "1s";
+const DEFAULT_PUBLISH_INTERVAL: &str = "3s";
 const DEFAULT_FULL_EVERY: u32 = 5;
 const DEFAULT_PROC_ROOT: &str = "/proc";
 
@@ -22,10 +27,10 @@ pub struct CollectorArgs {
     pub host_id: Option<String>,
     /// How often /proc is read for processes and connections. With the eBPF tracker,
     /// connections need no polling and processes are read once per publish instead.
-    #[arg(long, env = "SCOPE_SPY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_SPY_INTERVAL", default_value = DEFAULT_SPY_INTERVAL, value_parser = humantime::parse_duration)]
     pub spy_interval: Duration,
     /// How often the host and process reporters publish a report delta.
-    #[arg(long, env = "SCOPE_PUBLISH_INTERVAL", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_PUBLISH_INTERVAL", default_value = DEFAULT_PUBLISH_INTERVAL, value_parser = humantime::parse_duration)]
     pub publish_interval: Duration,
     /// Every Nth publish is a full report (all nodes), and re-announces open connections.
     #[arg(long, env = "SCOPE_FULL_EVERY", default_value_t = DEFAULT_FULL_EVERY)]
@@ -50,17 +55,22 @@ impl CollectorArgs {
         CollectorArgs {
             kafka,
             host_id: None,
-            spy_interval: DEFAULT_SPY_INTERVAL,
-            publish_interval: DEFAULT_PUBLISH_INTERVAL,
+            spy_interval: default_duration(DEFAULT_SPY_INTERVAL),
+            publish_interval: default_duration(DEFAULT_PUBLISH_INTERVAL),
             full_every: DEFAULT_FULL_EVERY,
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
             tracker: TrackerChoice::Auto,
             ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
         }
     }
+}
+
+impl Component for CollectorArgs {
+    const NAME: &'static str = "collector";
+    type Error = Error;
 
     /// Checks the rules between fields, without I/O.
-    pub fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), Error> {
         let invalid = |msg: String| Err(Error::InvalidConfig(msg));
         if self.kafka.brokers.trim().is_empty() {
             return invalid("--brokers must name at least one broker".into());
@@ -97,6 +107,20 @@ impl CollectorArgs {
             ));
         }
         Ok(())
+    }
+
+    fn write_metrics(out: &mut Families) {
+        crate::stats().write_metrics(out);
+    }
+
+    /// None is: each error is a configuration or environment mistake (or a bug) that a
+    /// restart repeats; transient trouble (a broker away) never surfaces as an error.
+    fn is_retryable(_: &Error) -> bool {
+        false
+    }
+
+    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
+        crate::run(self, cx.shutdown)
     }
 }
 

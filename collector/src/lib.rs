@@ -2,7 +2,7 @@
 //!
 //! It publishes TCP connections as [`scope_schemas::ConnectionEvent`]s on `scope.connections`
 //! as they happen, learnt from the eBPF tracker ([`scope_ebpf`]) or, where it cannot load,
-//! from `/proc` every `--spy-interval` ([`tracker`]). It reads `/proc` every spy for processes
+//! from `/proc` every `--spy-interval` (`tracker`). It reads `/proc` every spy for processes
 //! and the host itself, published as [`scope_schemas::ReportDelta`]s on `scope.reports`
 //! (every `--publish-interval`, full every `--full-every` publishes).
 //! Mergers turn these streams into snapshots; the collector keeps no history and talks to
@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //! - `config`: [`CollectorArgs`], the command line and its validation.
-//! - [`tracker`]: [`TrackerChoice`], and loading the eBPF tracker or falling back to procfs.
+//! - `tracker`: [`TrackerChoice`], and loading the eBPF tracker or falling back to procfs.
 //! - `conntrack`: the real backend behind a DNAT'ed address, asked of the kernel over
 //!   ctnetlink in the connection's network namespace.
 //! - `scan`: one walk over `/proc/<pid>` per spy (stat, cmdline, fds, network namespace)
@@ -57,10 +57,7 @@ pub use stats::{Stats, stats};
 pub use tracker::TrackerChoice;
 
 use scope_ebpf::Tracker;
-use scope_kafka::{
-    component::{Component, Context},
-    metrics::Families,
-};
+use scope_kafka::component::Component;
 
 use crate::{
     conntrack::Conntrack, publisher::Publisher, reporter::EndpointReporter, scan::Depth, spy::Spy,
@@ -73,29 +70,6 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs a collector until `shutdown` is cancelled, counting into the global [`stats()`].
 pub async fn run(args: CollectorArgs, shutdown: CancellationToken) -> Result<(), Error> {
     run_with_stats(args, shutdown, stats()).await
-}
-
-impl Component for CollectorArgs {
-    const NAME: &'static str = "collector";
-    type Error = Error;
-
-    fn validate(&self) -> Result<(), Error> {
-        CollectorArgs::validate(self)
-    }
-
-    fn write_metrics(out: &mut Families) {
-        stats().write_metrics(out);
-    }
-
-    /// None is: each error is a configuration or environment mistake (or a bug) that a
-    /// restart repeats; transient trouble (a broker away) never surfaces as an error.
-    fn is_retryable(_: &Error) -> bool {
-        false
-    }
-
-    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
-        run(self, cx.shutdown)
-    }
 }
 
 /// [`run`], counting into `stats`.

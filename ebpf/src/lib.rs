@@ -55,15 +55,24 @@ const PROGRAMS: [(&str, &str, &str); 3] = [
 /// uses procfs instead.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The binary was built without clang, so the kernel-side object is empty. Rebuild with
+    /// clang installed, or run with `--tracker procfs`.
     #[error("this build has no eBPF programs: clang was missing when it was compiled")]
     NotBuilt,
+    /// [`Tracker::load`] was given a ring buffer size that is not a power of two of at least
+    /// one page (4 KiB on most hosts), as the kernel requires; fix `--ebpf-ring-buffer-bytes`.
     #[error("the ring buffer size {0} is not a power-of-two multiple of the page size")]
     RingBufferSize(u32),
+    /// aya could not parse the object or create its maps in the kernel: the process lacks
+    /// root (or `CAP_BPF` and `CAP_PERFMON`), or the kernel exposes no BTF to relocate against.
+    /// Grant the capabilities, use a kernel with BTF, or run with `--tracker procfs`.
     #[error(
         "loading the eBPF object failed (needs root or CAP_BPF + CAP_PERFMON, and kernel BTF at \
          /sys/kernel/btf/vmlinux): {0}"
     )]
     Load(#[from] aya::EbpfError),
+    /// A program could not be loaded (the verifier refused it: report it with the kernel
+    /// version) or attached: tracefs is not mounted, or the kernel lacks that tracepoint.
     #[error(
         "attaching {program} to tracepoint {tracepoint} failed (is tracefs mounted? \
          `mount -t tracefs nodev /sys/kernel/tracing`): {source}"
@@ -74,14 +83,20 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
+    /// The compiled object lacks a map this crate expects: the C side and the Rust side were
+    /// changed apart, a build bug to report.
     #[error("the eBPF object has no map `{0}`")]
     MissingMap(&'static str),
+    /// A map exists but is not of the type this crate reads (ring buffer, per-CPU array): the
+    /// C and Rust sides disagree, a build bug to report.
     #[error("opening map `{name}`: {source}")]
     Map {
         name: &'static str,
         #[source]
         source: MapError,
     },
+    /// Registering the ring buffer's descriptor with tokio's reactor failed: epoll hit a
+    /// resource limit, or the runtime is shutting down. Retry once resources are freed.
     #[error("watching the ring buffer: {0}")]
     Poll(#[source] io::Error),
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`KafkaArgs`]: `--brokers` and `-X key=value` librdkafka properties, the one way every
 //!   component configures its Kafka clients.
+//! - [`StorageArgs`]: `--data-dir` and `--retention`, shared by the merger and the renderer.
 //! - [`ensure_topics`]: creates the pipeline's topics (idempotent), with the retention or
 //!   compaction their [`TopicSpec`] asks for.
 //! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
@@ -24,6 +25,7 @@ pub mod component;
 mod embedded;
 pub mod metrics;
 pub mod service;
+mod storage;
 pub mod throttle;
 
 use std::time::Duration;
@@ -39,6 +41,7 @@ use scope_schemas::topics::{Cleanup, TopicSpec};
 
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedBroker;
+pub use storage::StorageArgs;
 
 /// Kafka connection settings, flattened into every component's command line.
 #[derive(clap::Args, Clone, Debug)]
@@ -83,17 +86,30 @@ impl KafkaArgs {
     }
 }
 
+/// Why a shared piece of plumbing failed: creating topics, serving metrics, or starting the
+/// embedded broker. The merger and renderer only warn when topics cannot be made; `scope up`
+/// and the `--metrics-addr` listener stop the process.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// librdkafka refused the admin client's configuration, before any broker is contacted:
+    /// usually an invalid `-X key=value` property. Fix the property.
     #[error("creating a Kafka admin client: {0}")]
     Admin(#[source] KafkaError),
+    /// The broker refused to create a topic (`topic` is `*` when the whole request failed,
+    /// e.g. no broker answered in time): it is down, ACLs forbid it, or it rejects the
+    /// settings (replication -1, the broker's default, needs Kafka 2.4). Wait for the broker,
+    /// or create the topic by hand.
     #[error("creating topic {topic}: {source}")]
     CreateTopic { topic: String, source: KafkaError },
+    /// `--metrics-addr` could not be bound: the port is in use (often another Scope process),
+    /// or it is below 1024 without the privilege. Choose another address or free the port.
     #[error("listening for metrics on {addr}: {source}")]
     MetricsListen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The embedded broker of `scope up` could not start: most often its listen address
+    /// (`--listen`) is in use, e.g. by a real Kafka; pass `--brokers` or another `--listen`.
     #[cfg(feature = "embedded")]
     #[error("starting the embedded broker on {addr}: {reason}")]
     Embedded {

@@ -41,6 +41,13 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A flag's default duration, written once as the text clap parses ("15s") and turned into
+/// the value the component's `new` sets. Only for constants: the tests of each component
+/// parse all of its defaults.
+pub fn default_duration(text: &'static str) -> std::time::Duration {
+    humantime::parse_duration(text).expect("a default is a duration")
+}
+
 /// A token cancelled on the first SIGINT or SIGTERM.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

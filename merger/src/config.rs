@@ -3,9 +3,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scope_kafka::KafkaArgs;
+use scope_kafka::{
+    KafkaArgs, StorageArgs,
+    component::{Component, Context},
+    metrics::Families,
+    service::default_duration,
+};
 
 use crate::Error;
+
+// The defaults, once for the flags and once for `MergerArgs::new`.
+const DEFAULT_GROUP_ID: &str = "scope-merger";
+const DEFAULT_WINDOW: &str = "15s";
+const DEFAULT_TICK: &str = "1s";
+const DEFAULT_FULL_INTERVAL: &str = "15s";
+const DEFAULT_INPUT_PARTITIONS: i32 = 6;
+const DEFAULT_MAX_CLOCK_SKEW: &str = "5s";
 
 /// Flags of `scope merger`. Every flag also reads an environment variable.
 #[derive(clap::Args, Clone, Debug)]
@@ -14,25 +27,20 @@ pub struct MergerArgs {
     pub kafka: KafkaArgs,
 
     /// Kafka consumer group; mergers in one group share the input partitions (by host).
-    #[arg(long, env = "SCOPE_MERGER_GROUP_ID", default_value = "scope-merger")]
+    #[arg(long, env = "SCOPE_MERGER_GROUP_ID", default_value = DEFAULT_GROUP_ID)]
     pub group_id: String,
 
     /// Length of the window each snapshot covers: a snapshot at T holds the hosts that
     /// reported and the sockets that were open within [T - window, T].
-    #[arg(long, env = "SCOPE_WINDOW", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_WINDOW", default_value = DEFAULT_WINDOW, value_parser = humantime::parse_duration)]
     pub window: Duration,
 
     /// How often a snapshot is cut, aligned to multiples of this on the wall clock.
-    #[arg(long, env = "SCOPE_MERGER_TICK", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_MERGER_TICK", default_value = DEFAULT_TICK, value_parser = humantime::parse_duration)]
     pub tick: Duration,
 
-    /// Directory of the snapshot Parquet files, shared with the renderer.
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
-    pub data_dir: PathBuf,
-
-    /// Snapshot files older than this are deleted.
-    #[arg(long, env = "SCOPE_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub retention: Duration,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Name of this merger in file names and announcements; unique within the group.
     /// Letters, digits, '.', '_' and '-'.
@@ -42,19 +50,19 @@ pub struct MergerArgs {
     /// How often collectors publish a full report (re-announcing every open connection).
     /// An open socket not confirmed for 2 * window + this is expired, and a merger assigned
     /// partitions replays that much of their past to rebuild its state.
-    #[arg(long, env = "SCOPE_FULL_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_FULL_INTERVAL", default_value = DEFAULT_FULL_INTERVAL, value_parser = humantime::parse_duration)]
     pub full_interval: Duration,
     /// Partitions of the input topics when this merger has to create them (an existing topic
     /// is left as it is). Mergers in one group share these partitions, so this bounds how many
     /// of them can work at once.
-    #[arg(long, env = "SCOPE_INPUT_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, env = "SCOPE_INPUT_PARTITIONS", default_value_t = DEFAULT_INPUT_PARTITIONS, value_parser = clap::value_parser!(i32).range(1..))]
     pub input_partitions: i32,
     /// How far a host's clock may be from the merger's before its timestamps are corrected
     /// (and the host counted and logged): beyond it, a host ahead would stay out of every
     /// window until its clock's "now" came, one behind would fall out of the window early.
     /// Measured on messages consumed live, so a merger lagging by more than this corrects
     /// every host by its lag.
-    #[arg(long, env = "SCOPE_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SCOPE_MAX_CLOCK_SKEW", default_value = DEFAULT_MAX_CLOCK_SKEW, value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
 }
 
@@ -63,20 +71,24 @@ impl MergerArgs {
     pub fn new(kafka: KafkaArgs, data_dir: impl Into<PathBuf>) -> Self {
         MergerArgs {
             kafka,
-            group_id: "scope-merger".into(),
-            window: Duration::from_secs(15),
-            tick: Duration::from_secs(1),
-            data_dir: data_dir.into(),
-            retention: Duration::from_secs(3600),
+            group_id: DEFAULT_GROUP_ID.into(),
+            window: default_duration(DEFAULT_WINDOW),
+            tick: default_duration(DEFAULT_TICK),
+            storage: StorageArgs::new(data_dir),
             writer: default_writer(),
-            full_interval: Duration::from_secs(15),
-            input_partitions: 6,
-            max_clock_skew: Duration::from_secs(5),
+            full_interval: default_duration(DEFAULT_FULL_INTERVAL),
+            input_partitions: DEFAULT_INPUT_PARTITIONS,
+            max_clock_skew: default_duration(DEFAULT_MAX_CLOCK_SKEW),
         }
     }
+}
+
+impl Component for MergerArgs {
+    const NAME: &'static str = "merger";
+    type Error = Error;
 
     /// Checks the rules between flags, without I/O.
-    pub fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), Error> {
         let fail = |reason: String| Err(Error::Config(reason));
         if self.group_id.trim().is_empty() {
             return fail("--group-id must not be empty".into());
@@ -97,18 +109,16 @@ impl MergerArgs {
                 humantime::format_duration(self.tick)
             ));
         }
-        if self.retention < self.window {
+        self.storage.validate().map_err(Error::Config)?;
+        if self.storage.retention < self.window {
             return fail(format!(
                 "--retention ({}) must be at least --window ({})",
-                humantime::format_duration(self.retention),
+                humantime::format_duration(self.storage.retention),
                 humantime::format_duration(self.window)
             ));
         }
         if self.max_clock_skew.is_zero() {
             return fail("--max-clock-skew must be above zero".into());
-        }
-        if self.data_dir.as_os_str().is_empty() {
-            return fail("--data-dir must not be empty".into());
         }
         if !valid_writer(&self.writer) {
             return fail(format!(
@@ -117,6 +127,18 @@ impl MergerArgs {
             ));
         }
         Ok(())
+    }
+
+    fn write_metrics(out: &mut Families) {
+        crate::stats().write_metrics(out);
+    }
+
+    fn is_retryable(error: &Error) -> bool {
+        error.is_retryable()
+    }
+
+    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
+        crate::run(self, cx.shutdown)
     }
 }
 
@@ -172,12 +194,40 @@ mod tests {
         let args = cli.merger;
         assert_eq!(args.window, Duration::from_secs(15));
         assert_eq!(args.tick, Duration::from_secs(1));
-        assert_eq!(args.retention, Duration::from_secs(3600));
+        assert_eq!(args.storage.retention, Duration::from_secs(3600));
         assert_eq!(args.group_id, "scope-merger");
         args.validate().unwrap();
-        MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x")
-            .validate()
-            .unwrap();
+        let new = MergerArgs::new(KafkaArgs::new("x:1"), "/tmp/x");
+        new.validate().unwrap();
+        // Unless the environment sets them, the flags' defaults are `new`'s.
+        if std::env::vars().all(|(name, _)| !name.starts_with("SCOPE_")) {
+            assert_eq!(
+                format!(
+                    "{:?}",
+                    (
+                        new.window,
+                        new.tick,
+                        new.full_interval,
+                        new.input_partitions,
+                        new.max_clock_skew,
+                        new.storage.retention,
+                        &new.group_id
+                    )
+                ),
+                format!(
+                    "{:?}",
+                    (
+                        args.window,
+                        args.tick,
+                        args.full_interval,
+                        args.input_partitions,
+                        args.max_clock_skew,
+                        args.storage.retention,
+                        &args.group_id
+                    )
+                ),
+            );
+        }
     }
 
     #[test]
@@ -193,7 +243,10 @@ mod tests {
                 ..base()
             },
             MergerArgs {
-                retention: Duration::from_secs(10),
+                storage: StorageArgs {
+                    retention: Duration::from_secs(10),
+                    ..base().storage
+                },
                 ..base()
             },
             MergerArgs {

@@ -35,11 +35,6 @@ pub mod window;
 
 use std::sync::Arc;
 
-use scope_kafka::{
-    component::{Component, Context},
-    metrics::Families,
-};
-
 pub use config::{MergerArgs, default_writer};
 pub use error::Error;
 pub use snapshot::SnapshotError;
@@ -60,27 +55,6 @@ pub use window::Window;
 /// (offset lookups), which then step aside for other tasks, such as an embedded broker.
 pub async fn run(args: MergerArgs, shutdown: CancellationToken) -> Result<(), Error> {
     run_with_stats(args, shutdown, Arc::clone(stats())).await
-}
-
-impl Component for MergerArgs {
-    const NAME: &'static str = "merger";
-    type Error = Error;
-
-    fn validate(&self) -> Result<(), Error> {
-        MergerArgs::validate(self)
-    }
-
-    fn write_metrics(out: &mut Families) {
-        stats().write_metrics(out);
-    }
-
-    fn is_retryable(error: &Error) -> bool {
-        error.is_retryable()
-    }
-
-    fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
-        run(self, cx.shutdown)
-    }
 }
 
 /// [`run`], counting into `stats` (tests and embedders that run several mergers in one

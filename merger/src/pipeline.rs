@@ -25,7 +25,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scope_kafka::throttle::Throttle;
+use scope_kafka::{component::Component, throttle::Throttle};
 use scope_schemas::{ConnectionEvent, Record, ReportDelta, SnapshotInput, topics};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -55,9 +55,11 @@ pub(crate) async fn run(
     args.validate()?;
     let window = Window::new(args.window, args.full_interval);
     let writer =
-        SnapshotWriter::create(&args.data_dir, &args.writer).map_err(|source| Error::DataDir {
-            path: args.data_dir.clone(),
-            source,
+        SnapshotWriter::create(&args.storage.data_dir, &args.writer).map_err(|source| {
+            Error::DataDir {
+                path: args.storage.data_dir.clone(),
+                source,
+            }
         })?;
     let producer: FutureProducer = args
         .kafka
@@ -91,7 +93,7 @@ pub(crate) async fn run(
 
     let mut merger = Merger {
         tick_us: micros(args.tick).max(1),
-        retention: args.retention,
+        retention: args.storage.retention,
         writer: Arc::new(writer),
         window,
         producer,

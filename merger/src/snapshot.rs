@@ -27,16 +27,23 @@ use scope_schemas::{Snapshot, SnapshotFile, SnapshotInput, tables};
 use crate::state::{SnapshotTables, family_str};
 use scope_schemas::time::micros;
 
-/// Why a snapshot could not be written.
+/// Why a snapshot could not be written, its data directory prepared, or old files deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The merged columns did not match the table's schema in `scope_schemas::tables`
+    /// (a type, length or nullability differs): a bug to report, as the columns are built
+    /// here from typed state, not taken from input.
     #[error("building the {table} batch: {source}")]
     Arrow {
         table: &'static str,
         source: ArrowError,
     },
+    /// Writing a batch into the temporary Parquet file failed, usually because the file
+    /// system is full or failing underneath the writer; free space and the next tick retries.
     #[error("encoding {path}: {source}")]
     Parquet { path: PathBuf, source: ParquetError },
+    /// A file system call (`op`) on `path` failed: creating, syncing or renaming a file,
+    /// listing or removing old ones. Check space, permissions and the mount of `--data-dir`.
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -592,12 +592,13 @@ async fn start_up_creates_the_announcement_topic() {
     let kafka = KafkaArgs::new(broker.bootstrap());
     let dir = tempfile::tempdir().unwrap();
     let hour = Duration::from_secs(3600);
-    let merger = start(MergerArgs {
+    let mut args = MergerArgs {
         window: hour,
         tick: hour,
-        retention: hour,
         ..merger_args(&kafka, dir.path(), "merger-5", "m5")
-    });
+    };
+    args.storage.retention = hour;
+    let merger = start(args);
 
     let metadata: BaseConsumer = kafka.client_config(&[]).create().unwrap();
     let created = format!(

@@ -32,17 +32,18 @@ pub mod view;
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
 };
 
 use scope_kafka::{
-    KafkaArgs,
+    KafkaArgs, StorageArgs,
     component::{Component, Context},
     metrics::Families,
 };
 
 pub use error::Error;
 pub use service::run;
+
+const DEFAULT_GROUP_ID: &str = "scope-renderer";
 
 /// Command-line settings of the renderer.
 #[derive(clap::Args, Clone, Debug)]
@@ -53,16 +54,11 @@ pub struct RendererArgs {
     #[arg(
         long = "group-id",
         env = "SCOPE_RENDERER_GROUP_ID",
-        default_value = "scope-renderer"
+        default_value = DEFAULT_GROUP_ID
     )]
     pub group_id: String,
-    /// Directory of the snapshot files, shared with the mergers.
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
-    pub data_dir: PathBuf,
-    /// Delete rendered tables of snapshots older than this ("1h", "30m").
-    #[arg(long, env = "SCOPE_RETENTION", default_value = "1h",
-          value_parser = humantime::parse_duration)]
-    pub retention: Duration,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl RendererArgs {
@@ -70,30 +66,9 @@ impl RendererArgs {
     pub fn new(kafka: KafkaArgs, data_dir: impl Into<PathBuf>) -> Self {
         RendererArgs {
             kafka,
-            group_id: "scope-renderer".into(),
-            data_dir: data_dir.into(),
-            retention: Duration::from_secs(3600),
+            group_id: DEFAULT_GROUP_ID.into(),
+            storage: StorageArgs::new(data_dir),
         }
-    }
-
-    /// Checks the settings without touching the network or the disk.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.group_id.trim().is_empty() {
-            return Err(Error::Config("--group-id must not be empty".into()));
-        }
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(Error::Config("--data-dir must not be empty".into()));
-        }
-        if self.retention < Duration::from_secs(1) {
-            return Err(Error::Config(format!(
-                "--retention must be at least 1s, got {}",
-                humantime::format_duration(self.retention)
-            )));
-        }
-        if self.kafka.brokers.trim().is_empty() {
-            return Err(Error::Config("--brokers must not be empty".into()));
-        }
-        Ok(())
     }
 }
 
@@ -101,8 +76,16 @@ impl Component for RendererArgs {
     const NAME: &'static str = "renderer";
     type Error = Error;
 
+    /// Checks the settings without touching the network or the disk.
     fn validate(&self) -> Result<(), Error> {
-        RendererArgs::validate(self)
+        if self.group_id.trim().is_empty() {
+            return Err(Error::Config("--group-id must not be empty".into()));
+        }
+        self.storage.validate().map_err(Error::Config)?;
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(Error::Config("--brokers must not be empty".into()));
+        }
+        Ok(())
     }
 
     fn write_metrics(out: &mut Families) {
@@ -114,7 +97,7 @@ impl Component for RendererArgs {
     }
 
     fn run(self, cx: Context) -> impl Future<Output = Result<(), Error>> + Send {
-        run(self, cx.shutdown)
+        crate::run(self, cx.shutdown)
     }
 }
 
@@ -258,6 +241,8 @@ pub fn stats() -> &'static Stats {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -265,13 +250,13 @@ mod tests {
         let ok = RendererArgs::new(KafkaArgs::new("127.0.0.1:9092"), "/tmp/scope");
         ok.validate().unwrap();
         let mut bad = ok.clone();
-        bad.retention = Duration::ZERO;
+        bad.storage.retention = Duration::ZERO;
         assert!(matches!(bad.validate(), Err(Error::Config(_))));
         let mut bad = ok.clone();
         bad.group_id = " ".into();
         assert!(bad.validate().is_err());
         let mut bad = ok;
-        bad.data_dir = PathBuf::new();
+        bad.storage.data_dir = PathBuf::new();
         assert!(bad.validate().is_err());
     }
 
@@ -320,7 +305,7 @@ mod tests {
         }
         let cli = Cli::parse_from(["x", "--data-dir", "/d", "--retention", "30m"]);
         assert_eq!(cli.args.group_id, "scope-renderer");
-        assert_eq!(cli.args.retention, Duration::from_secs(1800));
-        assert_eq!(cli.args.data_dir, PathBuf::from("/d"));
+        assert_eq!(cli.args.storage.retention, Duration::from_secs(1800));
+        assert_eq!(cli.args.storage.data_dir, PathBuf::from("/d"));
     }
 }

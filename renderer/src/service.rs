@@ -25,7 +25,7 @@ use rdkafka::{
     error::KafkaError,
     message::BorrowedMessage,
 };
-use scope_kafka::throttle::Throttle;
+use scope_kafka::{component::Component, throttle::Throttle};
 use scope_schemas::{Record, Snapshot, topics};
 use tokio_util::sync::CancellationToken;
 
@@ -45,8 +45,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// start (bad settings, data dir not writable, Kafka clients not creatable).
 pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), Error> {
     args.validate()?;
-    std::fs::create_dir_all(&args.data_dir).map_err(|source| Error::WriteFile {
-        path: args.data_dir.clone(),
+    std::fs::create_dir_all(&args.storage.data_dir).map_err(|source| Error::WriteFile {
+        path: args.storage.data_dir.clone(),
         source,
     })?;
 
@@ -99,7 +99,7 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
             source,
         })?;
     tracing::info!(
-        data_dir = %args.data_dir.display(),
+        data_dir = %args.storage.data_dir.display(),
         group_id,
         "renderer consuming {}",
         topics::SNAPSHOTS
@@ -244,7 +244,7 @@ impl Worker<'_> {
         let writer = ready.writers.join(",");
         let writer = writer.as_str();
         let started = Instant::now();
-        let rendered = match render::render(&self.args.data_dir, t).await {
+        let rendered = match render::render(&self.args.storage.data_dir, t).await {
             Ok(rendered) => rendered,
             Err(Error::SnapshotMissing { .. }) => {
                 stats().snapshots_missing.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +253,7 @@ impl Worker<'_> {
                         suppressed,
                         snapshot_time_us = t,
                         writer,
-                        data_dir = %self.args.data_dir.display(),
+                        data_dir = %self.args.storage.data_dir.display(),
                         "announced snapshot has no files in the data dir; skipped"
                     );
                 }
@@ -325,7 +325,11 @@ impl Worker<'_> {
             return;
         }
         self.last_retention = Some(Instant::now());
-        match retention::apply(&self.args.data_dir, self.args.retention, SystemTime::now()) {
+        match retention::apply(
+            &self.args.storage.data_dir,
+            self.args.storage.retention,
+            SystemTime::now(),
+        ) {
             Ok(deleted) => {
                 stats()
                     .files_deleted

@@ -30,7 +30,7 @@ use crate::{Error, render, store};
 /// The schema holding every retained snapshot.
 pub const HISTORY_SCHEMA: &str = "history";
 
-/// Output formats of [`format`].
+/// Output formats of [`format()`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// An aligned text table.

@@ -360,14 +360,22 @@ macro_rules! avro_record {
 }
 pub(crate) use avro_record;
 
+/// Why a record could not be encoded: its value does not fit its own Avro schema, because the
+/// Rust type and its `.avsc` disagree. Retrying or other input will not help; report the bug.
 #[derive(Debug, thiserror::Error)]
 #[error("encoding an Avro record: {0}")]
 pub struct EncodeError(#[source] apache_avro::Error);
 
+/// Why bytes read from Kafka are not a record of the expected type. Consumers count such a
+/// message as malformed and skip it; the variant says who wrote it wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The message is shorter than the 10-byte header or does not start with `C3 01`: some
+    /// other producer (plain JSON, another encoding) wrote to a Scope topic. Find and stop it.
     #[error("not Avro single-object encoding (no C3 01 header)")]
     NotSingleObject,
+    /// The header's fingerprint is no released version of this record's schema: a writer
+    /// newer than this reader, or a record of another type on the topic. Upgrade the reader.
     #[error(
         "written with a schema that is no released version of {expected}'s (fingerprint {fingerprint:#018x})"
     )]
@@ -375,8 +383,12 @@ pub enum DecodeError {
         expected: &'static str,
         fingerprint: u64,
     },
+    /// The header is known but the body does not decode with that schema: truncated or
+    /// corrupted bytes, or a string, array or map longer than [`MAX_ALLOCATION_BYTES`].
     #[error("malformed Avro datum: {0}")]
     Avro(#[source] apache_avro::Error),
+    /// The datum decoded but bytes follow it: the writer appended data, or its schema is not
+    /// the one its fingerprint names. The record is refused rather than half trusted.
     #[error("{0} bytes left over after the Avro datum")]
     TrailingBytes(usize),
 }
