@@ -18,6 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use scope_schemas::Snapshot;
 
+/// Times kept waiting at most: beyond this many (20 minutes of 1 s ticks), the oldest is given
+/// up on, so announcements that never complete (a second merger group writing here) cannot
+/// grow the renderer without bound.
+const MAX_WAITING: usize = 1200;
+
 /// Snapshot times announced and not rendered yet, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
@@ -133,6 +138,32 @@ impl Pending {
     pub fn waiting(&self) -> usize {
         self.times.len()
     }
+
+    /// Gives up on the oldest times beyond [`MAX_WAITING`]; returns how many.
+    pub fn trim(&mut self) -> u64 {
+        let mut dropped = 0;
+        while self.times.len() > MAX_WAITING {
+            self.times.pop_first();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// The partitions the newest waiting time still lacks, per input topic, for the log.
+    pub fn missing(&self) -> Vec<(String, Vec<i32>)> {
+        let Some((_, coverage)) = self.times.last_key_value() else {
+            return Vec::new();
+        };
+        coverage
+            .topics
+            .iter()
+            .map(|(topic, (count, partitions))| {
+                let absent = (0..*count).filter(|p| !partitions.contains(p)).collect();
+                (topic.clone(), absent)
+            })
+            .filter(|(_, absent): &(String, Vec<i32>)| !absent.is_empty())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +225,24 @@ mod tests {
         assert_eq!((ready.skipped, ready.incomplete), (2, 2));
         assert_eq!(pending.waiting(), 1);
         assert_eq!(pending.take_newest_complete(), None);
+        let missing: Vec<i32> = vec![2, 3];
+        assert_eq!(
+            pending.missing(),
+            vec![
+                ("scope.connections".to_owned(), missing.clone()),
+                ("scope.reports".to_owned(), missing)
+            ]
+        );
+    }
+
+    #[test]
+    fn times_that_never_complete_are_bounded() {
+        let mut pending = Pending::default();
+        for t in 0..(MAX_WAITING as i64 + 5) {
+            pending.add(&announced(t, "a", &[0]));
+        }
+        assert_eq!(pending.trim(), 5);
+        assert_eq!(pending.waiting(), MAX_WAITING);
     }
 
     #[test]

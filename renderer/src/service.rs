@@ -38,6 +38,9 @@ use crate::{
 
 /// How long reading back the published views may take at start.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Snapshot times waiting, beyond which the renderer warns that none completes: a minute of
+/// 1 s ticks, longer than a merger's replay or a rebalance takes.
+const WAITING_WARN: usize = 60;
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
@@ -138,11 +141,27 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
             }
             failed
         };
+        let given_up = pending.trim();
+        if given_up > 0 {
+            stats()
+                .snapshots_incomplete
+                .fetch_add(given_up, Ordering::Relaxed);
+        }
         if let Some(ready) = pending.take_newest_complete() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 () = worker.render(ready, pending.waiting()) => {}
             }
+        }
+        if pending.waiting() > WAITING_WARN
+            && let Some(suppressed) = worker.problem_log.allow()
+        {
+            tracing::warn!(
+                waiting = pending.waiting(),
+                missing = ?pending.missing(),
+                suppressed,
+                "no snapshot time is complete: the announcements lack input partitions (a merger replaying, or gone until the group rebalances)"
+            );
         }
         worker.retention();
         if failed {
