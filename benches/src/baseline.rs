@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use scope_kafka::{EmbeddedBroker, KafkaArgs};
 use scope_schemas::topics;
 
 use crate::bus;
@@ -28,13 +27,7 @@ pub struct Baseline {
 }
 
 pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Baseline> {
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
-        .await
-        .context("starting the broker")?;
-    let bootstrap = broker.bootstrap();
-    scope_kafka::ensure_topics(&KafkaArgs::new(&bootstrap), &topics::all(args.partitions))
-        .await
-        .context("creating the topics")?;
+    let (_broker, bootstrap) = crate::bus::broker_with_topics(args.partitions).await?;
     let group = format!("scope-load-baseline-{}", std::process::id());
     let (progress, consumer) = bus::counting_consumer(&bootstrap, &group, &topics::MERGER_INPUTS)?;
     let producer = bus::producer(&bootstrap)?;

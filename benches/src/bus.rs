@@ -17,7 +17,23 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use scope_kafka::{EmbeddedBroker, KafkaArgs};
+use scope_schemas::topics;
+
 use crate::workload::Encoded;
+
+/// An embedded broker on a free loopback port with the pipeline's topics, and its bootstrap
+/// address: what each phase measures against.
+pub async fn broker_with_topics(partitions: i32) -> anyhow::Result<(EmbeddedBroker, String)> {
+    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+        .await
+        .context("starting the embedded broker")?;
+    let bootstrap = broker.bootstrap();
+    scope_kafka::ensure_topics(&KafkaArgs::new(&bootstrap), &topics::all(partitions))
+        .await
+        .context("creating the topics")?;
+    Ok((broker, bootstrap))
+}
 
 /// Counts deliveries acknowledged by the broker, and failures.
 #[derive(Debug, Default)]

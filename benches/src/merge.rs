@@ -23,7 +23,7 @@ use arrow::array::{Array, StringArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::Message as _;
-use scope_kafka::{EmbeddedBroker, KafkaArgs, component::Component};
+use scope_kafka::{KafkaArgs, component::Component};
 use scope_merger::snapshot::SnapshotWriter;
 use scope_merger::state::{Input, State, check_connection, check_report};
 use scope_merger::window::{Window, next_tick};
@@ -105,13 +105,7 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
         tokio::task::block_in_place(|| cut_and_write(&mut state))?;
     drop(state);
 
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
-        .await
-        .context("starting the broker")?;
-    let bootstrap = broker.bootstrap();
-    scope_kafka::ensure_topics(&KafkaArgs::new(&bootstrap), &topics::all(args.partitions))
-        .await
-        .context("creating the topics")?;
+    let (_broker, bootstrap) = crate::bus::broker_with_topics(args.partitions).await?;
     let data_dir = tempfile::tempdir().context("creating the data dir")?;
     let mut merger_args = MergerArgs::new(KafkaArgs::new(&bootstrap), data_dir.path());
     merger_args.group_id = format!("scope-load-merger-{}", std::process::id());

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scope_kafka::{EmbeddedBroker, KafkaArgs};
+use scope_kafka::KafkaArgs;
 use scope_merger::snapshot::SnapshotWriter;
 use scope_merger::state::State;
 use scope_merger::window::{Window, next_tick};
@@ -68,14 +68,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Render> {
     let t = next_tick(now_us(), SECOND_US);
     let mut state = tokio::task::block_in_place(|| merged_state(&traffic, t));
 
-    let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
-        .await
-        .context("starting the broker")?;
-    let bootstrap = broker.bootstrap();
+    let (_broker, bootstrap) = crate::bus::broker_with_topics(1).await?;
     let kafka = KafkaArgs::new(&bootstrap);
-    scope_kafka::ensure_topics(&kafka, &topics::all(1))
-        .await
-        .context("creating the topics")?;
     let data_dir = tempfile::tempdir().context("creating the data dir")?;
     let writer = SnapshotWriter::create(data_dir.path(), "scope-load")
         .context("creating the snapshot writer")?;

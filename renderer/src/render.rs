@@ -77,13 +77,12 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         &tables::CONNECTIONS,
         connections.clone(),
     )?;
+    // Computed once each: every view reads them, and `edges` reads the ones before it.
     for (name, sql) in view::DERIVED {
-        let frame = ctx.sql(sql).await.map_err(query_error(name))?;
-        ctx.register_table(name, frame.into_view())
-            .map_err(|source| Error::Register {
-                table: name.to_owned(),
-                source,
-            })?;
+        let (planned, batches) = run(&ctx, name, sql).await?;
+        // What execution produced can differ from the plan in nullability: the batches say.
+        let schema = batches.first().map_or(planned, RecordBatch::schema);
+        register_batches(&ctx, name, &schema, batches)?;
     }
 
     let mut graph_nodes = Vec::new();
@@ -92,7 +91,7 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
     for view in View::ALL {
         let queries = view::sql(view);
         let what = |part: &str| format!("{part} of view {}", view.name());
-        let (edges_schema, edges_raw) = run(&ctx, &what("edges"), queries.edges).await?;
+        let (edges_schema, edges_raw) = run(&ctx, &what("edges"), &queries.edges).await?;
         register_batches(&ctx, view::VIEW_EDGES, &edges_schema, edges_raw.clone())?;
         let nodes = run(&ctx, &what("nodes"), queries.nodes).await;
         let pseudo = run(&ctx, &what("pseudo nodes"), view::PSEUDO_NODES).await;

@@ -303,7 +303,7 @@ async fn view_sql_reruns_over_history_as_rendered() {
         let rerun_edges = rows(
             dir.path(),
             &with_derived(
-                &[("e", queries.edges)],
+                &[("e", &queries.edges)],
                 &format!("SELECT {edge_columns} FROM e ORDER BY 1, 3, 4"),
             ),
         )
@@ -323,7 +323,7 @@ async fn view_sql_reruns_over_history_as_rendered() {
             dir.path(),
             &with_derived(
                 &[
-                    (scope_renderer::view::VIEW_EDGES, queries.edges),
+                    (scope_renderer::view::VIEW_EDGES, &queries.edges),
                     ("n", queries.nodes),
                     ("p", scope_renderer::view::PSEUDO_NODES),
                 ],

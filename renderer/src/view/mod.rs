@@ -6,9 +6,10 @@
 //!
 //! 1. [`CONNECTIONS`] over `sockets` → the `connections` table;
 //! 2. the [`DERIVED`] relations, registered as views: `host_info`, `process_info`,
-//!    `host_addrs`, `conn_ends`;
-//! 3. per [`View`]: its [`ViewSql::edges`] (registered as `view_edges`), then its
-//!    [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at the ends of its edges).
+//!    `host_addrs`, `conn_ends`, `end_nodes`, and `edges` (the edges of every view);
+//! 3. per [`View`]: its [`ViewSql::edges`] (its rows of `edges`, registered as
+//!    `view_edges`), then its [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at
+//!    the ends of its edges).
 //!
 //! Two scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)` and
 //! `scope_is_local(snapshot_time, addr)` (inside a local network of that snapshot, or
@@ -26,11 +27,13 @@ use scope_schemas::View;
 pub const CONNECTIONS: &str = include_str!("connections.sql");
 
 /// Relations every view builds on, registered as SQL views in this order.
-pub const DERIVED: [(&str, &str); 4] = [
+pub const DERIVED: [(&str, &str); 6] = [
     ("host_info", include_str!("host_info.sql")),
     ("process_info", include_str!("process_info.sql")),
     ("host_addrs", include_str!("host_addrs.sql")),
     ("conn_ends", include_str!("conn_ends.sql")),
+    ("end_nodes", include_str!("end_nodes.sql")),
+    ("edges", include_str!("edges.sql")),
 ];
 
 /// The pseudo nodes (the Internet, unknown local addresses) at the ends of `view_edges`.
@@ -40,31 +43,27 @@ pub const PSEUDO_NODES: &str = include_str!("pseudo_nodes.sql");
 pub const VIEW_EDGES: &str = "view_edges";
 
 /// The queries of one view.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ViewSql {
     pub view: View,
     /// The view's real (non-pseudo) nodes.
     pub nodes: &'static str,
-    /// The view's edges, client to server.
-    pub edges: &'static str,
+    /// The view's edges, client to server: its rows of the derived `edges`.
+    pub edges: String,
 }
 
 /// The queries of `view`.
 pub fn sql(view: View) -> ViewSql {
-    let (nodes, edges) = match view {
-        View::Processes => (
-            include_str!("processes.nodes.sql"),
-            include_str!("processes.edges.sql"),
-        ),
-        View::ProcessesByName => (
-            include_str!("processes-by-name.nodes.sql"),
-            include_str!("processes-by-name.edges.sql"),
-        ),
-        View::Hosts => (
-            include_str!("hosts.nodes.sql"),
-            include_str!("hosts.edges.sql"),
-        ),
+    let nodes = match view {
+        View::Processes => include_str!("processes.nodes.sql"),
+        View::ProcessesByName => include_str!("processes-by-name.nodes.sql"),
+        View::Hosts => include_str!("hosts.nodes.sql"),
     };
+    let edges = format!(
+        "SELECT snapshot_time, \"view\", src, dst, src_pseudo, dst_pseudo, connections \
+         FROM edges WHERE \"view\" = '{}' ORDER BY src, dst",
+        view.name()
+    );
     ViewSql { view, nodes, edges }
 }
 
@@ -90,7 +89,8 @@ mod tests {
             let q = sql(view);
             let literal = format!("'{}' AS view", view.name());
             assert!(q.nodes.contains(&literal), "{view:?} nodes");
-            assert!(q.edges.contains(&literal), "{view:?} edges");
+            assert!(DERIVED[5].1.contains(&literal), "{view:?} edges");
+            assert!(q.edges.contains(&format!("\"view\" = '{}'", view.name())));
         }
     }
 }
