@@ -243,10 +243,13 @@ impl Merger {
             Input::Connections => match ConnectionEvent::decode(payload) {
                 Ok(mut ev) => match state::check_connection(&ev) {
                     Ok(()) => {
-                        let correction =
-                            self.clock_of(&ev.host_id, ev.timestamp_us, live.then_some(read_us));
-                        ev.timestamp_us = ev.timestamp_us.saturating_sub(correction);
-                        let msg_ts_us = msg_ts_us.map(|m| m.saturating_sub(correction));
+                        let read_us = live.then_some(read_us);
+                        let msg_ts_us = self.correct_clock(
+                            &ev.host_id,
+                            &mut ev.timestamp_us,
+                            msg_ts_us,
+                            read_us,
+                        );
                         self.state.apply_connection_from(partition, ev, msg_ts_us)
                     }
                     Err(reason) => {
@@ -260,13 +263,13 @@ impl Merger {
             Input::Reports => match ReportDelta::decode(payload) {
                 Ok(mut delta) => match state::check_report(&delta) {
                     Ok(()) => {
-                        let correction = self.clock_of(
+                        let read_us = live.then_some(read_us);
+                        let msg_ts_us = self.correct_clock(
                             &delta.host_id,
-                            delta.timestamp_us,
-                            live.then_some(read_us),
+                            &mut delta.timestamp_us,
+                            msg_ts_us,
+                            read_us,
                         );
-                        delta.timestamp_us = delta.timestamp_us.saturating_sub(correction);
-                        let msg_ts_us = msg_ts_us.map(|m| m.saturating_sub(correction));
                         self.state.apply_report_from(partition, delta, msg_ts_us)
                     }
                     Err(reason) => {
@@ -286,30 +289,48 @@ impl Merger {
         }
     }
 
-    /// The offset to take off `host`'s timestamps; a message read live (`read_us`) also
-    /// updates the host's estimate, and a host going out of bounds or back is logged.
-    fn clock_of(&mut self, host: &str, timestamp_us: i64, read_us: Option<i64>) -> i64 {
-        if let Some(read_us) = read_us {
-            let change = self.clocks.observe(host, timestamp_us, read_us);
-            if change != skew::Change::None
-                && let Some(suppressed) = self.skew_log.allow()
-            {
-                match change {
-                    skew::Change::OutOfBounds { offset_us } => tracing::warn!(
-                        host,
-                        offset_ms = offset_us / 1000,
-                        suppressed,
-                        "host clock out of bounds of the merger's (or the merger lags that much); correcting its timestamps"
-                    ),
-                    _ => tracing::info!(host, suppressed, "host clock back within bounds"),
+    /// Moves `host`'s record timestamp (and returns its message timestamp) onto the
+    /// merger's clock; a message read live (`read_us`) also updates the host's estimate, and
+    /// a host going out of bounds or back is logged.
+    fn correct_clock(
+        &mut self,
+        host: &str,
+        timestamp_us: &mut i64,
+        msg_ts_us: Option<i64>,
+        read_us: Option<i64>,
+    ) -> Option<i64> {
+        let correction = match read_us {
+            None => self.clocks.correction(host),
+            Some(read_us) => {
+                let (change, correction) = self.clocks.observe(host, *timestamp_us, read_us);
+                if change != skew::Change::None {
+                    self.log_clock_change(host, change);
                 }
+                correction
             }
+        };
+        if correction == 0 {
+            return msg_ts_us;
         }
-        let correction = self.clocks.correction(host);
-        if correction != 0 {
-            self.skew_corrected += 1;
+        self.skew_corrected += 1;
+        *timestamp_us = timestamp_us.saturating_sub(correction);
+        msg_ts_us.map(|m| m.saturating_sub(correction))
+    }
+
+    #[cold]
+    fn log_clock_change(&mut self, host: &str, change: skew::Change) {
+        let Some(suppressed) = self.skew_log.allow() else {
+            return;
+        };
+        match change {
+            skew::Change::OutOfBounds { offset_us } => tracing::warn!(
+                host,
+                offset_ms = offset_us / 1000,
+                suppressed,
+                "host clock out of bounds of the merger's (or the merger lags that much); correcting its timestamps"
+            ),
+            _ => tracing::info!(host, suppressed, "host clock back within bounds"),
         }
-        correction
     }
 
     #[cold]

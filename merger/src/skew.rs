@@ -74,8 +74,9 @@ impl Clocks {
     }
 
     /// Records a message of `host` stamped `timestamp_us` by its clock and read live at
-    /// `read_us` by the merger's.
-    pub fn observe(&mut self, host: &str, timestamp_us: i64, read_us: i64) -> Change {
+    /// `read_us` by the merger's: what changed, and the offset to subtract from the host's
+    /// timestamps now (one lookup, on the merger's hot path).
+    pub fn observe(&mut self, host: &str, timestamp_us: i64, read_us: i64) -> (Change, i64) {
         let sample = timestamp_us.saturating_sub(read_us);
         let clock = match self.hosts.get_mut(host) {
             Some(clock) => clock,
@@ -99,15 +100,16 @@ impl Clocks {
             clock.correction_us = estimate;
             // Re-logged only when the offset moved by more than the bound.
             if was == 0 || was.abs_diff(estimate) > self.bound_us.unsigned_abs() {
-                return Change::OutOfBounds {
+                let change = Change::OutOfBounds {
                     offset_us: estimate,
                 };
+                return (change, estimate);
             }
         } else if was != 0 {
             clock.correction_us = 0;
-            return Change::Back;
+            return (Change::Back, 0);
         }
-        Change::None
+        (Change::None, clock.correction_us)
     }
 
     /// Forgets hosts not heard from live since `before_us`, and returns how many of the
@@ -136,7 +138,7 @@ mod tests {
             // Read up to 3 s late: a lag, not a skew.
             assert_eq!(
                 clocks.observe("h", sent, sent + (i % 30) * S / 10),
-                Change::None
+                (Change::None, 0)
             );
         }
         assert_eq!(clocks.correction("h"), 0);
@@ -148,15 +150,18 @@ mod tests {
         let mut clocks = Clocks::new(5 * S);
         let read = 1_000 * S;
         assert_eq!(
-            clocks.observe("ahead", read + 600 * S - S, read),
+            clocks.observe("ahead", read + 600 * S - S, read).0,
             Change::OutOfBounds { offset_us: 599 * S }
         );
         // A message read with less delay raises the estimate, within the bound: not re-logged.
-        assert_eq!(clocks.observe("ahead", read + 600 * S, read), Change::None);
+        assert_eq!(
+            clocks.observe("ahead", read + 600 * S, read),
+            (Change::None, 600 * S)
+        );
         assert_eq!(clocks.correction("ahead"), 600 * S);
 
         assert_eq!(
-            clocks.observe("behind", read - 600 * S, read),
+            clocks.observe("behind", read - 600 * S, read).0,
             Change::OutOfBounds {
                 offset_us: -600 * S
             }
@@ -175,7 +180,7 @@ mod tests {
         let mut back = None;
         for i in 1..=3 {
             let read = t0 + i * SPAN_US;
-            let change = clocks.observe("h", read, read);
+            let (change, _) = clocks.observe("h", read, read);
             if change == Change::Back {
                 back = Some(i);
             }
