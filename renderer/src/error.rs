@@ -43,6 +43,16 @@ pub enum Error {
     #[error("encoding a rendered node: {0}")]
     Encode(#[from] scope_schemas::EncodeError),
 
+    /// A server of the renderer (the HTTP API, the Postgres endpoint) could not bind its
+    /// address at start: another process holds the port, or the address is not this
+    /// machine's. Pick another with its `--*-listen` flag, or `off`.
+    #[error("listening for the {what} on {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+
     /// Listing a table directory under `--data-dir` failed (a missing one is simply empty):
     /// permissions, or a failing mount. Fix access to the directory.
     #[error("reading directory {path}: {source}")]
@@ -125,6 +135,8 @@ impl Error {
             | Error::WriteFile { .. }
             | Error::WriteParquet { .. }
             | Error::Delete { .. } => true,
+            // A port held by a process that is stopping frees up.
+            Error::Listen { .. } => true,
             // The files are gone (retention) or were never written: waiting will not help.
             Error::SnapshotMissing { .. } => false,
             Error::Config(_)

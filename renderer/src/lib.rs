@@ -6,11 +6,14 @@
 //!   `graph_nodes` and `graph_edges` of each view.
 //! - [`network`]: `scope_is_local` / `scope_is_loopback`, the SQL functions that tell the
 //!   Internet from the snapshot's own networks (ip_network_table, IPv4 and IPv6).
+//! - [`api`]: the HTTP API (Weave Scope's `/api`, websocket deltas, `POST /api/sql`) on
+//!   `--http-listen`, over the rendered snapshots.
 //! - [`render`]: one snapshot time in (all writers' Parquet files), rendered tables and
 //!   [`scope_schemas::RenderedNode`]s out.
 //! - [`publish`]: diffs each view against what was published and produces the changes and
 //!   tombstones to `scope.rendered.<view>`.
 //! - [`sql`]: read-only SQL over the data dir for `scope sql` (latest snapshot and `history.*`).
+//! - [`postgres`]: the same tables, read-only, over the Postgres wire protocol (psql, drivers).
 //! - [`retention`]: deletes rendered files older than `--retention`.
 //! - [`store`]: the data dir's file naming, listing and durable Parquet writes.
 //! - `announcements`: which announced snapshot time is complete (every input partition
@@ -19,8 +22,10 @@
 //! - [`Error`], [`Stats`] ([`stats`]), [`RendererArgs`].
 
 mod announcements;
+pub mod api;
 mod error;
 pub mod network;
+pub mod postgres;
 pub mod publish;
 pub mod render;
 pub mod retention;
@@ -30,6 +35,7 @@ pub mod store;
 pub mod view;
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -59,15 +65,36 @@ pub struct RendererArgs {
     pub group_id: String,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub networks: network::NetworkArgs,
+    #[command(flatten)]
+    pub api: api::ApiArgs,
+    #[command(flatten)]
+    pub postgres: postgres::PostgresArgs,
+}
+
+/// A `--*-listen` value: IP:PORT, or `off`.
+fn parse_listen(value: &str) -> Result<Option<SocketAddr>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("{value:?} is neither IP:PORT (such as 127.0.0.1:4040) nor `off`"))
 }
 
 impl RendererArgs {
-    /// The defaults, with these brokers and data dir.
+    /// The defaults, with these brokers and data dir, and no servers (tests run many).
     pub fn new(kafka: KafkaArgs, data_dir: impl Into<PathBuf>) -> Self {
         RendererArgs {
             kafka,
             group_id: DEFAULT_GROUP_ID.into(),
             storage: StorageArgs::new(data_dir),
+            networks: network::NetworkArgs::default(),
+            api: api::ApiArgs::off(),
+            postgres: postgres::PostgresArgs::off(),
         }
     }
 }
@@ -82,6 +109,8 @@ impl Component for RendererArgs {
             return Err(Error::Config("--group-id must not be empty".into()));
         }
         self.storage.validate().map_err(Error::Config)?;
+        self.api.validate()?;
+        self.postgres.validate()?;
         if self.kafka.brokers.trim().is_empty() {
             return Err(Error::Config("--brokers must not be empty".into()));
         }
@@ -296,6 +325,16 @@ mod tests {
     }
 
     #[test]
+    fn listen_addresses_parse_or_are_off() {
+        assert_eq!(parse_listen("off"), Ok(None));
+        assert_eq!(
+            parse_listen("127.0.0.1:4040"),
+            Ok(Some("127.0.0.1:4040".parse().unwrap()))
+        );
+        assert!(parse_listen("localhost").is_err());
+    }
+
+    #[test]
     fn args_parse_with_defaults() {
         use clap::Parser;
         #[derive(clap::Parser)]
@@ -307,5 +346,11 @@ mod tests {
         assert_eq!(cli.args.group_id, "scope-renderer");
         assert_eq!(cli.args.storage.retention, Duration::from_secs(1800));
         assert_eq!(cli.args.storage.data_dir, PathBuf::from("/d"));
+        assert_eq!(cli.args.api.listen, Some("127.0.0.1:4040".parse().unwrap()));
+        assert_eq!(
+            cli.args.postgres.listen,
+            Some("127.0.0.1:5433".parse().unwrap())
+        );
+        assert!(cli.args.networks.local_networks.is_empty());
     }
 }

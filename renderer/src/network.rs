@@ -1,4 +1,5 @@
-//! Which addresses are "ours": the SQL functions `scope_is_local` and `scope_is_loopback`.
+//! Which addresses are "ours": the SQL functions `scope_is_local`, `scope_local_network` and
+//! `scope_is_loopback`.
 //!
 //! A connection end no host reported is drawn as the Internet only when its address lies in
 //! none of the networks the hosts of the snapshot have interfaces in; otherwise it is a host
@@ -6,41 +7,79 @@
 //! [`IpNetworkTable`] (a prefix tree per family, IPv4 and IPv6) and the lookup is a DataFusion
 //! scalar function, so the view SQL can say `scope_is_local(snapshot_time, addr)`.
 //!
-//! The function takes the snapshot time because the same SQL runs over one snapshot (when
-//! rendering) and over `history.*` (rerun by hand with `scope sql`), where every row must be
-//! judged against the networks of its own snapshot; [`Networks`] holds them per snapshot.
+//! The two-argument forms take the snapshot time because the same SQL runs over one snapshot
+//! (when rendering) and over `history.*` (rerun by hand with `scope sql`), where every row must
+//! be judged against the networks of its own snapshot; [`Networks`] holds them per snapshot.
+//! The one-argument forms (`scope_is_local(addr)`, `scope_local_network(addr)`) are for a user
+//! typing SQL, who should not have to know which snapshot a network came from: they judge
+//! against every snapshot's networks at once.
+//!
+//! The networks given with `--local-networks` ([`NetworkArgs`]) count as local in every
+//! snapshot: they cover machines that run no collector, so no host reports them.
 //!
 //! Loopback (127.0.0.0/8, ::1) is always local. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`)
 //! are looked up as the IPv4 address. An address that does not parse is not local.
 
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     hash::{Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray},
+    array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray, StringBuilder},
     compute::cast,
-    datatypes::DataType,
+    datatypes::{DataType, Field, FieldRef, TimeUnit},
 };
 use datafusion::{
     common::{ScalarValue, exec_err},
+    config::ConfigOptions,
     error::Result as DfResult,
     logical_expr::{
-        ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+        ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+        Volatility,
     },
 };
-use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
+pub use ip_network::IpNetwork;
+use ip_network::{Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 
 /// SQL name of the local-network test.
 pub const IS_LOCAL: &str = "scope_is_local";
+/// SQL name of the function returning the most specific local network of an address.
+pub const LOCAL_NETWORK: &str = "scope_local_network";
 /// SQL name of the loopback test.
 pub const IS_LOOPBACK: &str = "scope_is_loopback";
 
-/// The local networks of one snapshot, loopback included.
+/// Command-line settings of network membership.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct NetworkArgs {
+    /// Networks that count as local in every snapshot, beside those the hosts' interfaces are
+    /// in (comma-separated CIDRs, IPv4 or IPv6): an address inside one is drawn as a host of
+    /// its own, not as the Internet, even when no collector runs there.
+    #[arg(
+        long = "local-networks",
+        env = "SCOPE_LOCAL_NETWORKS",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_network_arg
+    )]
+    pub local_networks: Vec<IpNetwork>,
+}
+
+/// A `--local-networks` value; the error names the value, since it may have come from a long
+/// comma-separated list.
+fn parse_network_arg(cidr: &str) -> Result<IpNetwork, String> {
+    parse_cidr(cidr).map_err(|reason| {
+        format!(
+            "{cidr:?} is not a network (expected a CIDR such as 10.0.0.0/24 or fd00::/64): {reason}"
+        )
+    })
+}
+
+/// A set of local networks (one snapshot's, say), loopback included.
 pub struct LocalNetworks {
     /// Sorted and deduplicated: the identity of the set (for [`PartialEq`] and [`Hash`]).
     networks: Vec<IpNetwork>,
@@ -48,19 +87,24 @@ pub struct LocalNetworks {
 }
 
 impl LocalNetworks {
+    /// Loopback plus `networks`.
+    pub fn new(networks: impl IntoIterator<Item = IpNetwork>) -> Self {
+        let mut networks: Vec<IpNetwork> =
+            loopback_networks().into_iter().chain(networks).collect();
+        // Sorting once instead of inserting in order: a history can hold many thousands.
+        networks.sort_unstable();
+        networks.dedup();
+        let v4 = networks.iter().filter(|n| n.is_ipv4()).count();
+        let mut table = IpNetworkTable::with_capacity(v4, networks.len() - v4);
+        for network in &networks {
+            table.insert(*network, ());
+        }
+        LocalNetworks { networks, table }
+    }
+
     /// The loopback networks only.
     pub fn loopback() -> Self {
-        let mut set = LocalNetworks {
-            networks: Vec::new(),
-            table: IpNetworkTable::new(),
-        };
-        set.insert(IpNetwork::V4(
-            Ipv4Network::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("127.0.0.0/8 is valid"),
-        ));
-        set.insert(IpNetwork::V6(
-            Ipv6Network::new(Ipv6Addr::LOCALHOST, 128).expect("::1/128 is valid"),
-        ));
-        set
+        Self::new([])
     }
 
     /// Loopback plus every CIDR that parses; the ones that do not are returned with the reason.
@@ -69,33 +113,45 @@ impl LocalNetworks {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut set = Self::loopback();
+        let mut networks = Vec::new();
         let mut rejected = Vec::new();
         for cidr in cidrs {
             let cidr = cidr.as_ref();
             match parse_cidr(cidr) {
-                Ok(network) => set.insert(network),
+                Ok(network) => networks.push(network),
                 Err(reason) => rejected.push((cidr.to_owned(), reason)),
             }
         }
-        (set, rejected)
-    }
-
-    fn insert(&mut self, network: IpNetwork) {
-        if let Err(at) = self.networks.binary_search(&network) {
-            self.networks.insert(at, network);
-            self.table.insert(network, ());
-        }
+        (Self::new(networks), rejected)
     }
 
     /// Whether `addr` (textual IPv4 or IPv6) is inside one of the networks.
     pub fn contains(&self, addr: &str) -> bool {
-        parse_addr(addr).is_some_and(|ip| self.table.longest_match(ip).is_some())
+        self.network_of(addr).is_some()
+    }
+
+    /// The most specific network containing `addr` (textual IPv4 or IPv6), if any.
+    pub fn network_of(&self, addr: &str) -> Option<IpNetwork> {
+        self.longest_match(parse_addr(addr)?)
+    }
+
+    /// The most specific network containing `ip`, if any; an IPv4-mapped IPv6 address is
+    /// looked up as its IPv4 address.
+    pub fn longest_match(&self, ip: IpAddr) -> Option<IpNetwork> {
+        self.table
+            .longest_match(canonical(ip))
+            .map(|(network, _)| network)
     }
 
     /// The networks, loopback included, sorted.
     pub fn networks(&self) -> &[IpNetwork] {
         &self.networks
+    }
+}
+
+impl Default for LocalNetworks {
+    fn default() -> Self {
+        Self::loopback()
     }
 }
 
@@ -119,63 +175,124 @@ impl Hash for LocalNetworks {
     }
 }
 
-/// The local networks of each snapshot time (microseconds); a time without any is loopback
-/// only.
+/// The local networks of each snapshot time (microseconds), each with the configured networks
+/// and loopback; a time without networks of its own has the configured ones and loopback.
 #[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub struct Networks {
     by_time: BTreeMap<i64, LocalNetworks>,
+    /// Loopback and the configured networks: what a snapshot time not in `by_time` has.
+    configured: LocalNetworks,
+    /// Every snapshot's networks, the configured ones and loopback.
+    union: LocalNetworks,
 }
 
 impl Networks {
-    /// Groups `(snapshot_time_us, cidr)` pairs; CIDRs that do not parse are returned with the
-    /// reason, once each.
-    pub fn from_rows<I, S>(rows: I) -> (Self, Vec<(String, String)>)
+    /// Groups `(snapshot_time_us, cidr)` pairs and adds `configured` to every snapshot; CIDRs
+    /// that do not parse are returned with the reason, once each.
+    pub fn from_rows<I, S>(rows: I, configured: &[IpNetwork]) -> (Self, Vec<(String, String)>)
     where
         I: IntoIterator<Item = (i64, S)>,
         S: AsRef<str>,
     {
-        let mut cidrs: BTreeMap<i64, Vec<S>> = BTreeMap::new();
-        for (time, cidr) in rows {
-            cidrs.entry(time).or_default().push(cidr);
-        }
+        let mut parsed: BTreeMap<i64, Vec<IpNetwork>> = BTreeMap::new();
         let mut rejected = Vec::new();
-        let by_time = cidrs
+        for (time, cidr) in rows {
+            let networks = parsed.entry(time).or_default();
+            match parse_cidr(cidr.as_ref()) {
+                Ok(network) => networks.push(network),
+                Err(reason) => rejected.push((cidr.as_ref().to_owned(), reason)),
+            }
+        }
+        rejected.sort();
+        rejected.dedup();
+        let union = LocalNetworks::new(
+            parsed
+                .values()
+                .flatten()
+                .chain(configured)
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let by_time = parsed
             .into_iter()
-            .map(|(time, cidrs)| {
-                let (set, bad) = LocalNetworks::from_cidrs(cidrs);
-                rejected.extend(bad);
+            .map(|(time, networks)| {
+                let set =
+                    LocalNetworks::new(networks.into_iter().chain(configured.iter().copied()));
                 (time, set)
             })
             .collect();
-        rejected.sort();
-        rejected.dedup();
-        (Networks { by_time }, rejected)
+        let networks = Networks {
+            by_time,
+            configured: LocalNetworks::new(configured.iter().copied()),
+            union,
+        };
+        (networks, rejected)
+    }
+
+    /// The networks of snapshot `snapshot_time_us`.
+    pub fn at(&self, snapshot_time_us: i64) -> &LocalNetworks {
+        self.by_time
+            .get(&snapshot_time_us)
+            .unwrap_or(&self.configured)
+    }
+
+    /// The networks of every snapshot together, with the configured ones.
+    pub fn union(&self) -> &LocalNetworks {
+        &self.union
     }
 
     /// Whether `addr` is inside a local network of snapshot `snapshot_time_us`, or loopback.
     pub fn contains(&self, snapshot_time_us: i64, addr: &str) -> bool {
-        match self.by_time.get(&snapshot_time_us) {
-            Some(set) => set.contains(addr),
-            None => is_loopback(addr),
-        }
+        self.at(snapshot_time_us).contains(addr)
     }
+
+    /// The most specific local network of snapshot `snapshot_time_us` containing `addr`.
+    pub fn network_of(&self, snapshot_time_us: i64, addr: &str) -> Option<IpNetwork> {
+        self.at(snapshot_time_us).network_of(addr)
+    }
+}
+
+fn loopback_networks() -> [IpNetwork; 2] {
+    [
+        IpNetwork::V4(
+            Ipv4Network::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("127.0.0.0/8 is valid"),
+        ),
+        IpNetwork::V6(Ipv6Network::new(Ipv6Addr::LOCALHOST, 128).expect("::1/128 is valid")),
+    ]
 }
 
 /// Parses an interface CIDR such as `10.0.0.5/24` or `fe80::1/64`. Host bits may be set (an
 /// interface address is reported with its prefix length): they are cleared. A bare address is
-/// a network of one address.
+/// a network of one address. An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is the IPv4
+/// network, since mapped addresses are looked up as IPv4.
 pub fn parse_cidr(cidr: &str) -> Result<IpNetwork, String> {
-    let (addr, len) = match cidr.trim().split_once('/') {
+    let cidr = cidr.trim();
+    let (addr, len) = match cidr.split_once('/') {
         Some((addr, len)) => (addr, Some(len)),
-        None => (cidr.trim(), None),
+        None => (cidr, None),
     };
-    let ip = parse_addr(addr).ok_or_else(|| format!("{addr:?} is not an IP address"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let addr = addr.split_once('%').map_or(addr, |(a, _zone)| a);
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
         Some(len) => len
+            .trim()
             .parse::<u8>()
             .map_err(|_| format!("{len:?} is not a prefix length"))?,
         None => max,
+    };
+    if len > max {
+        let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        return Err(format!("prefix length {len} is more than {max} ({family})"));
+    }
+    let (ip, len) = match ip {
+        IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), len - 96),
+            None => (ip, len),
+        },
+        _ => (ip, len),
     };
     IpNetwork::new_truncate(ip, len).map_err(|e| e.to_string())
 }
@@ -185,9 +302,13 @@ pub fn parse_cidr(cidr: &str) -> Result<IpNetwork, String> {
 pub fn parse_addr(addr: &str) -> Option<IpAddr> {
     let addr = addr.trim();
     let addr = addr.split_once('%').map_or(addr, |(a, _zone)| a);
-    match addr.parse::<IpAddr>().ok()? {
-        IpAddr::V6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
-        v4 => Some(v4),
+    addr.parse::<IpAddr>().ok().map(canonical)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -196,83 +317,192 @@ pub fn is_loopback(addr: &str) -> bool {
     parse_addr(addr).is_some_and(|ip| ip.is_loopback())
 }
 
-/// `scope_is_local(snapshot_time, addr) -> boolean` over `networks`.
-pub fn is_local_udf(networks: Networks) -> ScalarUDF {
-    ScalarUDF::from(AddrTest::new(IS_LOCAL, Test::Local(Arc::new(networks))))
+/// `scope_is_local(snapshot_time, addr) -> boolean` over the networks of that snapshot, and
+/// `scope_is_local(addr)` over all of them.
+pub fn is_local_udf(networks: impl Into<Arc<Networks>>) -> ScalarUDF {
+    ScalarUDF::from(AddrFunction::new(
+        IS_LOCAL,
+        Answer::IsLocal(networks.into()),
+    ))
+}
+
+/// `scope_local_network(snapshot_time, addr) -> varchar`, the CIDR of the most specific local
+/// network of that snapshot containing `addr` (null when none), and
+/// `scope_local_network(addr)` over all snapshots' networks.
+pub fn local_network_udf(networks: impl Into<Arc<Networks>>) -> ScalarUDF {
+    ScalarUDF::from(AddrFunction::new(
+        LOCAL_NETWORK,
+        Answer::LocalNetwork(networks.into()),
+    ))
 }
 
 /// `scope_is_loopback(addr) -> boolean`.
 pub fn is_loopback_udf() -> ScalarUDF {
-    ScalarUDF::from(AddrTest::new(IS_LOOPBACK, Test::Loopback))
+    ScalarUDF::from(AddrFunction::new(IS_LOOPBACK, Answer::IsLoopback))
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum Test {
-    /// Takes `(snapshot_time, addr)`.
-    Local(Arc<Networks>),
-    /// Takes `(addr)`.
-    Loopback,
-}
-
-impl Test {
-    fn arity(&self) -> usize {
-        match self {
-            Test::Local(_) => 2,
-            Test::Loopback => 1,
-        }
+/// Evaluates `udf` over whole columns of equal length, as a projection would, without planning
+/// SQL: for benchmarks and tests of the functions on their own.
+pub fn invoke(udf: &ScalarUDF, args: &[ArrayRef]) -> DfResult<ArrayRef> {
+    let rows = args.first().map_or(0, |a| a.len());
+    if args.iter().any(|a| a.len() != rows) {
+        return exec_err!("{}: arguments of different lengths", udf.name());
     }
+    let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
+    let arg_fields: Vec<FieldRef> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Arc::new(Field::new(format!("arg{i}"), t.clone(), true)))
+        .collect();
+    let return_field = Arc::new(Field::new(udf.name(), udf.return_type(&types)?, true));
+    udf.invoke_with_args(ScalarFunctionArgs {
+        args: args.iter().cloned().map(ColumnarValue::Array).collect(),
+        arg_fields,
+        number_rows: rows,
+        return_field,
+        config_options: Arc::new(ConfigOptions::default()),
+    })?
+    .to_array(rows)
 }
 
-/// A scalar function from an address (after the snapshot time, for [`Test::Local`]) to a
-/// boolean; null in, null out.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct AddrTest {
+enum Answer {
+    /// Takes `([snapshot_time,] addr)`, returns a boolean.
+    IsLocal(Arc<Networks>),
+    /// Takes `([snapshot_time,] addr)`, returns a CIDR.
+    LocalNetwork(Arc<Networks>),
+    /// Takes `(addr)`, returns a boolean.
+    IsLoopback,
+}
+
+/// A scalar function of an address (after the snapshot time, in the two-argument forms);
+/// null in, null out.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AddrFunction {
     name: &'static str,
-    test: Test,
+    answer: Answer,
     signature: Signature,
 }
 
-impl AddrTest {
-    fn new(name: &'static str, test: Test) -> Self {
-        let signature = match test {
-            Test::Local(_) => Signature::any(2, Volatility::Immutable),
-            Test::Loopback => Signature::string(1, Volatility::Immutable),
+impl AddrFunction {
+    fn new(name: &'static str, answer: Answer) -> Self {
+        let signature = match answer {
+            Answer::IsLoopback => Signature::string(1, Volatility::Immutable),
+            // Any types: a snapshot time is a timestamp or its microseconds, and an address
+            // may come as any string type (or null); both are cast at evaluation.
+            Answer::IsLocal(_) | Answer::LocalNetwork(_) => Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Immutable,
+            ),
         };
-        AddrTest {
+        AddrFunction {
             name,
-            test,
+            answer,
             signature,
         }
     }
 
+    fn arities(&self) -> &'static [usize] {
+        match self.answer {
+            Answer::IsLoopback => &[1],
+            Answer::IsLocal(_) | Answer::LocalNetwork(_) => &[1, 2],
+        }
+    }
+
     /// `arrays` all have the same length (scalars expanded by the caller).
-    fn eval(&self, arrays: &[ArrayRef]) -> DfResult<BooleanArray> {
-        let Some(addrs) = arrays.last() else {
-            return exec_err!("{}: no arguments", self.name);
+    fn eval(&self, arrays: &[ArrayRef]) -> DfResult<ArrayRef> {
+        let (times, addrs) = match arrays {
+            [addrs] => (None, addrs),
+            [times, addrs] => (Some(times), addrs),
+            _ => return exec_err!("{}: expected 1 or 2 arguments", self.name),
         };
         let strings = cast(addrs, &DataType::Utf8)?;
         let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else {
             return exec_err!("{}: expected a string address", self.name);
         };
-        match &self.test {
-            Test::Loopback => Ok(strings.iter().map(|addr| addr.map(is_loopback)).collect()),
-            Test::Local(networks) => {
-                // A timestamp casts to its microseconds since the epoch, as stored.
-                let times = cast(&arrays[0], &DataType::Int64)?;
-                let Some(times) = times.as_any().downcast_ref::<Int64Array>() else {
-                    return exec_err!("{}: expected a snapshot time", self.name);
-                };
-                Ok(times
-                    .iter()
-                    .zip(strings.iter())
-                    .map(|(time, addr)| Some(networks.contains(time?, addr?)))
-                    .collect())
+        let networks = match &self.answer {
+            Answer::IsLoopback => {
+                let result: BooleanArray =
+                    strings.iter().map(|addr| addr.map(is_loopback)).collect();
+                return Ok(Arc::new(result));
+            }
+            Answer::IsLocal(networks) | Answer::LocalNetwork(networks) => networks,
+        };
+        let times = times.map(|t| snapshot_times(self.name, t)).transpose()?;
+        let mut lookup = Lookup {
+            networks,
+            last: None,
+        };
+        let matches = (0..strings.len()).map(|row| {
+            let addr = strings.is_valid(row).then(|| strings.value(row))?;
+            let set = match &times {
+                None => networks.union(),
+                Some(times) => lookup.at(times.is_valid(row).then(|| times.value(row))?),
+            };
+            Some(set.network_of(addr))
+        });
+        match self.answer {
+            Answer::LocalNetwork(_) => {
+                let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 12);
+                for found in matches {
+                    match found {
+                        None | Some(None) => out.append_null(),
+                        Some(Some(network)) => {
+                            // Written into the builder's buffer: no string per row.
+                            let _ = write!(out, "{network}");
+                            out.append_value("");
+                        }
+                    }
+                }
+                Ok(Arc::new(out.finish()))
+            }
+            _ => {
+                let result: BooleanArray = matches.map(|m| m.map(|n| n.is_some())).collect();
+                Ok(Arc::new(result))
             }
         }
     }
 }
 
-impl ScalarUDFImpl for AddrTest {
+/// The networks of a row's snapshot, remembering the last: the rows of a batch are mostly of
+/// one snapshot.
+struct Lookup<'a> {
+    networks: &'a Networks,
+    last: Option<(i64, &'a LocalNetworks)>,
+}
+
+impl<'a> Lookup<'a> {
+    fn at(&mut self, time: i64) -> &'a LocalNetworks {
+        match self.last {
+            Some((t, set)) if t == time => set,
+            _ => {
+                let set = self.networks.at(time);
+                self.last = Some((time, set));
+                set
+            }
+        }
+    }
+}
+
+/// Snapshot times as stored: microseconds since the epoch. A timestamp of another unit (a
+/// literal typed by hand is in nanoseconds) is converted first, since a plain cast to an
+/// integer would keep its unit.
+fn snapshot_times(name: &str, times: &ArrayRef) -> DfResult<Int64Array> {
+    let times = match times.data_type() {
+        DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond => cast(
+            times,
+            &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        )?,
+        _ => Arc::clone(times),
+    };
+    let times = cast(&times, &DataType::Int64)?;
+    match times.as_any().downcast_ref::<Int64Array>() {
+        Some(times) => Ok(times.clone()),
+        None => exec_err!("{name}: expected a snapshot time"),
+    }
+}
+
+impl ScalarUDFImpl for AddrFunction {
     fn name(&self) -> &str {
         self.name
     }
@@ -282,15 +512,18 @@ impl ScalarUDFImpl for AddrTest {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Boolean)
+        Ok(match self.answer {
+            Answer::LocalNetwork(_) => DataType::Utf8,
+            Answer::IsLocal(_) | Answer::IsLoopback => DataType::Boolean,
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        if args.args.len() != self.test.arity() {
+        if !self.arities().contains(&args.args.len()) {
             return exec_err!(
-                "{} takes {} argument(s), got {}",
+                "{} takes {:?} argument(s), got {}",
                 self.name,
-                self.test.arity(),
+                self.arities(),
                 args.args.len()
             );
         }
@@ -310,7 +543,7 @@ impl ScalarUDFImpl for AddrTest {
                 &result, 0,
             )?))
         } else {
-            Ok(ColumnarValue::Array(Arc::new(result)))
+            Ok(ColumnarValue::Array(result))
         }
     }
 }
@@ -323,6 +556,10 @@ mod tests {
         let (set, rejected) = LocalNetworks::from_cidrs(cidrs);
         assert!(rejected.is_empty(), "{rejected:?}");
         set
+    }
+
+    fn net(cidr: &str) -> IpNetwork {
+        parse_cidr(cidr).unwrap()
     }
 
     #[test]
@@ -370,6 +607,7 @@ mod tests {
         assert_eq!(rejected.len(), 3, "{rejected:?}");
         assert!(!set.contains("not an address"));
         assert!(!set.contains(""));
+        assert_eq!(set.network_of("10.0.0.999"), None);
         assert!(set.contains("10.0.0.9"));
     }
 
@@ -381,9 +619,59 @@ mod tests {
     }
 
     #[test]
+    fn the_most_specific_network_wins() {
+        let set = networks(&[
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.3/24",
+            "fd00::/8",
+            "fd00:1::/64",
+        ]);
+        let of = |addr| set.network_of(addr).map(|n| n.to_string());
+        assert_eq!(of("10.1.2.7").as_deref(), Some("10.1.2.0/24"));
+        assert_eq!(of("10.1.3.7").as_deref(), Some("10.1.0.0/16"));
+        assert_eq!(of("10.2.0.1").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(of("::ffff:10.1.2.1").as_deref(), Some("10.1.2.0/24"));
+        assert_eq!(of("fd00:1::9").as_deref(), Some("fd00:1::/64"));
+        assert_eq!(of("fd00:2::9").as_deref(), Some("fd00::/8"));
+        assert_eq!(of("127.0.0.1").as_deref(), Some("127.0.0.0/8"));
+        assert_eq!(of("::1").as_deref(), Some("::1/128"));
+        assert_eq!(of("11.0.0.1"), None);
+        assert_eq!(of("garbage"), None);
+    }
+
+    #[test]
+    fn cidrs_parse_with_clear_errors() {
+        assert_eq!(net(" 10.0.0.5/24 ").to_string(), "10.0.0.0/24");
+        assert_eq!(net("::ffff:10.0.0.0/104").to_string(), "10.0.0.0/8");
+        assert_eq!(net("fd00::1/64").to_string(), "fd00::/64");
+        assert!(
+            parse_cidr("10.0.0.0/33")
+                .unwrap_err()
+                .contains("more than 32")
+        );
+        assert!(
+            parse_cidr("fd00::/129")
+                .unwrap_err()
+                .contains("more than 128")
+        );
+        assert!(
+            parse_cidr("10.0.0/8")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(
+            parse_cidr("10.0.0.0/-1")
+                .unwrap_err()
+                .contains("prefix length")
+        );
+        assert!(parse_cidr("").is_err());
+    }
+
+    #[test]
     fn each_snapshot_has_its_own_networks() {
         let (set, rejected) =
-            Networks::from_rows([(1, "10.0.0.1/24"), (2, "10.0.1.1/24"), (2, "bad")]);
+            Networks::from_rows([(1, "10.0.0.1/24"), (2, "10.0.1.1/24"), (2, "bad")], &[]);
         assert_eq!(rejected.len(), 1, "{rejected:?}");
         assert!(set.contains(1, "10.0.0.7"));
         assert!(!set.contains(1, "10.0.1.7"));
@@ -391,6 +679,27 @@ mod tests {
         assert!(!set.contains(2, "10.0.0.7"));
         assert!(set.contains(3, "127.0.0.1"));
         assert!(!set.contains(3, "10.0.0.7"));
+        assert!(set.union().contains("10.0.0.7") && set.union().contains("10.0.1.7"));
+    }
+
+    #[test]
+    fn configured_networks_are_local_in_every_snapshot() {
+        let configured = [net("192.168.0.0/16"), net("10.0.0.0/8")];
+        let (set, _) = Networks::from_rows([(1, "10.0.0.1/24")], &configured);
+        assert_eq!(set.network_of(1, "10.0.0.7"), Some(net("10.0.0.0/24")));
+        assert_eq!(set.network_of(1, "10.9.0.7"), Some(net("10.0.0.0/8")));
+        assert_eq!(
+            set.network_of(1, "192.168.3.3"),
+            Some(net("192.168.0.0/16"))
+        );
+        assert_eq!(
+            set.network_of(99, "192.168.3.3"),
+            Some(net("192.168.0.0/16"))
+        );
+        assert_eq!(set.network_of(99, "10.0.0.7"), Some(net("10.0.0.0/8")));
+        assert_eq!(set.union().network_of("10.0.0.7"), Some(net("10.0.0.0/24")));
+        assert!(!set.contains(99, "172.16.0.1"));
+        assert!(set.contains(99, "::1"));
     }
 
     #[test]
@@ -400,5 +709,113 @@ mod tests {
             networks(&["10.0.0.9/24"])
         );
         assert_ne!(networks(&["10.0.0.0/24"]), networks(&["10.0.1.0/24"]));
+    }
+
+    #[test]
+    fn local_networks_flag_parses_lists_and_rejects_bad_cidrs() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            networks: NetworkArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "--local-networks", "10.0.0.0/8,fd00::/8"]).unwrap();
+        assert_eq!(
+            cli.networks.local_networks,
+            vec![net("10.0.0.0/8"), net("fd00::/8")]
+        );
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert!(cli.networks.local_networks.is_empty());
+        let error = Cli::try_parse_from(["x", "--local-networks", "10.0.0.0/8,10.0.0.0/40"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("\"10.0.0.0/40\" is not a network"),
+            "{error}"
+        );
+        assert!(error.contains("more than 32"), "{error}");
+    }
+
+    fn strings(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(values.iter().copied().collect::<StringArray>())
+    }
+
+    #[test]
+    fn functions_over_arrays_answer_per_row_and_pass_nulls() {
+        let configured = [net("172.16.0.0/12")];
+        let (set, _) = Networks::from_rows([(1, "10.0.0.1/24"), (2, "fd00::1/64")], &configured);
+        let set = Arc::new(set);
+        let addrs = strings(&[
+            Some("10.0.0.7"),
+            Some("fd00::7"),
+            Some("172.16.9.9"),
+            Some("8.8.8.8"),
+            Some("::ffff:127.0.0.1"),
+            Some("nonsense"),
+            None,
+            Some("10.0.0.7"),
+        ]);
+        let times: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            None,
+        ]));
+        let network = local_network_udf(Arc::clone(&set));
+        let by_time = invoke(&network, &[Arc::clone(&times), Arc::clone(&addrs)]).unwrap();
+        let by_time = by_time.as_any().downcast_ref::<StringArray>().unwrap();
+        let expected = [
+            Some("10.0.0.0/24"),
+            None,
+            Some("172.16.0.0/12"),
+            None,
+            Some("127.0.0.0/8"),
+            None,
+            None,
+            None,
+        ];
+        assert_eq!(by_time.iter().collect::<Vec<_>>(), expected);
+
+        let anywhere = invoke(&network, &[Arc::clone(&addrs)]).unwrap();
+        let anywhere = anywhere.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(anywhere.value(1), "fd00::/64");
+        assert_eq!(anywhere.value(7), "10.0.0.0/24");
+
+        let local = invoke(&is_local_udf(set), &[times, addrs]).unwrap();
+        let local = local.as_any().downcast_ref::<BooleanArray>().unwrap();
+        let expected = [
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(false),
+            None,
+            None,
+        ];
+        assert_eq!(local.iter().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn timestamps_of_any_unit_are_snapshot_times() {
+        use arrow::array::TimestampNanosecondArray;
+        let (set, _) = Networks::from_rows([(1_000, "10.0.0.1/24")], &[]);
+        let times: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1_000_000]));
+        let local = invoke(&is_local_udf(set), &[times, strings(&[Some("10.0.0.2")])]).unwrap();
+        let local = local.as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert!(local.value(0));
+    }
+
+    #[test]
+    fn wrong_arity_is_an_error_not_a_panic() {
+        let udf = local_network_udf(Networks::default());
+        let a = strings(&[Some("10.0.0.1")]);
+        assert!(invoke(&udf, &[Arc::clone(&a), Arc::clone(&a), a]).is_err());
+        assert!(invoke(&is_loopback_udf(), &[]).is_err());
     }
 }

@@ -11,13 +11,13 @@
 //! a second writer's announcement) rewrites the same tables, now including every file present.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray},
+    array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray},
     compute::cast,
     datatypes::{DataType, SchemaRef},
     error::ArrowError,
@@ -30,6 +30,7 @@ use datafusion::{
     },
     prelude::{SessionConfig, SessionContext},
 };
+use ip_network::IpNetwork;
 use scope_schemas::{RenderedNode, View, snapshot::table, tables};
 
 use crate::{Error, network, store, view};
@@ -38,19 +39,102 @@ use crate::{Error, network, store, view};
 #[derive(Clone, Debug)]
 pub struct Rendered {
     pub snapshot_time_us: i64,
-    /// The nodes of each view, sorted by id, adjacency sorted.
+    /// The nodes of each view, sorted by id, adjacency sorted: what is published.
     pub views: BTreeMap<View, Vec<RenderedNode>>,
+    /// What the HTTP API shows of each view beyond its published nodes.
+    pub graphs: BTreeMap<View, Graph>,
     /// Rows of the `connections` table.
     pub connections: usize,
-    /// The files written: `connections`, `graph_nodes`, `graph_edges`.
+    /// The files written: `connections`, `graph_nodes`, `graph_edges` (none by [`compute`]).
     pub files: Vec<PathBuf>,
     /// Local-network CIDRs of the snapshot that did not parse, with the reason.
     pub rejected_cidrs: Vec<(String, String)>,
 }
 
+/// One view's edges, metrics and parents: the node query's `metric_<id>` and `parent_<view>`
+/// columns, which are not published on the view's topic (metrics change every tick, and the
+/// topic carries only what changed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    /// Client to server, sorted by source then destination.
+    pub edges: Vec<Edge>,
+    /// By node id: each non-null `metric_<id>` column, in column order.
+    pub metrics: HashMap<String, Vec<(String, f64)>>,
+    /// By node id: `(view name, parent node id)` of each non-null `parent_<view>` column.
+    pub parents: HashMap<String, Vec<(String, String)>>,
+}
+
+/// An edge of a view, with the number of connections behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub src: String,
+    pub dst: String,
+    pub connections: i64,
+}
+
+/// The rendered tables of one snapshot, as written by [`render`].
+struct Tables {
+    connections: Vec<RecordBatch>,
+    graph_nodes: Vec<RecordBatch>,
+    graph_edges: Vec<RecordBatch>,
+}
+
 /// Renders snapshot `snapshot_time_us` of `data_dir`: reads the merged tables of every writer,
-/// writes the rendered tables, and returns the nodes of every view.
-pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, Error> {
+/// writes the rendered tables, and returns the nodes of every view. `local_networks` are
+/// local in every snapshot beside the hosts' own (`--local-networks`).
+pub async fn render(
+    data_dir: &Path,
+    snapshot_time_us: i64,
+    local_networks: &[IpNetwork],
+) -> Result<Rendered, Error> {
+    let (mut rendered, tables) = compute_tables(data_dir, snapshot_time_us, local_networks).await?;
+    for (name, schema, batches) in [
+        (
+            table::CONNECTIONS,
+            &*tables::CONNECTIONS,
+            &tables.connections,
+        ),
+        (
+            table::GRAPH_EDGES,
+            &*tables::GRAPH_EDGES,
+            &tables.graph_edges,
+        ),
+        (
+            table::GRAPH_NODES,
+            &*tables::GRAPH_NODES,
+            &tables.graph_nodes,
+        ),
+    ] {
+        rendered.files.push(store::write_parquet(
+            data_dir,
+            name,
+            snapshot_time_us,
+            store::RENDERER_WRITER,
+            schema,
+            batches,
+        )?);
+    }
+    Ok(rendered)
+}
+
+/// Renders snapshot `snapshot_time_us` as [`render`] does, without writing anything: how the
+/// HTTP API shows a snapshot the renderer of this process did not render (time travel, another
+/// renderer's snapshot).
+pub async fn compute(
+    data_dir: &Path,
+    snapshot_time_us: i64,
+    local_networks: &[IpNetwork],
+) -> Result<Rendered, Error> {
+    Ok(compute_tables(data_dir, snapshot_time_us, local_networks)
+        .await?
+        .0)
+}
+
+async fn compute_tables(
+    data_dir: &Path,
+    snapshot_time_us: i64,
+    local_networks: &[IpNetwork],
+) -> Result<(Rendered, Tables), Error> {
     let mut merged = Vec::new();
     for name in table::MERGED {
         merged.push((name, store::files_at(data_dir, name, snapshot_time_us)?));
@@ -67,7 +151,7 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
         register_files(&ctx, name, &schema_of(name), files)?;
     }
 
-    let rejected_cidrs = register_functions(&ctx, table::LOCAL_NETWORKS).await?;
+    let rejected_cidrs = register_functions(&ctx, table::LOCAL_NETWORKS, local_networks).await?;
 
     let (_, connections) = run(&ctx, table::CONNECTIONS, view::CONNECTIONS).await?;
     let connections = conform(&connections, &tables::CONNECTIONS, table::CONNECTIONS)?;
@@ -88,6 +172,7 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
     let mut graph_nodes = Vec::new();
     let mut graph_edges = Vec::new();
     let mut views = BTreeMap::new();
+    let mut graphs = BTreeMap::new();
     for view in View::ALL {
         let queries = view::sql(view);
         let what = |part: &str| format!("{part} of view {}", view.name());
@@ -110,43 +195,37 @@ pub async fn render(data_dir: &Path, snapshot_time_us: i64) -> Result<Rendered, 
             view,
             rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?,
         );
+        graphs.insert(view, graph(&all_nodes, &edges)?);
         graph_nodes.extend(nodes);
         graph_edges.extend(edges);
     }
 
-    let mut files = Vec::new();
-    for (name, schema, batches) in [
-        (table::CONNECTIONS, &*tables::CONNECTIONS, &connections),
-        (table::GRAPH_EDGES, &*tables::GRAPH_EDGES, &graph_edges),
-        (table::GRAPH_NODES, &*tables::GRAPH_NODES, &graph_nodes),
-    ] {
-        files.push(store::write_parquet(
-            data_dir,
-            name,
-            snapshot_time_us,
-            store::RENDERER_WRITER,
-            schema,
-            batches,
-        )?);
-    }
-
-    Ok(Rendered {
+    let rendered = Rendered {
         snapshot_time_us,
         views,
+        graphs,
         connections: connections.iter().map(RecordBatch::num_rows).sum(),
-        files,
+        files: Vec::new(),
         rejected_cidrs,
-    })
+    };
+    let tables = Tables {
+        connections,
+        graph_nodes,
+        graph_edges,
+    };
+    Ok((rendered, tables))
 }
 
 /// Registers every SQL function the views use, wherever SQL over the snapshot tables is
-/// answered (rendering, `scope sql`): `scope_is_loopback(addr)` and
-/// `scope_is_local(snapshot_time, addr)`, the latter over the networks of every snapshot in
-/// `local_networks` (a table name: one snapshot's, or `history.local_networks`). Returns the
-/// CIDRs that did not parse, with the reason.
+/// answered (rendering, `scope sql`): `scope_is_loopback(addr)`, and
+/// `scope_is_local([snapshot_time,] addr)` and `scope_local_network([snapshot_time,] addr)`
+/// over the networks of every snapshot in `local_networks` (a table name: one snapshot's, or
+/// `history.local_networks`) plus `configured` (`--local-networks`, local in every snapshot).
+/// Returns the CIDRs that did not parse, with the reason.
 pub(crate) async fn register_functions(
     ctx: &SessionContext,
     local_networks: &str,
+    configured: &[IpNetwork],
 ) -> Result<Vec<(String, String)>, Error> {
     let (_, batches) = run(
         ctx,
@@ -165,8 +244,10 @@ pub(crate) async fn register_functions(
                 .filter_map(|(t, cidr)| Some((t?, cidr?.to_owned()))),
         );
     }
-    let (networks, rejected) = network::Networks::from_rows(rows);
-    ctx.register_udf(network::is_local_udf(networks));
+    let (networks, rejected) = network::Networks::from_rows(rows, configured);
+    let networks = Arc::new(networks);
+    ctx.register_udf(network::is_local_udf(Arc::clone(&networks)));
+    ctx.register_udf(network::local_network_udf(networks));
     ctx.register_udf(network::is_loopback_udf());
     Ok(rejected)
 }
@@ -301,7 +382,7 @@ fn bool_column(batch: &RecordBatch, name: &str, table: &str) -> Result<BooleanAr
 }
 
 /// A column cast to `data_type`, as the concrete array type `A` of that data type.
-fn typed_column<A: Array + Clone + 'static>(
+pub(crate) fn typed_column<A: Array + Clone + 'static>(
     batch: &RecordBatch,
     name: &str,
     table: &str,
@@ -395,4 +476,71 @@ fn rendered_nodes(
         }
     }
     Ok(out.into_values().collect())
+}
+
+/// A view's edges (from its conformed `graph_edges` batches), and the metrics and parents of
+/// its nodes (from the node queries' `metric_` and `parent_` columns).
+fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
+    let mut graph = Graph::default();
+    for batch in edges {
+        let t = table::GRAPH_EDGES;
+        let src = string_column(batch, "src", t)?;
+        let dst = string_column(batch, "dst", t)?;
+        let connections = typed_column::<Int64Array>(batch, "connections", t, DataType::Int64)?;
+        for row in 0..batch.num_rows() {
+            if src.is_null(row) || dst.is_null(row) {
+                continue;
+            }
+            graph.edges.push(Edge {
+                src: src.value(row).to_owned(),
+                dst: dst.value(row).to_owned(),
+                connections: if connections.is_null(row) {
+                    0
+                } else {
+                    connections.value(row)
+                },
+            });
+        }
+    }
+    graph
+        .edges
+        .sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+    for batch in nodes {
+        let t = table::GRAPH_NODES;
+        let id = string_column(batch, "id", t)?;
+        let mut metrics = Vec::new();
+        let mut parents = Vec::new();
+        for field in batch.schema().fields() {
+            let name = field.name();
+            if let Some(key) = name.strip_prefix(view::METRIC_PREFIX) {
+                let column = typed_column::<Float64Array>(batch, name, t, DataType::Float64)?;
+                metrics.push((key.to_owned(), column));
+            } else if let Some(parent_view) = name.strip_prefix(view::PARENT_PREFIX) {
+                parents.push((parent_view.to_owned(), string_column(batch, name, t)?));
+            }
+        }
+        for row in 0..batch.num_rows() {
+            if id.is_null(row) {
+                continue;
+            }
+            let id = id.value(row);
+            let values: Vec<(String, f64)> = metrics
+                .iter()
+                .filter(|(_, column)| !column.is_null(row))
+                .map(|(key, column)| (key.clone(), column.value(row)))
+                .collect();
+            if !values.is_empty() {
+                graph.metrics.entry(id.to_owned()).or_insert(values);
+            }
+            let of: Vec<(String, String)> = parents
+                .iter()
+                .filter(|(_, column)| !column.is_null(row))
+                .map(|(view, column)| (view.clone(), column.value(row).to_owned()))
+                .collect();
+            if !of.is_empty() {
+                graph.parents.entry(id.to_owned()).or_insert(of);
+            }
+        }
+    }
+    Ok(graph)
 }

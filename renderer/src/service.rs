@@ -14,7 +14,7 @@
 //! renderer shows the present; `-X auto.offset.reset=earliest` renders the retained past too.
 
 use std::{
-    sync::atomic::Ordering,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error, RendererArgs,
     announcements::{Added, Pending, Ready},
+    api::Snapshots,
     publish::Publisher,
     render, retention, stats,
 };
@@ -61,11 +62,27 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
         tracing::warn!(%error, "could not make sure the renderer's topics exist; continuing");
     }
 
+    // Bound before the first render, so a port in use stops the renderer at start.
+    let local_networks = &args.networks.local_networks;
+    let snapshots = Snapshots::new(args.storage.data_dir.clone(), local_networks);
+    let mut servers = Vec::new();
+    if let Some(api) = args.api.bind(Arc::clone(&snapshots)).await? {
+        servers.push(tokio::spawn(api.serve(shutdown.child_token())));
+    }
+    let postgres = args
+        .postgres
+        .bind(args.storage.data_dir.clone(), local_networks)
+        .await?;
+    if let Some(postgres) = postgres {
+        servers.push(tokio::spawn(postgres.serve(shutdown.child_token())));
+    }
+
     let mut publisher = Publisher::new(&args.kafka)?;
     tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
             tracing::info!("renderer stopped while reading back the published views");
+            stop(servers).await;
             return Ok(());
         }
         loaded = publisher.load(&args.kafka, &args.group_id, LOAD_TIMEOUT) => match loaded {
@@ -110,6 +127,7 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
 
     let mut worker = Worker {
         args: &args,
+        snapshots,
         publisher,
         malformed_log: Throttle::default(),
         problem_log: Throttle::default(),
@@ -187,12 +205,24 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
         Ok(Err(error)) => tracing::warn!(%error, "final offset commit failed"),
         Err(error) => tracing::warn!(%error, "final offset commit did not run"),
     }
+    stop(servers).await;
     tracing::info!(stats = ?stats().metrics(), "renderer stopped");
     Ok(())
 }
 
+/// Waits for the servers, which `shutdown` has told to stop.
+async fn stop(servers: Vec<tokio::task::JoinHandle<()>>) {
+    for server in servers {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "a server of the renderer failed");
+        }
+    }
+}
+
 struct Worker<'a> {
     args: &'a RendererArgs,
+    /// What the HTTP API serves: each snapshot rendered here is handed over.
+    snapshots: Arc<Snapshots>,
     publisher: Publisher,
     malformed_log: Throttle,
     problem_log: Throttle,
@@ -263,7 +293,13 @@ impl Worker<'_> {
         let writer = ready.writers.join(",");
         let writer = writer.as_str();
         let started = Instant::now();
-        let rendered = match render::render(&self.args.storage.data_dir, t).await {
+        let rendered = match render::render(
+            &self.args.storage.data_dir,
+            t,
+            &self.args.networks.local_networks,
+        )
+        .await
+        {
             Ok(rendered) => rendered,
             Err(Error::SnapshotMissing { .. }) => {
                 stats().snapshots_missing.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +321,8 @@ impl Worker<'_> {
             }
         };
         stats().snapshots_rendered.fetch_add(1, Ordering::Relaxed);
+        let rendered = Arc::new(rendered);
+        self.snapshots.insert(Arc::clone(&rendered));
         if !rendered.rejected_cidrs.is_empty()
             && let Some(suppressed) = self.problem_log.allow()
         {

@@ -11,7 +11,10 @@
 //! `VALUES`, set operations), `EXPLAIN` of one, or `SHOW TABLES/COLUMNS` is refused, and
 //! DataFusion is told to refuse DDL, DML and other statements as well.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use arrow::record_batch::RecordBatch;
 use datafusion::{
@@ -23,6 +26,7 @@ use datafusion::{
         sqlparser::ast::Statement,
     },
 };
+use ip_network::IpNetwork;
 use scope_schemas::snapshot::table;
 
 use crate::{Error, render, store};
@@ -53,11 +57,16 @@ const ALL_TABLES: [&str; 7] = [
     table::GRAPH_EDGES,
 ];
 
-/// Runs one read-only query over `data_dir`. The result has at least one batch (an empty one
-/// when no row matched), so it always carries the column names.
-pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error> {
+/// Runs one read-only query over `data_dir`, with `local_networks` local in every snapshot
+/// (`--local-networks`). The result has at least one batch (an empty one when no row
+/// matched), so it always carries the column names.
+pub async fn query(
+    data_dir: &Path,
+    local_networks: &[IpNetwork],
+    sql: &str,
+) -> Result<Vec<RecordBatch>, Error> {
     check_read_only(sql)?;
-    let ctx = context(data_dir).await?;
+    let ctx = context(data_dir, local_networks).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -78,9 +87,19 @@ pub async fn query(data_dir: &Path, sql: &str) -> Result<Vec<RecordBatch>, Error
 /// A session with the plain tables (the latest rendered snapshot) and `history.<table>`
 /// registered, plus every function the view SQL uses (see [`crate::view`]), so a view's SQL
 /// reruns here as it ran when rendering.
-pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
+pub async fn context(
+    data_dir: &Path,
+    local_networks: &[IpNetwork],
+) -> Result<SessionContext, Error> {
+    let ctx = empty_context()?;
+    register(&ctx, &list(data_dir)?, local_networks).await?;
+    Ok(ctx)
+}
+
+/// A session with the `history` schema but no table yet: [`register`] adds them, and a
+/// long-lived session (the Postgres endpoint's) calls it again as snapshots land.
+pub fn empty_context() -> Result<SessionContext, Error> {
     let ctx = render::context();
-    let latest = latest_rendered(data_dir)?;
     let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Register {
         table: HISTORY_SCHEMA.into(),
         source: datafusion::error::DataFusionError::Internal("no default catalog".into()),
@@ -91,22 +110,73 @@ pub async fn context(data_dir: &Path) -> Result<SessionContext, Error> {
             table: HISTORY_SCHEMA.into(),
             source,
         })?;
+    Ok(ctx)
+}
+
+/// The files every table reads at one moment: the latest rendered snapshot's under the plain
+/// names, every retained one under `history`. Two listings are equal when the data dir has
+/// not changed in between, so a session re-registers only when it did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    tables: Vec<TableFiles>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TableFiles {
+    name: &'static str,
+    latest: Vec<PathBuf>,
+    history: Vec<PathBuf>,
+}
+
+/// Lists the data dir: what [`register`] would make every table read now.
+pub fn list(data_dir: &Path) -> Result<Listing, Error> {
+    let latest = latest_rendered(data_dir)?;
+    let mut tables = Vec::with_capacity(ALL_TABLES.len());
     for name in ALL_TABLES {
-        let schema = render::schema_of(name);
         let all = store::list(data_dir, name)?;
-        let latest_files: Vec<_> = all
+        let latest_files = all
             .iter()
             .filter(|f| Some(f.snapshot_time_us) == latest)
             .map(|f| f.path.clone())
             .collect();
-        render::register_files(&ctx, name, &schema, &latest_files)?;
-        let history: Vec<_> = all.into_iter().map(|f| f.path).collect();
-        render::register_files(&ctx, &format!("{HISTORY_SCHEMA}.{name}"), &schema, &history)?;
+        let history = all.into_iter().map(|f| f.path).collect();
+        tables.push(TableFiles {
+            name,
+            latest: latest_files,
+            history,
+        });
+    }
+    Ok(Listing { tables })
+}
+
+/// Registers every table of `listing` in `ctx` (a session from [`empty_context`]), replacing
+/// the ones an earlier call registered, and the SQL functions over its networks and
+/// `local_networks`.
+pub async fn register(
+    ctx: &SessionContext,
+    listing: &Listing,
+    local_networks: &[IpNetwork],
+) -> Result<(), Error> {
+    for table in &listing.tables {
+        let schema = render::schema_of(table.name);
+        let history_name = format!("{HISTORY_SCHEMA}.{}", table.name);
+        for (name, files) in [
+            (table.name.to_owned(), &table.latest),
+            (history_name, &table.history),
+        ] {
+            // Registering over an existing name is refused, so the old table goes first.
+            ctx.deregister_table(name.as_str())
+                .map_err(|source| Error::Register {
+                    table: name.clone(),
+                    source,
+                })?;
+            render::register_files(ctx, &name, &schema, files)?;
+        }
     }
     // History holds every snapshot the plain tables show, so its networks serve both.
     let history_networks = format!("{HISTORY_SCHEMA}.{}", table::LOCAL_NETWORKS);
-    render::register_functions(&ctx, &history_networks).await?;
-    Ok(ctx)
+    render::register_functions(ctx, &history_networks, local_networks).await?;
+    Ok(())
 }
 
 /// The newest snapshot time for which all rendered tables exist.
@@ -153,7 +223,8 @@ fn check_read_only(sql: &str) -> Result<(), Error> {
     }
 }
 
-fn is_query(statement: &Statement) -> bool {
+/// A query, `EXPLAIN` of one, or `SHOW TABLES/COLUMNS`: what reads and never writes.
+pub(crate) fn is_query(statement: &Statement) -> bool {
     match statement {
         Statement::Query(_) | Statement::ShowTables { .. } | Statement::ShowColumns { .. } => true,
         Statement::Explain { statement, .. } => is_query(statement),

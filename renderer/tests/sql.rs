@@ -27,9 +27,9 @@ fn snapshot(t: i64, processes: &[(i32, &str)]) -> Snapshot {
 async fn data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     snapshot(T1, &[(1, "init"), (2, "sshd")]).write(dir.path(), "m1");
-    render(dir.path(), T1).await.unwrap();
+    render(dir.path(), T1, &[]).await.unwrap();
     snapshot(T2, &[(1, "init")]).write(dir.path(), "m1");
-    render(dir.path(), T2).await.unwrap();
+    render(dir.path(), T2, &[]).await.unwrap();
     snapshot(T3, &[(1, "init"), (3, "new")]).write(dir.path(), "m1");
     dir
 }
@@ -88,7 +88,7 @@ async fn history_has_every_retained_snapshot() {
 async fn empty_data_dir_has_empty_tables() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(latest_rendered(dir.path()).unwrap(), None);
-    let batches = query(dir.path(), "SELECT host_id FROM hosts")
+    let batches = query(dir.path(), &[], "SELECT host_id FROM hosts")
         .await
         .unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
@@ -107,7 +107,7 @@ async fn bad_sql_is_an_error() {
         "SELECT nope FROM hosts",
         "SELECT * FROM no_such_table",
     ] {
-        let error = query(dir.path(), bad).await.expect_err(bad);
+        let error = query(dir.path(), &[], bad).await.expect_err(bad);
         assert!(matches!(error, Error::Sql(_)), "{bad}: {error:?}");
         assert!(!error.is_retryable());
     }
@@ -124,7 +124,7 @@ async fn writes_are_rejected() {
         "DROP TABLE hosts",
         "COPY hosts TO '/tmp/scope-renderer-test-copy.parquet'",
     ] {
-        let error = query(dir.path(), bad).await.expect_err(bad);
+        let error = query(dir.path(), &[], bad).await.expect_err(bad);
         assert!(matches!(error, Error::ReadOnly(_)), "{bad}: {error:?}");
         assert!(error.to_string().contains("read-only"), "{error}");
     }
@@ -140,6 +140,7 @@ async fn formats() {
     let dir = data_dir().await;
     let batches = query(
         dir.path(),
+        &[],
         "SELECT pid, name FROM history.processes WHERE pid = 3",
     )
     .await
@@ -153,7 +154,7 @@ async fn formats() {
     let json: serde_json::Value =
         serde_json::from_str(&format(&batches, Format::Json).unwrap()).unwrap();
     assert_eq!(json, serde_json::json!([{"pid": 3, "name": "new"}]));
-    let none = query(dir.path(), "SELECT pid FROM processes WHERE pid < 0")
+    let none = query(dir.path(), &[], "SELECT pid FROM processes WHERE pid < 0")
         .await
         .unwrap();
     assert_eq!(format(&none, Format::Json).unwrap().trim(), "[]");
@@ -246,7 +247,7 @@ async fn view_sql_reruns_over_history_as_rendered() {
         .process("h2", 200, "postgres")
         .inbound("h2", Some(200), ("10.0.0.2", 5432), ("10.0.0.1", 50000))
         .write(dir.path(), "m2");
-    render(dir.path(), t1).await.unwrap();
+    render(dir.path(), t1, &[]).await.unwrap();
     Snapshot::new(t2)
         .host("h1", "h1")
         .network("h1", "10.0.0.1/24")
@@ -260,7 +261,7 @@ async fn view_sql_reruns_over_history_as_rendered() {
         .process("h2", 300, "server")
         .inbound("h2", Some(300), x_server, x_client)
         .write(dir.path(), "m2");
-    render(dir.path(), t2).await.unwrap();
+    render(dir.path(), t2, &[]).await.unwrap();
 
     let connection_columns = "CAST(snapshot_time AS BIGINT), family, client_host_id, \
         client_pid, client_addr, client_port, server_host_id, server_pid, server_addr, \
@@ -336,7 +337,8 @@ async fn view_sql_reruns_over_history_as_rendered() {
         .await;
         assert_eq!(rerun_nodes, rendered_nodes, "nodes of {name}");
     }
-    // The local networks are each snapshot's own: 10.0.1.5 is the Internet in T1 only.
+    // The local networks are each snapshot's own: 10.0.1.5 is the Internet in T1 only, and
+    // in T2 its network's pseudo node.
     let hosts_edges = rows(
         dir.path(),
         "SELECT CAST(snapshot_time AS BIGINT), dst FROM history.graph_edges \
@@ -348,7 +350,7 @@ async fn view_sql_reruns_over_history_as_rendered() {
         vec![
             format!("{t1},h2;<host>"),
             format!("{t1},out-theinternet"),
-            format!("{t2},;10.0.1.5"),
+            format!("{t2},;10.0.1.0/24"),
             // T2's lone server end of tuple X: its client 10.0.0.1 is h1's address.
             format!("{t2},h2;<host>"),
         ]

@@ -23,7 +23,7 @@ use scope_schemas::{
 /// - h2 nginx (500) -> 127.0.0.1:80 with the same tuple as h1's loopback pair, no server end
 ///   on h2: it must not pair with h1's server end;
 /// - 2001:db8::1 -> h2 nginx (500) on fd00::2 (h2's fd00::/64), from outside;
-/// - 10.0.0.9 (no collector) -> h2 postgres (400).
+/// - 10.0.0.9 (no collector, inside 10.0.0.0/24) -> h2 postgres (400).
 fn scenario(data_dir: &Path) {
     Snapshot::new(T1)
         .host("h1", "h1")
@@ -54,7 +54,7 @@ fn scenario(data_dir: &Path) {
 async fn rendered() -> (tempfile::TempDir, Rendered) {
     let dir = tempfile::tempdir().unwrap();
     scenario(dir.path());
-    let rendered = render(dir.path(), T1).await.unwrap();
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
     (dir, rendered)
 }
 
@@ -79,11 +79,10 @@ async fn processes_view_edges() {
     assert_eq!(
         edges(dir.path(), "processes").await,
         vec![
-            ";10.0.0.9,h2;400,1",
+            ";10.0.0.0/24,h2;400,1",
             "h1;100,h1;200,1",
             "h1;100,h2;400,1",
             "h1;300,out-theinternet,1",
-            "h2;500,;127.0.0.1,1",
             "in-theinternet,h2;500,1",
         ]
     );
@@ -129,11 +128,12 @@ async fn cross_host_connection_pairs_both_hosts_sockets() {
     assert_eq!(
         edges(dir.path(), "hosts").await,
         vec![
-            ";10.0.0.9,h2;<host>,1",
+            ";10.0.0.0/24,h2;<host>,1",
             "h1;<host>,h1;<host>,1",
             "h1;<host>,h2;<host>,1",
             "h1;<host>,out-theinternet,2",
-            "h2;<host>,;127.0.0.1,1",
+            // h2's loopback client whose server end h2 did not report: loopback stays on h2.
+            "h2;<host>,h2;<host>,1",
             "in-theinternet,h2;<host>,1",
         ]
     );
@@ -165,15 +165,27 @@ async fn internet_and_local_pseudo_nodes() {
         ),
         ("The Internet", "Outbound connections", "cloud")
     );
-    // 10.0.0.9 is in a local network: a node of its own, not the Internet.
-    let local = &processes[";10.0.0.9"];
+    // 10.0.0.9 runs no collector but is inside 10.0.0.0/24: that network's node, not the
+    // Internet and not dropped.
+    let local = &processes[";10.0.0.0/24"];
     assert_eq!(
-        (local.label.as_str(), local.shape.as_str(), local.pseudo),
-        ("10.0.0.9", "circle", true)
+        (
+            local.label.as_str(),
+            local.label_minor.as_str(),
+            local.rank.as_str(),
+            local.shape.as_str(),
+            local.pseudo
+        ),
+        ("10.0.0.0/24", "Local network", "10.0.0.0/24", "cloud", true)
     );
     assert_eq!(local.adjacency, vec!["h2;400"]);
-    // The ownerless socket to 8.8.4.4 has no process: no edge in this view.
-    assert_eq!(processes.values().filter(|n| n.pseudo).count(), 4);
+    // The ownerless socket to 8.8.4.4 has no process, nor has h2's loopback server end: no
+    // edge in this view.
+    assert_eq!(processes.values().filter(|n| n.pseudo).count(), 3);
+    let hosts = nodes(&rendered, View::Hosts);
+    assert_eq!(hosts[";10.0.0.0/24"].adjacency, vec!["h2;<host>"]);
+    assert_eq!(hosts[";10.0.0.0/24"].label_minor, "Local network");
+    assert_eq!(hosts[INTERNET_INBOUND_ID].adjacency, vec!["h2;<host>"]);
 }
 
 /// µs before the snapshot time.
@@ -215,7 +227,7 @@ async fn connections_that_reuse_a_tuple_are_counted_apart_and_paired_by_lifetime
         .inbound("h2", Some(200), server, client)
         .lived(6 * S - 10, Some(5 * S + 10))
         .write(dir.path(), "m3");
-    let rendered = render(dir.path(), T1).await.unwrap();
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
     let connections = rows(
         dir.path(),
         "SELECT client_port, client_pid, server_pid, state FROM connections \
@@ -246,8 +258,8 @@ async fn connections_that_reuse_a_tuple_are_counted_apart_and_paired_by_lifetime
 
 /// A peer end no host reported, at an address of a reporting host (an interface in its
 /// `local_networks`, or a local address of its sockets), is that host: never the Internet and
-/// never an unknown-address node, in either direction. An address two hosts carry names
-/// neither and stays an address node.
+/// never a local network's node, in either direction. An address two hosts carry names
+/// neither and is its network's node.
 #[tokio::test]
 async fn peer_at_a_reporting_hosts_address_is_that_host() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,18 +285,18 @@ async fn peer_at_a_reporting_hosts_address_is_that_host() {
         .host("h3", "h3")
         .network("h3", "172.17.0.2/16")
         .write(dir.path(), "m3");
-    let rendered = render(dir.path(), T1).await.unwrap();
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
     assert_eq!(
         edges(dir.path(), "hosts").await,
         vec![
-            "h1;<host>,;172.17.0.2,1",
+            "h1;<host>,;172.17.0.0/16,1",
             "h1;<host>,h2;<host>,1",
             "h2;<host>,h1;<host>,1",
         ]
     );
     assert_eq!(
         edges(dir.path(), "processes").await,
-        vec!["h1;100,;172.17.0.2,1"]
+        vec!["h1;100,;172.17.0.0/16,1"]
     );
     for view in View::ALL {
         let ids: Vec<_> = rendered.views[&view]
@@ -318,7 +330,7 @@ async fn process_nodes_look_like_weave_scope() {
     assert_eq!(curl.view, "processes");
     assert_eq!(curl.snapshot_time_us, T1);
     assert_eq!(processes["h2;400"].label_minor, "h2.lan (400)");
-    assert_eq!(processes.len(), 5 + 4);
+    assert_eq!(processes.len(), 5 + 3);
 }
 
 #[tokio::test]
@@ -337,18 +349,17 @@ async fn processes_by_name_view() {
     );
     assert_eq!(by_name["curl"].label_minor, "1 process");
     assert_eq!(by_name["curl"].adjacency, vec!["nginx", "postgres"]);
-    assert_eq!(by_name["nginx"].adjacency, vec![";127.0.0.1"]);
+    assert!(by_name["nginx"].adjacency.is_empty());
     assert_eq!(by_name["dig"].adjacency, vec![INTERNET_OUTBOUND_ID]);
     assert_eq!(by_name[INTERNET_INBOUND_ID].adjacency, vec!["nginx"]);
     assert_eq!(
         edges(dir.path(), "processes-by-name").await,
         vec![
-            ";10.0.0.9,postgres,1",
+            ";10.0.0.0/24,postgres,1",
             "curl,nginx,1",
             "curl,postgres,1",
             "dig,out-theinternet,1",
             "in-theinternet,nginx,1",
-            "nginx,;127.0.0.1,1",
         ]
     );
 }
@@ -377,7 +388,168 @@ async fn hosts_view() {
         ("h2", "lan", "lan")
     );
     assert_eq!(h2.metadata["os"], "Debian GNU/Linux 12 (bookworm)");
-    assert_eq!(hosts.len(), 2 + 4);
+    assert_eq!(hosts.len(), 2 + 3);
+}
+
+#[tokio::test]
+async fn endpoints_view_edges() {
+    let (dir, _) = rendered().await;
+    assert_eq!(
+        edges(dir.path(), "endpoints").await,
+        vec![
+            ";10.0.0.0/24,h2;10.0.0.2;5432,1",
+            "h1;10.0.0.1;50000,h2;10.0.0.2;5432,1",
+            "h1;10.0.0.1;51000,out-theinternet,1",
+            // Ownerless: dropped by the process views, kept here.
+            "h1;10.0.0.1;52000,out-theinternet,1",
+            "h1;127.0.0.1;40000,h1;127.0.0.1;80,1",
+            // The same loopback tuple on h2 is another pair of nodes; its server end is h2's.
+            "h2;127.0.0.1;40000,h2;127.0.0.1;80,1",
+            "in-theinternet,h2;fd00::2;443,1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn endpoints_view_nodes() {
+    let (_dir, rendered) = rendered().await;
+    let endpoints = nodes(&rendered, View::Endpoints);
+    let curl = &endpoints["h1;10.0.0.1;50000"];
+    assert_eq!(
+        (
+            curl.label.as_str(),
+            curl.label_minor.as_str(),
+            curl.rank.as_str(),
+            curl.shape.as_str(),
+            curl.pseudo,
+            curl.view.as_str()
+        ),
+        ("10.0.0.1:50000", "h1", "h1", "circle", false, "endpoints")
+    );
+    assert_eq!(curl.adjacency, vec!["h2;10.0.0.2;5432"]);
+    let meta = |node: &RenderedNode| {
+        let mut m: Vec<String> = node
+            .metadata
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(
+        meta(curl),
+        vec![
+            "addr=10.0.0.1",
+            "host_id=h1",
+            "host_name=h1",
+            "pid=100",
+            "port=50000",
+            "process=curl"
+        ]
+    );
+    // One server end, two connections (from h1 and from the local network): one node.
+    let postgres = &endpoints["h2;10.0.0.2;5432"];
+    assert_eq!(
+        (postgres.label.as_str(), postgres.label_minor.as_str()),
+        ("10.0.0.2:5432", "h2.lan")
+    );
+    assert_eq!(postgres.metadata["process"], "postgres");
+    assert!(postgres.adjacency.is_empty());
+    assert_eq!(endpoints["h2;fd00::2;443"].label, "[fd00::2]:443");
+    // Ends no process owns, or their host did not report: no pid, no process.
+    for id in ["h1;10.0.0.1;52000", "h2;127.0.0.1;80"] {
+        assert_eq!(
+            meta(&endpoints[id])
+                .iter()
+                .filter(|m| m.starts_with("pid=") || m.starts_with("process="))
+                .count(),
+            0,
+            "{id}"
+        );
+    }
+    let local = &endpoints[";10.0.0.0/24"];
+    assert_eq!(
+        (
+            local.label.as_str(),
+            local.label_minor.as_str(),
+            local.shape.as_str(),
+            local.pseudo
+        ),
+        ("10.0.0.0/24", "Local network", "cloud", true)
+    );
+    assert_eq!(local.adjacency, vec!["h2;10.0.0.2;5432"]);
+    assert_eq!(
+        endpoints[INTERNET_INBOUND_ID].adjacency,
+        vec!["h2;fd00::2;443"]
+    );
+    assert!(endpoints[INTERNET_OUTBOUND_ID].pseudo);
+    assert_eq!(endpoints.len(), 9 + 3);
+    // The HTTP API's parents: the endpoint's host and, where known, its process.
+    let parents = &rendered.graphs[&View::Endpoints].parents;
+    let mut curl_parents = parents["h1;10.0.0.1;50000"].clone();
+    curl_parents.sort();
+    assert_eq!(
+        curl_parents,
+        vec![
+            ("hosts".to_owned(), "h1;<host>".to_owned()),
+            ("processes".to_owned(), "h1;100".to_owned())
+        ]
+    );
+    assert_eq!(
+        parents["h2;127.0.0.1;80"],
+        vec![("hosts".to_owned(), "h2;<host>".to_owned())]
+    );
+}
+
+/// Unreported peers in one local network share its node, the most specific network wins,
+/// each family has its own networks, and an address outside all of them is the Internet.
+#[tokio::test]
+async fn unreported_peers_are_their_local_networks_or_the_internet() {
+    let dir = tempfile::tempdir().unwrap();
+    Snapshot::new(T1)
+        .host("h1", "h1")
+        .network("h1", "10.0.0.1/16")
+        .network("h1", "fd00::1/64")
+        .process("h1", 100, "curl")
+        .process("h1", 200, "postgres")
+        .outbound("h1", Some(100), ("10.0.0.1", 50000), ("10.0.7.7", 80))
+        .outbound("h1", Some(100), ("10.0.0.1", 50001), ("10.0.8.8", 80))
+        .outbound("h1", Some(100), ("10.0.0.1", 50002), ("10.0.1.5", 80))
+        .outbound("h1", Some(100), ("fd00::1", 50003), ("fd00::9", 80))
+        .outbound("h1", Some(100), ("10.0.0.1", 50004), ("10.1.0.1", 80))
+        .inbound("h1", Some(200), ("10.0.0.1", 5432), ("10.0.9.9", 41000))
+        .inbound("h1", Some(200), ("10.0.0.1", 5432), ("192.0.2.1", 41000))
+        .write(dir.path(), "m1");
+    Snapshot::new(T1)
+        .host("h2", "h2")
+        .network("h2", "10.0.1.2/24")
+        .write(dir.path(), "m2");
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
+    let expected = [
+        ";10.0.0.0/16,h1;200,1",
+        "h1;100,;10.0.0.0/16,2",
+        "h1;100,;10.0.1.0/24,1",
+        "h1;100,;fd00::/64,1",
+        "h1;100,out-theinternet,1",
+        "in-theinternet,h1;200,1",
+    ];
+    assert_eq!(edges(dir.path(), "processes").await, expected);
+    let hosts: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            e.replace("h1;100", "h1;<host>")
+                .replace("h1;200", "h1;<host>")
+        })
+        .collect();
+    assert_eq!(edges(dir.path(), "hosts").await, hosts);
+    let processes = nodes(&rendered, View::Processes);
+    assert_eq!(processes[";fd00::/64"].label, "fd00::/64");
+    assert_eq!(
+        processes.values().filter(|n| n.pseudo).count(),
+        5,
+        "{:?}",
+        processes.keys()
+    );
 }
 
 #[tokio::test]
@@ -400,7 +572,7 @@ async fn written_tables_have_the_contract_schemas() {
 #[tokio::test]
 async fn rendering_twice_is_idempotent() {
     let (dir, first) = rendered().await;
-    let second = render(dir.path(), T1).await.unwrap();
+    let second = render(dir.path(), T1, &[]).await.unwrap();
     assert_eq!(first.views, second.views);
     let files = std::fs::read_dir(dir.path().join(table::GRAPH_NODES))
         .unwrap()
@@ -414,7 +586,7 @@ async fn rendering_twice_is_idempotent() {
 #[tokio::test]
 async fn missing_snapshot_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let error = render(dir.path(), T1).await.unwrap_err();
+    let error = render(dir.path(), T1, &[]).await.unwrap_err();
     assert!(
         matches!(error, scope_renderer::Error::SnapshotMissing { .. }),
         "{error}"
@@ -425,7 +597,7 @@ async fn missing_snapshot_is_an_error() {
 async fn empty_snapshot_renders_empty_views() {
     let dir = tempfile::tempdir().unwrap();
     Snapshot::new(T1).write(dir.path(), "m1");
-    let rendered = render(dir.path(), T1).await.unwrap();
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
     assert!(rendered.views.values().all(Vec::is_empty));
     assert_eq!(rendered.connections, 0);
 }
@@ -447,7 +619,9 @@ async fn golden_tables() {
             "SELECT * EXCLUDE (snapshot_time) FROM graph_edges ORDER BY \"view\", src, dst",
         ),
     ] {
-        let batches = scope_renderer::sql::query(dir.path(), sql).await.unwrap();
+        let batches = scope_renderer::sql::query(dir.path(), &[], sql)
+            .await
+            .unwrap();
         let actual =
             scope_renderer::sql::format(&batches, scope_renderer::sql::Format::Csv).unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.csv"));

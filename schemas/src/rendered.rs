@@ -28,16 +28,25 @@ pub enum View {
     Processes,
     ProcessesByName,
     Hosts,
+    /// Connection ends (address and port), Weave Scope's raw endpoint topology: every
+    /// connection, including those whose processes are unknown.
+    Endpoints,
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Processes, View::ProcessesByName, View::Hosts];
+    pub const ALL: [View; 4] = [
+        View::Processes,
+        View::ProcessesByName,
+        View::Hosts,
+        View::Endpoints,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             View::Processes => "processes",
             View::ProcessesByName => "processes-by-name",
             View::Hosts => "hosts",
+            View::Endpoints => "endpoints",
         }
     }
 

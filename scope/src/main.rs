@@ -11,7 +11,9 @@ use scope_kafka::{
     service::{self, Cli as ComponentCli},
 };
 use scope_merger::MergerArgs;
-use scope_renderer::{RendererArgs, sql};
+use scope_renderer::{
+    RendererArgs, api::ApiArgs, network::NetworkArgs, postgres::PostgresArgs, sql,
+};
 use scope_schemas::{View, topics};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +61,12 @@ struct UpArgs {
     /// Serve all three components' Prometheus metrics at http://ADDR/metrics. None by default.
     #[arg(long, env = "SCOPE_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    networks: NetworkArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
 }
 
 #[derive(Args)]
@@ -70,6 +78,8 @@ struct SqlArgs {
     /// Where snapshots are kept (Parquet).
     #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
     data_dir: PathBuf,
+    #[command(flatten)]
+    networks: NetworkArgs,
 }
 
 #[tokio::main]
@@ -88,22 +98,24 @@ async fn main() -> ExitCode {
         Command::Collector(c) => c.main("scope collector").await,
         Command::Merger(c) => c.main("scope merger").await,
         Command::Renderer(c) => c.main("scope renderer").await,
-        Command::Sql(args) => match sql::query(&args.data_dir, &args.query).await {
-            Ok(batches) => match sql::format(&batches, args.format) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
+        Command::Sql(args) => {
+            match sql::query(&args.data_dir, &args.networks.local_networks, &args.query).await {
+                Ok(batches) => match sql::format(&batches, args.format) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("scope sql: {error}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(error) => {
                     eprintln!("scope sql: {error}");
                     ExitCode::FAILURE
                 }
-            },
-            Err(error) => {
-                eprintln!("scope sql: {error}");
-                ExitCode::FAILURE
             }
-        },
+        }
     }
 }
 
@@ -137,7 +149,10 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
 
     let collector: CollectorArgs = component_args("collector", &kafka_argv)?;
     let merger: MergerArgs = component_args("merger", &stored_argv)?;
-    let renderer: RendererArgs = component_args("renderer", &stored_argv)?;
+    let mut renderer: RendererArgs = component_args("renderer", &stored_argv)?;
+    renderer.networks = up.networks.clone();
+    renderer.api = up.api.clone();
+    renderer.postgres = up.postgres.clone();
     collector.validate()?;
     merger.validate()?;
     renderer.validate()?;
@@ -177,6 +192,17 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     println!("  snapshots  {}", up.data_dir.display());
     if let Some(addr) = metrics {
         println!("  metrics    http://{addr}/metrics");
+    }
+    if let Some(addr) = up.api.listen {
+        println!("  api        http://{addr}/api");
+    }
+    if let Some(addr) = up.postgres.listen {
+        println!(
+            "  postgres   psql -h {} -p {} -U {}",
+            addr.ip(),
+            addr.port(),
+            up.postgres.user
+        );
     }
     println!("  query      scope sql \"select * from graph_edges where view = 'processes'\"");
 

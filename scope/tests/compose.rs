@@ -32,11 +32,29 @@ fn every_scope_service_command_is_accepted_by_its_binary() {
             command[0],
             binary.display()
         );
+        // The service's environment as compose passes it, with `${VAR...}` interpolations
+        // (values the operator supplies) standing in as a placeholder.
+        let environment: Vec<(String, String)> = service
+            .get("environment")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| {
+                let value = value.as_str().unwrap_or_default();
+                let value = if value.starts_with("${") {
+                    "compose-test"
+                } else {
+                    value
+                };
+                (key.as_str().unwrap().to_owned(), value.to_owned())
+            })
+            .collect();
         let out = Command::new(&binary)
             .args(&command[1..])
             .arg("--check-config")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(environment)
             .output()
             .unwrap();
         assert!(

@@ -22,6 +22,11 @@ fn spawn_up(data_dir: &Path, log: &Path, rust_log: Option<&str>) -> Child {
             format!("127.0.0.1:{}", free_port()),
         )
         .env("SCOPE_DATA_DIR", data_dir)
+        .env("SCOPE_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "SCOPE_POSTGRES_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env_remove("SCOPE_BROKERS")
         .env_remove("SCOPE_TRACKER")
         .env_remove("RUST_LOG")

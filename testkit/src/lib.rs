@@ -11,6 +11,9 @@
 //! - [`process`]: child processes (Python servers and clients, the binaries under test) run
 //!   as a user runs them, killed when dropped, whose output lines can be awaited.
 //! - [`netns`]: network namespaces that stand in for hosts, deleted when dropped.
+//! - [`postgres`]: `psql` and pg8000 as a user runs them against the Postgres endpoint.
+//! - [`scope_api`]: Weave Scope's HTTP API as its clients use it (Python's urllib, a route
+//!   walk against Scope's recorded responses, a websocket reader).
 //! - [`now_us`]: the records' clock, re-exported from `scope_schemas::time`.
 //!
 //! scope-kafka's own tests cannot use this crate (it depends on scope-kafka).
@@ -18,13 +21,16 @@
 pub mod broker;
 pub mod component;
 pub mod netns;
+pub mod postgres;
 pub mod process;
+pub mod scope_api;
 pub mod wait;
 
 pub use broker::Broker;
 pub use component::Running;
 pub use netns::Netns;
 pub use process::{Process, free_port, python3, run};
+pub use scope_api::{http_request, scope_api_file, scope_api_script};
 /// The clock of the pipeline's records, for test data that must look recent (the merger's
 /// window and the renderer's retention drop what is old).
 pub use scope_schemas::time::now_us;

@@ -4,6 +4,9 @@
 -- - processes-by-name: the processes view's edges with each process replaced by its name.
 -- - hosts: host to host, whether or not the owning processes are known; a connection inside
 --   one host is an edge from the host to itself, as in Weave Scope.
+-- - endpoints: connection end to connection end (address and port), Weave Scope's raw
+--   topology: every connection, whether or not its processes are known, so that an edge
+--   the process views drop can still be found here.
 -- An end of no known host is its pseudo node in every view.
 SELECT snapshot_time, "view", src, dst, src_pseudo, dst_pseudo, COUNT(*) AS connections
 FROM (
@@ -19,6 +22,11 @@ FROM (
     UNION ALL
     SELECT snapshot_time, 'hosts' AS view,
            COALESCE(client_pseudo, client_host), COALESCE(server_pseudo, server_host),
+           client_pseudo IS NOT NULL, server_pseudo IS NOT NULL
+    FROM end_nodes
+    UNION ALL
+    SELECT snapshot_time, 'endpoints' AS view,
+           COALESCE(client_pseudo, client_endpoint), COALESCE(server_pseudo, server_endpoint),
            client_pseudo IS NOT NULL, server_pseudo IS NOT NULL
     FROM end_nodes
 ) ends

@@ -12,7 +12,10 @@ SELECT
         AS label_minor,
     os,
     kernel_version,
-    tracker_mode
+    tracker_mode,
+    load1,
+    cpu_usage_percent,
+    memory_usage_bytes
 FROM (
     SELECT
         snapshot_time,
@@ -20,7 +23,10 @@ FROM (
         COALESCE(NULLIF(MAX(host_name), ''), host_id) AS name,
         MAX(os) AS os,
         MAX(kernel_version) AS kernel_version,
-        MAX(tracker_mode) AS tracker_mode
+        MAX(tracker_mode) AS tracker_mode,
+        MAX(load1) AS load1,
+        MAX(cpu_usage_percent) AS cpu_usage_percent,
+        MAX(memory_usage_bytes) AS memory_usage_bytes
     FROM hosts
     GROUP BY snapshot_time, host_id
 ) h

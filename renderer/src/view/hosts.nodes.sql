@@ -1,16 +1,28 @@
--- hosts: one node per host, `<host_id>;<host>`, a circle.
+-- hosts: one node per host, `<host_id>;<host>`, a circle, with its interfaces' networks and,
+-- for the HTTP API, Weave Scope's host metrics (`metric_<id>`). No uptime in the metadata:
+-- it changes every tick, and the view's topic carries only what changed.
 SELECT
-    snapshot_time,
+    h.snapshot_time,
     'hosts' AS view,
-    id,
-    label,
-    label_minor,
-    label_minor AS rank,
+    h.id,
+    h.label,
+    h.label_minor,
+    h.label_minor AS rank,
     'circle' AS shape,
     false AS pseudo,
-    name AS meta_host_name,
-    os AS meta_os,
-    kernel_version AS meta_kernel_version,
-    tracker_mode AS meta_tracker_mode
-FROM host_info
-ORDER BY id
+    h.host_id AS meta_host_id,
+    h.name AS meta_host_name,
+    h.os AS meta_os,
+    h.kernel_version AS meta_kernel_version,
+    n.cidrs AS meta_local_networks,
+    h.tracker_mode AS meta_tracker_mode,
+    h.cpu_usage_percent AS metric_host_cpu_usage_percent,
+    CAST(h.memory_usage_bytes AS DOUBLE) AS metric_host_mem_usage_bytes,
+    h.load1 AS metric_load1
+FROM host_info h
+LEFT JOIN (
+    SELECT snapshot_time, host_id, string_agg(cidr, ', ' ORDER BY cidr) AS cidrs
+    FROM (SELECT DISTINCT snapshot_time, host_id, cidr FROM local_networks) d
+    GROUP BY snapshot_time, host_id
+) n ON n.snapshot_time = h.snapshot_time AND n.host_id = h.host_id
+ORDER BY h.id

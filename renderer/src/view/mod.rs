@@ -11,9 +11,11 @@
 //!    `view_edges`), then its [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at
 //!    the ends of its edges).
 //!
-//! Two scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)` and
+//! Scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)`,
 //! `scope_is_local(snapshot_time, addr)` (inside a local network of that snapshot, or
-//! loopback); `scope sql` registers them too. Every join matches `snapshot_time`, so each query
+//! loopback) and `scope_local_network(snapshot_time, addr)` (the CIDR of its most specific
+//! local network: the id of the pseudo node for an unreported peer there); `scope sql`
+//! registers them too. Every join matches `snapshot_time`, so each query
 //! reruns unchanged over `history.*` (tables and derived relations pointed there), one answer
 //! per snapshot, as `renderer/tests/sql.rs` checks.
 //!
@@ -36,7 +38,7 @@ pub const DERIVED: [(&str, &str); 6] = [
     ("edges", include_str!("edges.sql")),
 ];
 
-/// The pseudo nodes (the Internet, unknown local addresses) at the ends of `view_edges`.
+/// The pseudo nodes (the Internet, local networks) at the ends of `view_edges`.
 pub const PSEUDO_NODES: &str = include_str!("pseudo_nodes.sql");
 
 /// The name under which a view's edges are registered while its nodes are computed.
@@ -58,6 +60,7 @@ pub fn sql(view: View) -> ViewSql {
         View::Processes => include_str!("processes.nodes.sql"),
         View::ProcessesByName => include_str!("processes-by-name.nodes.sql"),
         View::Hosts => include_str!("hosts.nodes.sql"),
+        View::Endpoints => include_str!("endpoints.nodes.sql"),
     };
     let edges = format!(
         "SELECT snapshot_time, \"view\", src, dst, src_pseudo, dst_pseudo, connections \
@@ -67,8 +70,33 @@ pub fn sql(view: View) -> ViewSql {
     ViewSql { view, nodes, edges }
 }
 
+/// The metric samples of one node of `view` over several snapshots: the merged table the query
+/// reads (registered with the snapshots wanted) and the query, whose `$1` is the node id and
+/// whose columns are `snapshot_time` and one per metric id. None for views without metrics.
+pub fn samples(view: View) -> Option<(&'static str, &'static str)> {
+    match view {
+        View::Processes => Some((
+            scope_schemas::snapshot::table::PROCESSES,
+            include_str!("processes.samples.sql"),
+        )),
+        View::Hosts => Some((
+            scope_schemas::snapshot::table::HOSTS,
+            include_str!("hosts.samples.sql"),
+        )),
+        _ => None,
+    }
+}
+
 /// Prefix of node query columns that become metadata.
 pub const META_PREFIX: &str = "meta_";
+
+/// Prefix of node query columns that are a metric of the node (`DOUBLE`), by Weave Scope's
+/// metric id: `metric_process_cpu_usage_percent`.
+pub const METRIC_PREFIX: &str = "metric_";
+
+/// Prefix of node query columns that name the node's parent in another view:
+/// `parent_hosts` is the id of the process's host node.
+pub const PARENT_PREFIX: &str = "parent_";
 
 #[cfg(test)]
 mod tests {
@@ -81,6 +109,13 @@ mod tests {
             assert!(text.contains(&format!("'{INTERNET_INBOUND_ID}'")));
             assert!(text.contains(&format!("'{INTERNET_OUTBOUND_ID}'")));
         }
+    }
+
+    #[test]
+    fn local_network_pseudo_nodes_use_the_registered_function() {
+        // Per snapshot, so the same SQL reruns over `history.*`.
+        let call = format!("{}(snapshot_time, ", crate::network::LOCAL_NETWORK);
+        assert!(DERIVED[3].1.contains(&call));
     }
 
     #[test]

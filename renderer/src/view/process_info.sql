@@ -14,7 +14,10 @@ SELECT
     COALESCE(p.name, h.name, p.host_id) AS rank,
     p.ppid,
     p.cmdline,
-    p.threads
+    p.threads,
+    p.cpu_usage_percent,
+    p.memory_usage_bytes,
+    p.open_files_count
 FROM (
     SELECT
         snapshot_time,
@@ -23,7 +26,10 @@ FROM (
         NULLIF(MAX(name), '') AS name,
         MAX(ppid) AS ppid,
         MAX(cmdline) AS cmdline,
-        MAX(threads) AS threads
+        MAX(threads) AS threads,
+        MAX(cpu_usage_percent) AS cpu_usage_percent,
+        MAX(memory_usage_bytes) AS memory_usage_bytes,
+        MAX(open_files_count) AS open_files_count
     FROM processes
     GROUP BY snapshot_time, host_id, pid
 ) p

@@ -282,7 +282,9 @@ fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
 
 /// Rows of `sql` over `data_dir` as CSV lines without the header, for comparing.
 pub async fn rows(data_dir: &Path, sql: &str) -> Vec<String> {
-    let batches = scope_renderer::sql::query(data_dir, sql).await.unwrap();
+    let batches = scope_renderer::sql::query(data_dir, &[], sql)
+        .await
+        .unwrap();
     let csv = scope_renderer::sql::format(&batches, scope_renderer::sql::Format::Csv).unwrap();
     csv.lines().skip(1).map(str::to_owned).collect()
 }

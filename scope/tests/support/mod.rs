@@ -16,6 +16,10 @@ pub const SCOPE: &str = env!("CARGO_BIN_EXE_scope");
 /// A running `scope up`, killed when dropped.
 pub struct Up {
     child: Child,
+    /// Its HTTP API, `http://127.0.0.1:<free port>` (tests run in parallel: not 4040).
+    pub api: String,
+    /// Its Postgres endpoint, on a free port too.
+    pub postgres: std::net::SocketAddr,
 }
 
 impl Up {
@@ -34,8 +38,12 @@ impl Up {
             }
             None => Command::new(SCOPE),
         };
+        let api = format!("127.0.0.1:{}", scope_testkit::free_port());
+        let postgres = std::net::SocketAddr::from(([127, 0, 0, 1], scope_testkit::free_port()));
         let child = command
             .arg("up")
+            .env("SCOPE_HTTP_LISTEN", &api)
+            .env("SCOPE_POSTGRES_LISTEN", postgres.to_string())
             .env("SCOPE_EMBEDDED_LISTEN", listen)
             .env("SCOPE_DATA_DIR", data_dir)
             .env_remove("SCOPE_BROKERS")
@@ -45,7 +53,11 @@ impl Up {
             .stderr(log)
             .spawn()
             .expect("scope up starts");
-        Up { child }
+        Up {
+            child,
+            api: format!("http://{api}"),
+            postgres,
+        }
     }
 
     /// SIGTERM, then wait: the components shut down in order.

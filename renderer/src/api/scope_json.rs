@@ -1,0 +1,216 @@
+//! Weave Scope 1.13's JSON shapes, field for field (its `render/detailed` and `app` packages):
+//! what its UI, its integration tests and the scripts written against it read. Empty lists and
+//! `false` are left out where Scope leaves them out (`omitempty`), so a node without edges has
+//! no `adjacency` key, as in the recorded responses (`../shared/reference/weave-scope-api/`).
+
+use serde::Serialize;
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+/// `GET /api`.
+#[derive(Debug, Serialize)]
+pub struct ApiInfo {
+    pub id: String,
+    pub version: String,
+    pub hostname: String,
+    pub plugins: Vec<()>,
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Capabilities {
+    /// Scope's flag for time travel (`?timestamp=`), which Scope itself only had with its
+    /// multi-tenant storage.
+    pub historic_reports: bool,
+}
+
+/// One row of `GET /api/probes`: a reporting collector.
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    pub id: String,
+    pub hostname: String,
+    pub version: String,
+    #[serde(rename = "lastSeen")]
+    pub last_seen: String,
+}
+
+/// One entry of `GET /api/topology`.
+#[derive(Debug, Serialize)]
+pub struct TopologyDesc {
+    pub name: &'static str,
+    pub url: String,
+    pub rank: u32,
+    pub hide_if_empty: bool,
+    pub options: Vec<OptionGroup>,
+    pub stats: TopologyStats,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub_topologies: Vec<TopologyDesc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OptionGroup {
+    pub id: &'static str,
+    #[serde(rename = "defaultValue")]
+    pub default_value: &'static str,
+    pub options: Vec<OptionValue>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OptionValue {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TopologyStats {
+    pub node_count: usize,
+    pub nonpseudo_node_count: usize,
+    pub edge_count: usize,
+    pub filtered_nodes: usize,
+}
+
+/// `GET /api/topology/{view}`.
+#[derive(Debug, Serialize)]
+pub struct Nodes<'a> {
+    pub nodes: std::collections::BTreeMap<&'a str, &'a NodeSummary>,
+}
+
+/// A node as the graph draws it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeSummary {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "labelMinor")]
+    pub label_minor: String,
+    pub rank: String,
+    pub shape: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub pseudo: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<MetadataRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Parent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adjacency: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetadataRow {
+    pub id: String,
+    pub label: String,
+    pub value: String,
+    pub priority: f64,
+    #[serde(rename = "dataType", skip_serializing_if = "str::is_empty")]
+    pub data_type: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricRow {
+    pub id: String,
+    pub label: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub format: &'static str,
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+    pub priority: f64,
+    /// Null in summaries (as Scope's); the retained history in details.
+    pub samples: Option<Vec<Sample>>,
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    /// RFC 3339.
+    pub date: String,
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Parent {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "topologyId")]
+    pub topology_id: String,
+}
+
+/// `GET /api/topology/{view}/{node}`.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    pub node: NodeDetails,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeDetails {
+    #[serde(flatten)]
+    pub summary: NodeSummary,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<NodeSummaryGroup>,
+    pub connections: Vec<ConnectionsSummary>,
+    /// Scope's controls (exec shell, restart...): none, the collectors take no commands.
+    pub controls: Vec<()>,
+}
+
+/// A table of child nodes in a node's details (a host's processes).
+#[derive(Debug, Serialize)]
+pub struct NodeSummaryGroup {
+    pub id: String,
+    pub label: &'static str,
+    #[serde(rename = "topologyId")]
+    pub topology_id: &'static str,
+    pub columns: Vec<Column>,
+    pub nodes: Vec<NodeSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Column {
+    pub id: &'static str,
+    pub label: &'static str,
+    #[serde(rename = "dataType", skip_serializing_if = "str::is_empty")]
+    pub data_type: &'static str,
+    #[serde(rename = "defaultSort")]
+    pub default_sort: bool,
+}
+
+/// The inbound or outbound connections table of a node's details.
+#[derive(Debug, Serialize)]
+pub struct ConnectionsSummary {
+    pub id: &'static str,
+    #[serde(rename = "topologyId")]
+    pub topology_id: String,
+    pub label: &'static str,
+    pub columns: Vec<Column>,
+    pub connections: Vec<Connection>,
+}
+
+/// A row of a connections table: the peer node, and how many connections.
+#[derive(Debug, Serialize)]
+pub struct Connection {
+    pub id: String,
+    #[serde(rename = "nodeId")]
+    pub node_id: String,
+    pub label: String,
+    #[serde(rename = "labelMinor", skip_serializing_if = "String::is_empty")]
+    pub label_minor: String,
+    pub metadata: Vec<MetadataRow>,
+}
+
+/// One websocket message: Scope's `render/detailed.Diff`.
+#[derive(Debug, Default, Serialize)]
+pub struct Diff {
+    pub add: Option<Vec<NodeSummary>>,
+    pub update: Option<Vec<NodeSummary>>,
+    pub remove: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub reset: bool,
+}
+
+/// The body of an error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

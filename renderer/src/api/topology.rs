@@ -1,0 +1,464 @@
+//! The views as Weave Scope's API presents them: their names, ranks and options
+//! (`GET /api/topology`), and a rendered view's nodes as `NodeSummary`s and `NodeDetails`.
+//!
+//! What a node is comes from the view SQL (`crate::view`): its label, metadata (`meta_`),
+//! metrics (`metric_`) and parents (`parent_`). What Scope's UI needs on top is presentation,
+//! kept here in one table per kind: the label, priority and type of each metadata key and
+//! metric, Scope's own where Scope had the key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use scope_schemas::{RenderedNode, View};
+
+use super::scope_json::{
+    Column, Connection, ConnectionsSummary, MetadataRow, MetricRow, NodeDetails, NodeSummary,
+    NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
+};
+use crate::render::{Graph, Rendered};
+
+/// How Scope lists a view.
+struct Listing {
+    view: View,
+    name: &'static str,
+    rank: u32,
+    /// Listed under this view's entry, as Scope's "by name" under "Processes".
+    under: Option<View>,
+    hide_if_empty: bool,
+    options: &'static [Choice],
+}
+
+/// One option of a view: `?<id>=<value>`.
+struct Choice {
+    id: &'static str,
+    default: &'static str,
+    values: &'static [(&'static str, &'static str)],
+}
+
+const UNCONNECTED: Choice = Choice {
+    id: "unconnected",
+    default: "hide",
+    values: &[("show", "Unconnected nodes"), ("hide", "No unconnected")],
+};
+
+const PSEUDO: Choice = Choice {
+    id: "pseudo",
+    default: "show",
+    values: &[
+        ("show", "Show unknown peers"),
+        ("hide", "Hide unknown peers"),
+    ],
+};
+
+fn listing(view: View) -> Listing {
+    match view {
+        View::Processes => Listing {
+            view,
+            name: "Processes",
+            rank: 1,
+            under: None,
+            hide_if_empty: true,
+            options: &[UNCONNECTED],
+        },
+        View::ProcessesByName => Listing {
+            view,
+            name: "by name",
+            rank: 0,
+            under: Some(View::Processes),
+            hide_if_empty: true,
+            options: &[UNCONNECTED],
+        },
+        View::Hosts => Listing {
+            view,
+            name: "Hosts",
+            rank: 4,
+            under: None,
+            hide_if_empty: false,
+            options: &[PSEUDO],
+        },
+        // Not listed by Weave Scope 1.13's API; ranked after its views.
+        View::Endpoints => Listing {
+            view,
+            name: "Endpoints",
+            rank: 5,
+            under: None,
+            hide_if_empty: true,
+            options: &[PSEUDO],
+        },
+    }
+}
+
+/// A view by the id in its URL (`processes-by-name`).
+pub fn view_by_id(id: &str) -> Option<View> {
+    View::ALL.into_iter().find(|view| view.name() == id)
+}
+
+/// The options a request picked: Scope applies every default as soon as the query has any
+/// parameter, and none when it has none (its recorded `GET /api/topology/processes` shows
+/// unconnected processes, `?system=show` hides them). Unknown ids and values are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    hide_unconnected: bool,
+    hide_pseudo: bool,
+}
+
+impl Options {
+    pub fn from_query(view: View, query: &[(String, String)]) -> Options {
+        if query.is_empty() {
+            return Options::default();
+        }
+        let pick = |choice: &Choice| {
+            query
+                .iter()
+                .find(|(key, value)| {
+                    key == choice.id && choice.values.iter().any(|(v, _)| v == value)
+                })
+                .map_or(choice.default, |(_, value)| value.as_str())
+                == "hide"
+        };
+        let mut options = Options::default();
+        for choice in listing(view).options {
+            match choice.id {
+                "unconnected" => options.hide_unconnected = pick(choice),
+                "pseudo" => options.hide_pseudo = pick(choice),
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+/// `GET /api/topology`: every view with its options and the counts of `rendered`.
+pub fn descriptions(rendered: Option<&Rendered>) -> Vec<TopologyDesc> {
+    let describe = |listing: &Listing| {
+        let stats = rendered.map(|r| stats(r, listing.view)).unwrap_or_default();
+        TopologyDesc {
+            name: listing.name,
+            url: format!("/api/topology/{}", listing.view.name()),
+            rank: listing.rank,
+            hide_if_empty: listing.hide_if_empty,
+            options: listing
+                .options
+                .iter()
+                .map(|choice| OptionGroup {
+                    id: choice.id,
+                    default_value: choice.default,
+                    options: choice
+                        .values
+                        .iter()
+                        .map(|&(value, label)| OptionValue { value, label })
+                        .collect(),
+                })
+                .collect(),
+            stats,
+            sub_topologies: Vec::new(),
+        }
+    };
+    let listings: Vec<Listing> = View::ALL.into_iter().map(listing).collect();
+    let mut top: Vec<TopologyDesc> = Vec::new();
+    for parent in listings.iter().filter(|l| l.under.is_none()) {
+        let mut desc = describe(parent);
+        desc.sub_topologies = listings
+            .iter()
+            .filter(|l| l.under == Some(parent.view))
+            .map(describe)
+            .collect();
+        top.push(desc);
+    }
+    top
+}
+
+/// Scope's stats of a view: all its nodes and edges, and how many its default options hide.
+fn stats(rendered: &Rendered, view: View) -> TopologyStats {
+    let nodes = rendered.views.get(&view).map(Vec::as_slice).unwrap_or(&[]);
+    let shown = summaries(
+        rendered,
+        view,
+        &Options::from_query(view, &[default_marker()]),
+    );
+    TopologyStats {
+        node_count: nodes.len(),
+        nonpseudo_node_count: nodes.iter().filter(|n| !n.pseudo).count(),
+        edge_count: nodes.iter().map(|n| n.adjacency.len()).sum(),
+        filtered_nodes: nodes.len().saturating_sub(shown.len()),
+    }
+}
+
+/// A query parameter no view has, which makes [`Options::from_query`] apply the defaults.
+fn default_marker() -> (String, String) {
+    (String::new(), String::new())
+}
+
+/// The nodes of `view` in `rendered` that `options` show, by id, as Scope summarises them.
+pub fn summaries(
+    rendered: &Rendered,
+    view: View,
+    options: &Options,
+) -> BTreeMap<String, NodeSummary> {
+    let Some(nodes) = rendered.views.get(&view) else {
+        return BTreeMap::new();
+    };
+    let graph = rendered.graphs.get(&view);
+    let connected: BTreeSet<&str> = nodes
+        .iter()
+        .flat_map(|n| {
+            n.adjacency
+                .iter()
+                .map(String::as_str)
+                .chain((!n.adjacency.is_empty()).then_some(n.id.as_str()))
+        })
+        .collect();
+    let labels = ParentLabels::new(rendered);
+    nodes
+        .iter()
+        .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
+        .filter(|n| !options.hide_pseudo || !n.pseudo)
+        .map(|n| (n.id.clone(), summary(n, graph, &labels)))
+        .collect()
+}
+
+/// Labels of every node of every view, for parents' labels.
+struct ParentLabels<'a> {
+    by_view: HashMap<&'a str, HashMap<&'a str, &'a str>>,
+}
+
+impl<'a> ParentLabels<'a> {
+    fn new(rendered: &'a Rendered) -> Self {
+        let by_view = rendered
+            .views
+            .iter()
+            .map(|(view, nodes)| {
+                let labels = nodes
+                    .iter()
+                    .map(|n| (n.id.as_str(), n.label.as_str()))
+                    .collect();
+                (view.name(), labels)
+            })
+            .collect();
+        ParentLabels { by_view }
+    }
+
+    /// The label of node `id` of `view`, or the id when the view has no such node.
+    fn label(&self, view: &str, id: &str) -> String {
+        self.by_view
+            .get(view)
+            .and_then(|labels| labels.get(id))
+            .map_or_else(|| id.to_owned(), |label| (*label).to_owned())
+    }
+}
+
+fn summary(node: &RenderedNode, graph: Option<&Graph>, labels: &ParentLabels<'_>) -> NodeSummary {
+    let mut metadata: Vec<MetadataRow> = node
+        .metadata
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, value)| {
+            let (label, priority, data_type) = metadata_template(key);
+            MetadataRow {
+                id: key.clone(),
+                label: label.to_owned(),
+                value: value.clone(),
+                priority,
+                data_type,
+            }
+        })
+        .collect();
+    metadata.sort_by(|a, b| a.priority.total_cmp(&b.priority).then(a.id.cmp(&b.id)));
+    let metrics = graph
+        .and_then(|g| g.metrics.get(&node.id))
+        .map(|values| {
+            values
+                .iter()
+                .map(|(id, value)| metric_row(id, *value, None))
+                .collect()
+        })
+        .unwrap_or_default();
+    let parents = graph
+        .and_then(|g| g.parents.get(&node.id))
+        .map(|parents| {
+            parents
+                .iter()
+                .map(|(view, id)| Parent {
+                    id: id.clone(),
+                    label: labels.label(view, id),
+                    topology_id: view.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeSummary {
+        id: node.id.clone(),
+        label: node.label.clone(),
+        label_minor: node.label_minor.clone(),
+        rank: node.rank.clone(),
+        shape: node.shape.clone(),
+        pseudo: node.pseudo,
+        metadata,
+        parents,
+        metrics,
+        adjacency: node.adjacency.clone(),
+    }
+}
+
+/// Label, priority (Scope's order in the details panel) and data type of a metadata key.
+fn metadata_template(key: &str) -> (&str, f64, &'static str) {
+    match key {
+        "pid" => ("PID", 1.0, "number"),
+        "cmdline" => ("Command", 2.0, ""),
+        "ppid" => ("Parent PID", 3.0, "number"),
+        "threads" => ("# Threads", 4.0, "number"),
+        "kernel_version" => ("Kernel version", 1.0, ""),
+        "host_name" => ("Hostname", 11.0, ""),
+        "os" => ("OS", 12.0, ""),
+        "local_networks" => ("Local networks", 13.0, ""),
+        "tracker_mode" => ("Connection tracker", 14.0, ""),
+        "host_id" => ("Host ID", 15.0, ""),
+        other => (other, 20.0, ""),
+    }
+}
+
+/// Label, format and priority of a metric, by Scope's metric ids.
+fn metric_template(id: &str) -> (&str, &'static str, f64) {
+    match id {
+        "process_cpu_usage_percent" | "host_cpu_usage_percent" => ("CPU", "percent", 1.0),
+        "process_memory_usage_bytes" | "host_mem_usage_bytes" => ("Memory", "filesize", 2.0),
+        "open_files_count" => ("Open files", "integer", 3.0),
+        "load1" => ("Load (1m)", "", 11.0),
+        other => (other, "", 20.0),
+    }
+}
+
+/// A metric row; `min` and `max` span the samples when there are some, else 0 and the value
+/// (100 for a percentage).
+pub(super) fn metric_row(id: &str, value: f64, samples: Option<Vec<Sample>>) -> MetricRow {
+    let (label, format, priority) = metric_template(id);
+    let (mut min, mut max) = (0.0_f64, value.max(0.0));
+    if format == "percent" {
+        max = max.max(100.0);
+    }
+    if let Some(samples) = &samples {
+        for sample in samples {
+            min = min.min(sample.value);
+            max = max.max(sample.value);
+        }
+    }
+    MetricRow {
+        id: id.to_owned(),
+        label: label.to_owned(),
+        format,
+        value,
+        min,
+        max,
+        priority,
+        samples,
+        url: String::new(),
+    }
+}
+
+/// `GET /api/topology/{view}/{node}` without its samples ([`super::samples`] adds them).
+pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails> {
+    let all = summaries(rendered, view, &Options::default());
+    let summary = all.get(id)?.clone();
+    let graph = rendered.graphs.get(&view);
+    let edges = graph.map(|g| g.edges.as_slice()).unwrap_or(&[]);
+    let table =
+        |id: &'static str, label: &'static str, peers: Vec<(&str, i64)>| ConnectionsSummary {
+            id,
+            topology_id: view.name().to_owned(),
+            label,
+            columns: vec![Column {
+                id: "count",
+                label: "Count",
+                data_type: "number",
+                default_sort: true,
+            }],
+            connections: peers
+                .into_iter()
+                .map(|(peer, count)| {
+                    let node = all.get(peer);
+                    Connection {
+                        id: peer.to_owned(),
+                        node_id: peer.to_owned(),
+                        label: node.map_or(peer, |n| n.label.as_str()).to_owned(),
+                        label_minor: node.map(|n| n.label_minor.clone()).unwrap_or_default(),
+                        metadata: vec![MetadataRow {
+                            id: "count".into(),
+                            label: String::new(),
+                            value: count.to_string(),
+                            priority: 0.0,
+                            data_type: "",
+                        }],
+                    }
+                })
+                .collect(),
+        };
+    let inbound = edges
+        .iter()
+        .filter(|e| e.dst == id && e.src != id)
+        .map(|e| (e.src.as_str(), e.connections))
+        .collect();
+    let outbound = edges
+        .iter()
+        .filter(|e| e.src == id)
+        .map(|e| (e.dst.as_str(), e.connections))
+        .collect();
+    Some(NodeDetails {
+        children: children(rendered, view, id),
+        summary,
+        connections: vec![
+            table("incoming-connections", "Inbound", inbound),
+            table("outgoing-connections", "Outbound", outbound),
+        ],
+        controls: Vec::new(),
+    })
+}
+
+/// The nodes of other views whose parent is this node: a host's processes.
+fn children(rendered: &Rendered, view: View, id: &str) -> Vec<NodeSummaryGroup> {
+    let mut groups = Vec::new();
+    for child_view in View::ALL {
+        let Some(graph) = rendered.graphs.get(&child_view) else {
+            continue;
+        };
+        let ids: BTreeSet<&str> = graph
+            .parents
+            .iter()
+            .filter(|(_, parents)| parents.iter().any(|(v, p)| v == view.name() && p == id))
+            .map(|(child, _)| child.as_str())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let all = summaries(rendered, child_view, &Options::default());
+        let (label, topology_id, columns) = match child_view {
+            View::Processes => (
+                "Processes",
+                "processes",
+                vec![
+                    ("pid", "PID"),
+                    ("process_cpu_usage_percent", "CPU"),
+                    ("process_memory_usage_bytes", "Memory"),
+                ],
+            ),
+            _ => continue,
+        };
+        groups.push(NodeSummaryGroup {
+            id: String::new(),
+            label,
+            topology_id,
+            columns: columns
+                .into_iter()
+                .map(|(id, label)| Column {
+                    id,
+                    label,
+                    data_type: "number",
+                    default_sort: false,
+                })
+                .collect(),
+            nodes: ids
+                .into_iter()
+                .filter_map(|child| all.get(child).cloned())
+                .collect(),
+        });
+    }
+    groups
+}
