@@ -14,6 +14,11 @@ pub enum Phase {
     Merger,
     /// Window tick to rendered topic for one large snapshot.
     Render,
+    /// Network membership: the ip_network_table lookup of the SQL functions against a linear
+    /// scan.
+    Membership,
+    /// The HTTP API's latency on the phase 3 snapshot: a view, and the websocket delta.
+    Api,
 }
 
 /// Measures Scope's pipeline on synthetic collector traffic, against the raw broker.
@@ -53,6 +58,19 @@ pub struct LoadArgs {
     /// TCP connections of the phase 3 snapshot (rows of its `connections` table).
     #[arg(long, default_value_t = 100_000)]
     pub render_connections: u32,
+    /// Addresses looked up in phase 4 (membership).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub membership_addresses: u32,
+    /// Local networks of the phase 4 snapshot (half IPv4, half IPv6).
+    #[arg(long, default_value_t = 10_000)]
+    pub membership_networks: u32,
+    /// Addresses of phase 4 the linear scan also looks up (evenly spread): it passes over
+    /// every network per address, so all of them would take minutes.
+    #[arg(long, default_value_t = 20_000)]
+    pub membership_scan_sample: u32,
+    /// Requests (and websocket deltas) of phase 5 (api), of which the median is reported.
+    #[arg(long, default_value_t = 20)]
+    pub api_requests: usize,
     /// A librdkafka property for the merger's clients in phase 2, as KEY=VALUE (repeatable).
     #[arg(long = "merger-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub merger_properties: Vec<(String, String)>,
@@ -132,6 +150,11 @@ impl LoadArgs {
         }
         if self.merger_tick < Duration::from_millis(1) {
             return Err("--merger-tick must be at least 1ms".into());
+        }
+        if self.membership_addresses == 0 || self.membership_scan_sample == 0 {
+            return Err(
+                "--membership-addresses and --membership-scan-sample must be at least 1".into(),
+            );
         }
         if self.phases.is_empty() {
             return Err("--phases must name at least one phase".into());

@@ -15,15 +15,20 @@
 //! - [`baseline`]: phase 1, the raw broker: produce + consume of the workload's bytes.
 //! - [`merge`]: phase 2, the merger: decode + apply in memory, then Kafka to snapshot files.
 //! - [`render`]: phase 3, window tick to rendered topic, for a large snapshot.
+//! - [`membership`]: phase 4, the network lookup of `scope_local_network` against a linear
+//!   scan.
+//! - [`api`]: phase 5, the HTTP API's latency: a large view, and the websocket delta.
 //! - [`memory`]: peak resident memory (VmHWM) per phase.
 //! - [`report`]: the figures and their markdown table.
 //! - [`run`]: all phases in order.
 //! - [`main_loop`]: what both load generators' `main` do: logging, the runtime, the exit code.
 
+pub mod api;
 pub mod baseline;
 pub mod bus;
 pub mod config;
 pub mod main_loop;
+pub mod membership;
 pub mod memory;
 pub mod merge;
 pub mod render;
@@ -91,6 +96,18 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         let result = render::run(args).await.context("phase 3 (render)")?;
         result.report(&mut report);
         report.memory("phase 3 (render)", peak.finish());
+    }
+    if args.runs(Phase::Membership) {
+        let peak = memory::PhasePeak::start();
+        let result = membership::run(args).context("phase 4 (membership)")?;
+        result.report(&mut report);
+        report.memory("phase 4 (membership)", peak.finish());
+    }
+    if args.runs(Phase::Api) {
+        let peak = memory::PhasePeak::start();
+        let result = api::run(args).await.context("phase 5 (api)")?;
+        result.report(&mut report);
+        report.memory("phase 5 (api)", peak.finish());
     }
     report.note(format!(
         "total run time {:.1} s",

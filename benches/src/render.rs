@@ -150,7 +150,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Render> {
     tokio::task::block_in_place(|| writer.write(&tables)).context("writing the snapshot")?;
     let write = started.elapsed();
     let started = Instant::now();
-    let rendered = scope_renderer::render::render(writer.data_dir(), t)
+    let rendered = scope_renderer::render::render(writer.data_dir(), t, &[])
         .await
         .context("rendering")?;
     let render = started.elapsed();

@@ -1,0 +1,242 @@
+//! Phase 5: the HTTP API's latency on a large snapshot.
+//!
+//! The phase 3 topology (`--render-hosts` × `--render-processes`, `--render-connections`) is
+//! built, cut, written and rendered first, untimed, and handed to the API as the renderer
+//! service hands over what it renders. Then, over one keep-alive HTTP/1.1 connection on
+//! loopback (hyper's client):
+//!
+//! 1. `GET /api`, a constant answer: the baseline, what any request costs;
+//! 2. `GET /api/topology/processes?system=show`, the processes view as Scope's UI asks for it;
+//! 3. the websocket delta after a render: from handing over a snapshot in which 5 % of the
+//!    processes changed (their CPU) until a client of `/api/topology/processes/ws` has the
+//!    delta (tokio-tungstenite).
+//!
+//! Each is the median of `--api-requests` runs.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{Request, body::Bytes, client::conn::http1};
+use hyper_util::rt::TokioIo;
+use scope_merger::{
+    snapshot::SnapshotWriter,
+    window::{Window, next_tick},
+};
+use scope_renderer::{
+    api::{ApiArgs, Snapshots},
+    render::{self, Rendered},
+};
+use scope_schemas::{View, time::now_us};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::LoadArgs,
+    report::{Figure, Report, Value},
+    workload::merged_state,
+};
+
+/// Figures of phase 5.
+#[derive(Debug)]
+pub struct Api {
+    pub processes: usize,
+    pub requests: usize,
+    pub baseline: Duration,
+    pub topology: Duration,
+    pub topology_bytes: usize,
+    pub delta: Duration,
+    pub delta_updates: usize,
+}
+
+pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
+    let traffic = args.render_traffic();
+    let window = Window::new(Duration::from_secs(15), Duration::from_secs(15));
+    let t = next_tick(now_us(), 1_000_000);
+    let data_dir = tempfile::tempdir().context("creating the data dir")?;
+    let writer = SnapshotWriter::create(data_dir.path(), "scope-load")
+        .context("creating the snapshot writer")?;
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        let mut state = merged_state(&traffic, t);
+        let tables = state.cut(t, &window);
+        writer.write(&tables).context("writing the snapshot")?;
+        Ok(())
+    })?;
+    let rendered = render::render(data_dir.path(), t, &[])
+        .await
+        .context("rendering")?;
+    let processes = rendered.views.get(&View::Processes).map_or(0, Vec::len);
+
+    let snapshots = Snapshots::new(data_dir.path().to_path_buf(), &[]);
+    snapshots.insert(Arc::new(rendered.clone()));
+    let api = ApiArgs {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        token: None,
+    };
+    let bound = api
+        .bind(Arc::clone(&snapshots))
+        .await
+        .context("binding the API")?
+        .context("the API is off")?;
+    let addr = bound.local_addr();
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    tokio::spawn(bound.serve(shutdown.clone()));
+
+    let mut client = Client::connect(addr).await?;
+    let requests = args.api_requests.max(1);
+    let mut baseline = Vec::new();
+    for _ in 0..requests {
+        baseline.push(client.get("/api").await?.0);
+    }
+    let mut topology = Vec::new();
+    let mut topology_bytes = 0;
+    for _ in 0..requests {
+        let (elapsed, bytes) = client.get("/api/topology/processes?system=show").await?;
+        topology.push(elapsed);
+        topology_bytes = bytes;
+    }
+
+    let url = format!("ws://{addr}/api/topology/processes/ws?t=60s");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .context("opening the websocket")?;
+    socket
+        .next()
+        .await
+        .context("the websocket closed before the reset")?
+        .context("reading the reset")?;
+    let mut deltas = Vec::new();
+    let mut delta_updates = 0;
+    let mut next = rendered;
+    for _ in 0..requests {
+        next.snapshot_time_us += 1_000_000;
+        delta_updates = churn_cpu(&mut next, 20);
+        let handed = Arc::new(next.clone());
+        let started = Instant::now();
+        snapshots.insert(handed);
+        let message = tokio::time::timeout(args.timeout, socket.next())
+            .await
+            .context("no delta within --timeout")?
+            .context("the websocket closed")?
+            .context("reading a delta")?;
+        deltas.push(started.elapsed());
+        if !message.to_text().unwrap_or_default().contains("\"update\"") {
+            bail!("the delta after a render has no update: {message}");
+        }
+    }
+
+    Ok(Api {
+        processes,
+        requests,
+        baseline: median(baseline),
+        topology: median(topology),
+        topology_bytes,
+        delta: median(deltas),
+        delta_updates,
+    })
+}
+
+/// Raises the CPU metric of every `every`-th process node: the changes of one tick.
+fn churn_cpu(rendered: &mut Rendered, every: usize) -> usize {
+    let Some(graph) = rendered.graphs.get_mut(&View::Processes) else {
+        return 0;
+    };
+    let mut changed = 0;
+    for (i, metrics) in graph.metrics.values_mut().enumerate() {
+        if i % every == 0 {
+            for (id, value) in metrics.iter_mut() {
+                if id == "process_cpu_usage_percent" {
+                    *value += 1.0;
+                    changed += 1;
+                }
+            }
+        }
+    }
+    changed
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Client {
+    addr: SocketAddr,
+    sender: http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .context("connecting to the API")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(connection);
+        Ok(Client { addr, sender })
+    }
+
+    /// The time until the whole body arrived, and its length.
+    async fn get(&mut self, path: &str) -> anyhow::Result<(Duration, usize)> {
+        let request = Request::get(path)
+            .header(hyper::header::HOST, self.addr.to_string())
+            .body(Empty::new())?;
+        let started = Instant::now();
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            bail!("GET {path}: {status}");
+        }
+        Ok((elapsed, body.len()))
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl Api {
+    pub fn report(&self, report: &mut Report) {
+        let ratio = |d: Duration| d.as_secs_f64() / self.baseline.as_secs_f64().max(1e-9);
+        report.add(Figure::new(
+            "5. API: GET /api (baseline: one round trip)",
+            Value::Text(ms(self.baseline)),
+            format!(
+                "median of {}, keep-alive HTTP/1.1 on loopback",
+                self.requests
+            ),
+        ));
+        report.add(Figure::new(
+            "5. API: GET /api/topology/processes?system=show",
+            Value::Text(ms(self.topology)),
+            format!(
+                "median of {}; {} process nodes, {:.1} MB of JSON; {:.0}x the baseline round trip \
+                 (Weave Scope: about 3 ms on a 96-node report)",
+                self.requests,
+                self.processes,
+                self.topology_bytes as f64 / 1e6,
+                ratio(self.topology)
+            ),
+        ));
+        report.add(Figure::new(
+            "5. API: websocket delta after a render",
+            Value::Text(ms(self.delta)),
+            format!(
+                "median of {}; from handing over a rendered snapshot to the delta received \
+                 ({} nodes updated); {:.0}x the baseline round trip",
+                self.requests,
+                self.delta_updates,
+                ratio(self.delta)
+            ),
+        ));
+    }
+}
