@@ -162,6 +162,18 @@ async fn every_route_answers_in_weave_scopes_shapes() {
         cpu["samples"].is_null(),
         "summaries carry no samples, as Scope's"
     );
+    let metric = |node: &Value, id: &str| {
+        node["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no metric {id} in {node}"))
+            .clone()
+    };
+    // To the server and to the Internet.
+    assert_eq!(metric(client, "connections_count")["value"], 2.0);
+    assert_eq!(metric(client, "connections_count")["label"], "Connections");
 
     // The server's details list the client as an inbound connection, with samples.
     let details = get_json(&format!("{}/api/topology/processes/srv%3B10", served.base));
@@ -174,6 +186,9 @@ async fn every_route_answers_in_weave_scopes_shapes() {
     let samples = node["metrics"][0]["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 1, "{node}");
     assert_eq!(samples[0]["value"], 1.5);
+    let connections = metric(node, "connections_count");
+    assert_eq!(connections["value"], 1.0);
+    assert_eq!(connections["samples"][0]["value"], 1.0, "{connections}");
 
     // A host's details have its processes as children.
     let host = get_json(&format!(

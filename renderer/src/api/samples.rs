@@ -9,7 +9,7 @@ use arrow::{
     datatypes::DataType,
 };
 use datafusion::common::ScalarValue;
-use scope_schemas::View;
+use scope_schemas::{View, snapshot::table};
 
 use super::{scope_json::NodeDetails, snapshots::Snapshots, topology};
 use crate::{Error, render, store};
@@ -38,13 +38,16 @@ pub async fn add(
         .filter(|&t| t <= snapshot_time_us)
         .collect();
     let wanted: BTreeSet<i64> = times.iter().rev().take(MAX_SAMPLES).copied().collect();
-    let files: Vec<_> = store::list(snapshots.data_dir(), table)?
-        .into_iter()
-        .filter(|f| wanted.contains(&f.snapshot_time_us))
-        .map(|f| f.path)
-        .collect();
     let ctx = render::context();
-    render::register_files(&ctx, table, &render::schema_of(table), &files)?;
+    // The view's merged table, and the edges its connection counts come from.
+    for name in [table, table::GRAPH_EDGES] {
+        let files: Vec<_> = store::list(snapshots.data_dir(), name)?
+            .into_iter()
+            .filter(|f| wanted.contains(&f.snapshot_time_us))
+            .map(|f| f.path)
+            .collect();
+        render::register_files(&ctx, name, &render::schema_of(name), &files)?;
+    }
     let what = format!("metric samples of {}", details.summary.id);
     let query_error = |source| Error::Query {
         what: what.clone(),

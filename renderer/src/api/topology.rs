@@ -322,6 +322,7 @@ fn metric_template(id: &str) -> (&str, &'static str, f64) {
         "process_cpu_usage_percent" | "host_cpu_usage_percent" => ("CPU", "percent", 1.0),
         "process_memory_usage_bytes" | "host_mem_usage_bytes" => ("Memory", "filesize", 2.0),
         "open_files_count" => ("Open files", "integer", 3.0),
+        "connections_count" => ("Connections", "integer", 4.0),
         "load1" => ("Load (1m)", "", 11.0),
         other => (other, "", 20.0),
     }

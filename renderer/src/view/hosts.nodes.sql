@@ -1,5 +1,5 @@
 -- hosts: one node per host, `<host_id>;<host>`, a circle, with its interfaces' networks and,
--- for the HTTP API, Weave Scope's host metrics (`metric_<id>`). No uptime in the metadata:
+-- for the HTTP API, Weave Scope's host metrics and its connections (`metric_<id>`). No uptime in the metadata:
 -- it changes every tick, and the view's topic carries only what changed.
 SELECT
     h.snapshot_time,
@@ -18,11 +18,22 @@ SELECT
     h.tracker_mode AS meta_tracker_mode,
     h.cpu_usage_percent AS metric_host_cpu_usage_percent,
     CAST(h.memory_usage_bytes AS DOUBLE) AS metric_host_mem_usage_bytes,
-    h.load1 AS metric_load1
+    h.load1 AS metric_load1,
+    COALESCE(c.connections, 0.0) AS metric_connections_count
 FROM host_info h
 LEFT JOIN (
     SELECT snapshot_time, host_id, string_agg(cidr, ', ' ORDER BY cidr) AS cidrs
     FROM (SELECT DISTINCT snapshot_time, host_id, cidr FROM local_networks) d
     GROUP BY snapshot_time, host_id
 ) n ON n.snapshot_time = h.snapshot_time AND n.host_id = h.host_id
+-- Connections at either end of the node's edges in this view.
+LEFT JOIN (
+    SELECT snapshot_time, node, CAST(SUM(connections) AS DOUBLE) AS connections
+    FROM (
+        SELECT snapshot_time, src AS node, connections FROM view_edges
+        UNION ALL
+        SELECT snapshot_time, dst AS node, connections FROM view_edges WHERE dst <> src
+    ) ends
+    GROUP BY snapshot_time, node
+) c ON c.snapshot_time = h.snapshot_time AND c.node = h.id
 ORDER BY h.id

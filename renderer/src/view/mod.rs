@@ -71,7 +71,8 @@ pub fn sql(view: View) -> ViewSql {
 }
 
 /// The metric samples of one node of `view` over several snapshots: the merged table the query
-/// reads (registered with the snapshots wanted) and the query, whose `$1` is the node id and
+/// reads besides `graph_edges` (both registered with the snapshots wanted) and the query,
+/// whose `$1` is the node id and
 /// whose columns are `snapshot_time` and one per metric id. None for views without metrics.
 pub fn samples(view: View) -> Option<(&'static str, &'static str)> {
     match view {
