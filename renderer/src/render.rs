@@ -70,6 +70,8 @@ pub struct Edge {
     pub src: String,
     pub dst: String,
     pub connections: i64,
+    /// The connections by server port, by port.
+    pub ports: Vec<(u16, i64)>,
 }
 
 /// The rendered tables of one snapshot, as written by [`render`].
@@ -195,7 +197,7 @@ async fn compute_tables(
             view,
             rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?,
         );
-        graphs.insert(view, graph(&all_nodes, &edges)?);
+        graphs.insert(view, graph(&all_nodes, &edges_raw)?);
         graph_nodes.extend(nodes);
         graph_edges.extend(edges);
     }
@@ -328,12 +330,25 @@ fn query_error(what: &str) -> impl FnOnce(datafusion::error::DataFusionError) ->
 }
 
 /// Runs `sql`, returning the result's schema (also when it has no rows) and its batches.
-async fn run(
+pub(crate) async fn run(
     ctx: &SessionContext,
     what: &str,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
-    let frame = ctx.sql(sql).await.map_err(query_error(what))?;
+    run_with(ctx, what, sql, Vec::new()).await
+}
+
+/// [`run`] with `$1`, `$2`, ... bound to `params`.
+pub(crate) async fn run_with(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    params: Vec<datafusion::common::ScalarValue>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    let mut frame = ctx.sql(sql).await.map_err(query_error(what))?;
+    if !params.is_empty() {
+        frame = frame.with_param_values(params).map_err(query_error(what))?;
+    }
     let schema = Arc::clone(frame.schema().inner());
     let batches = frame.collect().await.map_err(query_error(what))?;
     Ok((schema, batches))
@@ -480,6 +495,16 @@ fn rendered_nodes(
 
 /// A view's edges (from its conformed `graph_edges` batches), and the metrics and parents of
 /// its nodes (from the node queries' `metric_` and `parent_` columns).
+/// `80:3,443:1` (edges.sql's `ports`) as `[(80, 3), (443, 1)]`.
+fn parse_ports(text: &str) -> Vec<(u16, i64)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (port, count) = pair.split_once(':')?;
+            Some((port.parse().ok()?, count.parse().ok()?))
+        })
+        .collect()
+}
+
 fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
     let mut graph = Graph::default();
     for batch in edges {
@@ -487,6 +512,7 @@ fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
         let src = string_column(batch, "src", t)?;
         let dst = string_column(batch, "dst", t)?;
         let connections = typed_column::<Int64Array>(batch, "connections", t, DataType::Int64)?;
+        let ports = string_column(batch, "ports", t)?;
         for row in 0..batch.num_rows() {
             if src.is_null(row) || dst.is_null(row) {
                 continue;
@@ -498,6 +524,11 @@ fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
                     0
                 } else {
                     connections.value(row)
+                },
+                ports: if ports.is_null(row) {
+                    Vec::new()
+                } else {
+                    parse_ports(ports.value(row))
                 },
             });
         }

@@ -183,6 +183,11 @@ async fn every_route_answers_in_weave_scopes_shapes() {
     assert_eq!(inbound["id"], "incoming-connections");
     assert_eq!(inbound["connections"][0]["nodeId"], "cli;20");
     assert_eq!(inbound["connections"][0]["label"], "curl");
+    // One row per peer and port, with Scope's columns and row id.
+    assert_eq!(inbound["columns"][0]["id"], "port");
+    assert_eq!(inbound["connections"][0]["id"], "cli;20---80");
+    assert_eq!(inbound["connections"][0]["metadata"][0]["value"], "80");
+    assert_eq!(inbound["connections"][0]["metadata"][1]["value"], "1");
     let samples = node["metrics"][0]["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 1, "{node}");
     assert_eq!(samples[0]["value"], 1.5);

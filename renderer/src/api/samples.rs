@@ -49,20 +49,8 @@ pub async fn add(
         render::register_files(&ctx, name, &render::schema_of(name), &files)?;
     }
     let what = format!("metric samples of {}", details.summary.id);
-    let query_error = |source| Error::Query {
-        what: what.clone(),
-        source,
-    };
-    let batches = ctx
-        .sql(sql)
-        .await
-        .and_then(|frame| {
-            frame.with_param_values(vec![ScalarValue::from(details.summary.id.as_str())])
-        })
-        .map_err(query_error)?
-        .collect()
-        .await
-        .map_err(query_error)?;
+    let id = ScalarValue::from(details.summary.id.as_str());
+    let (_, batches) = render::run_with(&ctx, &what, sql, vec![id]).await?;
 
     for metric in &mut details.summary.metrics {
         let mut samples = Vec::new();

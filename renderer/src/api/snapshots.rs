@@ -145,20 +145,13 @@ pub async fn host_reports(
         &files,
     )?;
     let what = "the hosts of a snapshot";
-    let query_error = |source| Error::Query {
-        what: what.into(),
-        source,
-    };
-    let batches = ctx
-        .sql(
-            "SELECT host_id, COALESCE(MAX(host_name), host_id) AS host_name, \
-             CAST(MAX(last_seen) AS BIGINT) AS last_seen FROM hosts GROUP BY host_id ORDER BY host_id",
-        )
-        .await
-        .map_err(query_error)?
-        .collect()
-        .await
-        .map_err(query_error)?;
+    let (_, batches) = crate::render::run(
+        &ctx,
+        what,
+        "SELECT host_id, COALESCE(MAX(host_name), host_id) AS host_name, \
+         CAST(MAX(last_seen) AS BIGINT) AS last_seen FROM hosts GROUP BY host_id ORDER BY host_id",
+    )
+    .await?;
     let mut hosts = Vec::new();
     for batch in &batches {
         let ids =

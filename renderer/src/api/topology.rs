@@ -14,7 +14,7 @@ use super::scope_json::{
     Column, Connection, ConnectionsSummary, MetadataRow, MetricRow, NodeDetails, NodeSummary,
     NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
 };
-use crate::render::{Graph, Rendered};
+use crate::render::{Edge, Graph, Rendered};
 
 /// How Scope lists a view.
 struct Listing {
@@ -361,46 +361,72 @@ pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails>
     let summary = all.get(id)?.clone();
     let graph = rendered.graphs.get(&view);
     let edges = graph.map(|g| g.edges.as_slice()).unwrap_or(&[]);
-    let table =
-        |id: &'static str, label: &'static str, peers: Vec<(&str, i64)>| ConnectionsSummary {
+    let cell = |id: &str, value: String| MetadataRow {
+        id: id.into(),
+        label: String::new(),
+        value,
+        priority: 0.0,
+        data_type: "",
+    };
+    // One row per peer and server port, as Scope's tables have (`<peer>---<port>`).
+    let table = |id: &'static str, label: &'static str, peers: Vec<(&str, &Edge)>| {
+        let connections = peers
+            .into_iter()
+            .flat_map(|(peer, edge)| {
+                // Every edge has its ports; one without would still get its row.
+                let ports: Vec<(String, i64)> = if edge.ports.is_empty() {
+                    vec![(String::new(), edge.connections)]
+                } else {
+                    edge.ports
+                        .iter()
+                        .map(|(p, c)| (p.to_string(), *c))
+                        .collect()
+                };
+                ports
+                    .into_iter()
+                    .map(move |(port, count)| (peer, port, count))
+            })
+            .map(|(peer, port, count)| {
+                let node = all.get(peer);
+                Connection {
+                    id: format!("{peer}---{port}"),
+                    node_id: peer.to_owned(),
+                    label: node.map_or(peer, |n| n.label.as_str()).to_owned(),
+                    label_minor: node.map(|n| n.label_minor.clone()).unwrap_or_default(),
+                    metadata: vec![cell("port", port), cell("count", count.to_string())],
+                }
+            })
+            .collect();
+        ConnectionsSummary {
             id,
             topology_id: view.name().to_owned(),
             label,
-            columns: vec![Column {
-                id: "count",
-                label: "Count",
-                data_type: "number",
-                default_sort: true,
-            }],
-            connections: peers
-                .into_iter()
-                .map(|(peer, count)| {
-                    let node = all.get(peer);
-                    Connection {
-                        id: peer.to_owned(),
-                        node_id: peer.to_owned(),
-                        label: node.map_or(peer, |n| n.label.as_str()).to_owned(),
-                        label_minor: node.map(|n| n.label_minor.clone()).unwrap_or_default(),
-                        metadata: vec![MetadataRow {
-                            id: "count".into(),
-                            label: String::new(),
-                            value: count.to_string(),
-                            priority: 0.0,
-                            data_type: "",
-                        }],
-                    }
-                })
-                .collect(),
-        };
+            columns: vec![
+                Column {
+                    id: "port",
+                    label: "Port",
+                    data_type: "number",
+                    default_sort: false,
+                },
+                Column {
+                    id: "count",
+                    label: "Count",
+                    data_type: "number",
+                    default_sort: true,
+                },
+            ],
+            connections,
+        }
+    };
     let inbound = edges
         .iter()
         .filter(|e| e.dst == id && e.src != id)
-        .map(|e| (e.src.as_str(), e.connections))
+        .map(|e| (e.src.as_str(), e))
         .collect();
     let outbound = edges
         .iter()
         .filter(|e| e.src == id)
-        .map(|e| (e.dst.as_str(), e.connections))
+        .map(|e| (e.dst.as_str(), e))
         .collect();
     Some(NodeDetails {
         children: children(rendered, view, id),

@@ -18,7 +18,8 @@ SELECT
         AS server_endpoint,
     sp.id AS server_process,
     sp.name AS server_name,
-    sh.id AS server_host
+    sh.id AS server_host,
+    e.server_port
 FROM conn_ends e
 LEFT JOIN process_info cp
     ON cp.snapshot_time = e.snapshot_time AND cp.host_id = e.client_host_id AND cp.pid = e.client_pid

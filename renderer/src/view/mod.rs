@@ -63,7 +63,7 @@ pub fn sql(view: View) -> ViewSql {
         View::Endpoints => include_str!("endpoints.nodes.sql"),
     };
     let edges = format!(
-        "SELECT snapshot_time, \"view\", src, dst, src_pseudo, dst_pseudo, connections \
+        "SELECT snapshot_time, \"view\", src, dst, src_pseudo, dst_pseudo, connections, ports \
          FROM edges WHERE \"view\" = '{}' ORDER BY src, dst",
         view.name()
     );
