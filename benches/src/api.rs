@@ -188,6 +188,9 @@ impl Client {
         let request = Request::get(path)
             .header(hyper::header::HOST, self.addr.to_string())
             .body(Empty::new())?;
+        // The previous response's body is read, but the connection may not have taken that
+        // in yet: wait until it can send (not timed).
+        self.sender.ready().await?;
         let started = Instant::now();
         let response = self.sender.send_request(request).await?;
         let status = response.status();

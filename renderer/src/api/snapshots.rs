@@ -110,8 +110,15 @@ impl Snapshots {
         &self.local_networks
     }
 
+    /// The newest snapshot time at or before `time_us` that is rendered on disk or was handed
+    /// over (its files are written before it is, but a listing may not show them yet).
     fn rendered_at_or_before(&self, time_us: i64) -> Result<Option<i64>, Error> {
-        Ok(self.times()?.into_iter().rfind(|&t| t <= time_us))
+        let on_disk = self.times()?.into_iter().rfind(|&t| t <= time_us);
+        let held = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.range(..=time_us).next_back().map(|(&t, _)| t)
+        };
+        Ok(on_disk.max(held))
     }
 
     fn cached(&self, t: i64) -> Option<Arc<Rendered>> {
