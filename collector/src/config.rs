@@ -16,6 +16,7 @@ const DEFAULT_SPY_INTERVAL: &str = "1s";
 const DEFAULT_PUBLISH_INTERVAL: &str = "3s";
 const DEFAULT_FULL_EVERY: u32 = 5;
 const DEFAULT_PROC_ROOT: &str = "/proc";
+const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// Settings of one collector (one per host).
 #[derive(clap::Args, Clone, Debug)]
@@ -38,6 +39,11 @@ pub struct CollectorArgs {
     /// Where the host's procfs is mounted (e.g. /host/proc in a container).
     #[arg(long, env = "SCOPE_PROC_ROOT", default_value = DEFAULT_PROC_ROOT)]
     pub proc_root: PathBuf,
+    /// The Docker Engine API socket, watched for containers' names, images, labels, states
+    /// and addresses (Podman serves the same API at /run/podman/podman.sock). A socket that
+    /// is not there is said once and retried in the background, at most every 30 s.
+    #[arg(long, env = "SCOPE_DOCKER_SOCKET", default_value = DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: PathBuf,
     /// How connections are learnt: `ebpf` traces every connect, accept and close in the
     /// kernel; `procfs` polls /proc every spy and misses connections shorter than that;
     /// `auto` tries eBPF and falls back to procfs, saying why once.
@@ -59,6 +65,7 @@ impl CollectorArgs {
             publish_interval: default_duration(DEFAULT_PUBLISH_INTERVAL),
             full_every: DEFAULT_FULL_EVERY,
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+            docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
             tracker: TrackerChoice::Auto,
             ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
         }
@@ -157,6 +164,8 @@ mod tests {
             "3",
             "--proc-root",
             "/host/proc",
+            "--docker-socket",
+            "/run/podman/podman.sock",
             "--tracker",
             "procfs",
             "--ebpf-ring-buffer-bytes",
@@ -168,6 +177,7 @@ mod tests {
         assert_eq!(args.publish_interval, Duration::from_secs(2));
         assert_eq!(args.full_every, 3);
         assert_eq!(args.proc_root, PathBuf::from("/host/proc"));
+        assert_eq!(args.docker_socket, PathBuf::from("/run/podman/podman.sock"));
         assert_eq!(args.tracker, TrackerChoice::Procfs);
         assert_eq!(args.ebpf_ring_buffer_bytes, 65536);
         args.validate().unwrap();
@@ -192,6 +202,7 @@ mod tests {
             )
         );
         assert!(Cli::try_parse_from(["scope", "--spy-interval", "soon"]).is_err());
+        assert_eq!(defaults.docker_socket, expected.docker_socket);
     }
 
     #[test]

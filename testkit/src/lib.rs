@@ -10,6 +10,8 @@
 //!   ([`consume_until`]), or poll one ([`wait_for`], [`wait_for_async`]).
 //! - [`process`]: child processes (Python servers and clients, the binaries under test) run
 //!   as a user runs them, killed when dropped, whose output lines can be awaited.
+//! - [`docker`]: a real Docker daemon (started if need be), a locally built busybox image,
+//!   and containers removed when dropped.
 //! - [`netns`]: network namespaces that stand in for hosts, deleted when dropped.
 //! - [`postgres`]: `psql` and pg8000 as a user runs them against the Postgres endpoint.
 //! - [`scope_api`]: Weave Scope's HTTP API as its clients use it (Python's urllib, a route
@@ -20,6 +22,7 @@
 
 pub mod broker;
 pub mod component;
+pub mod docker;
 pub mod netns;
 pub mod postgres;
 pub mod process;
@@ -28,6 +31,7 @@ pub mod wait;
 
 pub use broker::Broker;
 pub use component::Running;
+pub use docker::{Container, Docker};
 pub use netns::Netns;
 pub use process::{Process, free_port, python3, run};
 pub use scope_api::{http_request, scope_api_file, scope_api_script};
