@@ -13,18 +13,33 @@
 //!
 //! A frame this proxy cannot parse is forwarded as it came: the client then sees exactly
 //! what the broker wrote, and the proxy logs why it did not rewrite it.
+//!
+//! It is also the broker's guard: tansu 0.6 allocates whatever length a request frame
+//! declares, and a negative one panics it (`capacity overflow` in `TcpBytesService::req`).
+//! So a request frame whose length is outside [`MIN_REQUEST_BYTES`]..=[`MAX_REQUEST_BYTES`]
+//! never reaches it: the proxy closes that connection, counts it
+//! (`scope_broker_rejected_frames_total`) and logs it, one line per peer at most every
+//! [`LOG_EVERY`] with the number held back.
 
 use std::{
     collections::HashMap,
-    io,
+    fmt, io,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
+};
+
+use crate::{
+    metrics::Families,
+    throttle::{LOG_EVERY, Throttle},
 };
 
 const API_VERSIONS: i16 = 18;
@@ -34,6 +49,46 @@ const FIRST_FLEXIBLE: i16 = 3;
 /// streamed through unchanged instead of being buffered.
 const MAX_REWRITTEN: u32 = 64 * 1024;
 const BUFFER: usize = 64 * 1024;
+
+/// The largest request frame passed to the broker, length field excluded: Apache Kafka's
+/// `socket.request.max.bytes` default. tansu has no limit of its own.
+pub(crate) const MAX_REQUEST_BYTES: u32 = 100 * 1024 * 1024;
+/// The smallest: a request header v0 (api_key i16, api_version i16, correlation_id i32).
+pub(crate) const MIN_REQUEST_BYTES: u32 = 8;
+
+/// Connections closed for a request frame out of bounds, since the process started.
+static REJECTED_FRAMES: AtomicU64 = AtomicU64::new(0);
+static REJECTED_LOG: Mutex<Throttle> = Mutex::new(Throttle::new(LOG_EVERY));
+
+/// The proxy's counters, as [`crate::EmbeddedBroker::write_metrics`] lists them.
+pub(crate) fn write_metrics(out: &mut Families) {
+    out.counter(
+        "scope_broker_rejected_frames_total",
+        "Connections to the embedded broker closed because a request frame declared a \
+         negative length, or one below a request header or above the maximum (100 MiB).",
+        REJECTED_FRAMES.load(Ordering::Relaxed),
+    );
+}
+
+/// A request frame whose declared length is out of bounds: the connection is closed.
+#[derive(Debug)]
+struct Rejected {
+    /// As declared: a length is a signed 32-bit integer in the Kafka protocol.
+    length: i32,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "request frame declares {} bytes; the broker takes {MIN_REQUEST_BYTES} to \
+             {MAX_REQUEST_BYTES}",
+            self.length
+        )
+    }
+}
+
+impl std::error::Error for Rejected {}
 
 /// ApiVersions requests in flight on one connection: correlation id → request version.
 /// Keyed by correlation id, not kept in order, because some requests (produce with
@@ -47,7 +102,7 @@ pub(crate) async fn serve(listener: TcpListener, broker: SocketAddr) {
             Ok((client, peer)) => {
                 tokio::spawn(async move {
                     if let Err(error) = relay(client, broker).await {
-                        tracing::debug!(%peer, %error, "embedded broker connection ended");
+                        ended(peer, &error);
                     }
                 });
             }
@@ -57,6 +112,27 @@ pub(crate) async fn serve(listener: TcpListener, broker: SocketAddr) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+fn ended(peer: SocketAddr, error: &io::Error) {
+    let Some(rejected) = error.get_ref().and_then(|e| e.downcast_ref::<Rejected>()) else {
+        tracing::debug!(%peer, %error, "embedded broker connection ended");
+        return;
+    };
+    REJECTED_FRAMES.fetch_add(1, Ordering::Relaxed);
+    let allowed = REJECTED_LOG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .allow();
+    if let Some(held_back) = allowed {
+        tracing::warn!(
+            %peer,
+            length = rejected.length,
+            held_back,
+            "embedded broker: closed a connection whose {rejected} (not Kafka, or a client \
+             gone wrong)"
+        );
     }
 }
 
@@ -89,18 +165,24 @@ async fn requests(
     pending: Pending,
 ) -> io::Result<()> {
     while let Some(len) = frame_length(&mut from).await? {
+        if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&len) {
+            let length = i32::from_be_bytes(len.to_be_bytes());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Rejected { length },
+            ));
+        }
         // Request header: api_key i16, api_version i16, correlation_id i32.
         let mut head = [0u8; 12];
         head[..4].copy_from_slice(&len.to_be_bytes());
-        let n = len.min(8) as usize;
-        from.read_exact(&mut head[4..4 + n]).await?;
-        if n == 8 && i16::from_be_bytes([head[4], head[5]]) == API_VERSIONS {
+        from.read_exact(&mut head[4..]).await?;
+        if i16::from_be_bytes([head[4], head[5]]) == API_VERSIONS {
             let version = i16::from_be_bytes([head[6], head[7]]);
             let correlation = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
             lock(&pending).insert(correlation, version);
         }
-        to.write_all(&head[..4 + n]).await?;
-        copy_exact(&mut from, &mut to, u64::from(len) - n as u64).await?;
+        to.write_all(&head).await?;
+        copy_exact(&mut from, &mut to, u64::from(len) - 8).await?;
     }
     to.shutdown().await
 }
@@ -160,7 +242,7 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<i32, i16>> {
 }
 
 /// The next frame's length, or `None` at a clean end of stream between frames. The length
-/// is read as unsigned: a negative one is the broker's (or client's) to reject, not ours.
+/// is read as unsigned: a negative one is larger than any bound.
 async fn frame_length(from: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<u32>> {
     let mut len = [0u8; 4];
     let mut got = 0;
@@ -358,6 +440,39 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// A length below a request header, above the maximum or negative ends the connection
+    /// before anything of the frame is forwarded; the bounds themselves pass.
+    #[tokio::test]
+    async fn request_frames_out_of_bounds_are_rejected_before_forwarding() {
+        let rejected = |length: i32| {
+            let mut frame = length.to_be_bytes().to_vec();
+            frame.extend_from_slice(&[0, 18, 0, 3, 0, 0, 0, 7, 0, 0]);
+            frame
+        };
+        let max = MAX_REQUEST_BYTES as i32;
+        for length in [-1, i32::MIN, 0, 7, max + 1, i32::MAX] {
+            let mut forwarded = Vec::new();
+            let error = requests(&rejected(length)[..], &mut forwarded, Pending::default())
+                .await
+                .expect_err("out of bounds");
+            let refusal = error.get_ref().and_then(|e| e.downcast_ref::<Rejected>());
+            assert_eq!(refusal.map(|r| r.length), Some(length), "{error}");
+            assert!(forwarded.is_empty(), "{length}: {forwarded:?}");
+        }
+        for length in [8, max] {
+            let mut forwarded = Vec::new();
+            let error = requests(&rejected(length)[..], &mut forwarded, Pending::default())
+                .await
+                .expect_err("the stream ends inside the frame");
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{length}: {error}"
+            );
+            assert_eq!(&forwarded[..12], &rejected(length)[..12]);
+        }
     }
 
     /// A response to a flexible ApiVersions request is rewritten with its new length;

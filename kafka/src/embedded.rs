@@ -76,6 +76,11 @@ impl EmbeddedBroker {
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
+
+    /// The counters of every embedded broker of this process (its proxy's refusals).
+    pub fn write_metrics(out: &mut crate::metrics::Families) {
+        crate::api_versions::write_metrics(out);
+    }
 }
 
 impl Drop for EmbeddedBroker {

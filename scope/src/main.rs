@@ -261,8 +261,10 @@ fn first_failure(stopped: impl IntoIterator<Item = Stopped>) -> anyhow::Result<(
         .map_or(Ok(()), |s| s.result)
 }
 
-/// Every component's counters: `scope up` runs all three, so one endpoint shows them all.
+/// Every component's counters: `scope up` runs all three, so one endpoint shows them all,
+/// with the embedded broker's (zero when `--brokers` names a cluster).
 fn write_all_metrics(out: &mut scope_kafka::metrics::Families) {
+    EmbeddedBroker::write_metrics(out);
     scope_collector::stats().write_metrics(out);
     scope_merger::stats().write_metrics(out);
     scope_renderer::stats().write_metrics(out);

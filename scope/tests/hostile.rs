@@ -1,0 +1,128 @@
+//! `scope up` against hostile clients, as a child process whose log is searched for panics:
+//! garbage on the Kafka port.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use scope_testkit::{free_port, postgres::client_available, wait_for};
+use support::Up;
+
+/// Debian's kcat as a user runs it (see kafka/tests/clients.rs), with a deadline of its own.
+fn kcat(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg("kcat")
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("kcat starts")
+}
+
+/// Bytes that look random and are the same at every run (xorshift64).
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Sends `bytes` on a new connection, ends the sending side and reads until the server
+/// closes: whatever the server does with them, it has done it when this returns. Errors are
+/// the server refusing the garbage, which is what it may do.
+fn send_and_drain(addr: SocketAddr, bytes: &[u8]) {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn garbage_on_the_kafka_port_panics_nothing_and_kcat_still_reads() {
+    if !client_available("kcat", &["-V"], "kcat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let broker = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let up = Up::start(&broker.to_string(), &dir.path().join("data"), &log);
+    let bootstrap = broker.to_string();
+    let announced = || {
+        let out = kcat(&["-C", "-b", &bootstrap, "-t", "scope.snapshots", "-e", "-q"]);
+        (out.status.success() && !out.stdout.is_empty()).then_some(())
+    };
+    wait_for(
+        "a snapshot announced on scope.snapshots",
+        Duration::from_secs(60),
+        announced,
+    );
+
+    // 300 connections: random bytes, frames of a plausible length holding random bytes,
+    // negative lengths, lengths of up to 2 GiB.
+    let mut noise = Noise(0x5c0_9e);
+    for i in 0..300 {
+        let garbage = match i % 4 {
+            0 => {
+                let n = 1 + noise.next() as usize % 2048;
+                noise.bytes(n)
+            }
+            1 => {
+                let n = 8 + noise.next() as usize % 512;
+                let mut frame = (n as u32).to_be_bytes().to_vec();
+                frame.extend(noise.bytes(n));
+                frame
+            }
+            2 => {
+                let mut frame = (-1 - (noise.next() % 0x7fff_ffff) as i32)
+                    .to_be_bytes()
+                    .to_vec();
+                frame.extend(noise.bytes(64));
+                frame
+            }
+            _ => {
+                let mut frame = (0x0640_0001 + (noise.next() % 0x79bf_fffe) as u32)
+                    .to_be_bytes()
+                    .to_vec();
+                frame.extend(noise.bytes(64));
+                frame
+            }
+        };
+        send_and_drain(broker, &garbage);
+    }
+
+    let listing = kcat(&["-L", "-b", &bootstrap]);
+    let topics = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.status.success() && topics.contains("topic \"scope.snapshots\""),
+        "kcat -L after the garbage: {topics}{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    assert!(
+        announced().is_some(),
+        "kcat -C reads nothing after the garbage"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let panics = text.matches("panicked").count();
+    assert_eq!(panics, 0, "{panics} panics in the log of scope up:\n{text}");
+    assert!(
+        text.contains("closed a connection whose request frame declares"),
+        "no refusal logged:\n{text}"
+    );
+    up.stop();
+}
