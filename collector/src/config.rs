@@ -16,6 +16,7 @@ const DEFAULT_SPY_INTERVAL: &str = "1s";
 const DEFAULT_PUBLISH_INTERVAL: &str = "3s";
 const DEFAULT_FULL_EVERY: u32 = 5;
 const DEFAULT_PROC_ROOT: &str = "/proc";
+const DEFAULT_CLUSTER_ID: &str = "default";
 const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// Settings of one collector (one per host).
@@ -53,6 +54,28 @@ pub struct CollectorArgs {
     /// not fit are counted as lost and trigger a resync from /proc.
     #[arg(long, env = "SCOPE_EBPF_RING_BUFFER_BYTES", default_value_t = scope_ebpf::DEFAULT_RING_BUFFER_BYTES)]
     pub ebpf_ring_buffer_bytes: u32,
+    /// `node` reports this node from /proc and eBPF (one per node); `cluster` reports the
+    /// Kubernetes cluster's objects, watched on its API server (one per cluster), and reads
+    /// nothing of the node it runs on.
+    #[arg(long, env = "SCOPE_COLLECTOR_ROLE", value_enum, default_value_t = Role::Node)]
+    pub role: Role,
+    /// Names the cluster in the node ids of its Kubernetes objects, so that two clusters'
+    /// objects never collide in one snapshot.
+    #[arg(long, env = "SCOPE_CLUSTER_ID", default_value = DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
+    /// The cluster role's kubeconfig [default: $KUBECONFIG or ~/.kube/config, else the pod's
+    /// service account (in-cluster)].
+    #[arg(long, env = "SCOPE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// What a collector reports.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Its node: connections, processes and the host.
+    Node,
+    /// The Kubernetes cluster's objects: pods, controllers, services, namespaces, nodes.
+    Cluster,
 }
 
 impl CollectorArgs {
@@ -68,6 +91,9 @@ impl CollectorArgs {
             docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
             tracker: TrackerChoice::Auto,
             ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
+            role: Role::Node,
+            cluster_id: DEFAULT_CLUSTER_ID.into(),
+            kubeconfig: None,
         }
     }
 }
@@ -93,7 +119,15 @@ impl Component for CollectorArgs {
         if self.spy_interval.is_zero() || self.publish_interval.is_zero() {
             return invalid("--spy-interval and --publish-interval must be above zero".into());
         }
-        if self.publish_interval < self.spy_interval {
+        // Node ids are `<cluster_id>/<uid>;<topology>`.
+        let cluster_id = &self.cluster_id;
+        if cluster_id.trim().is_empty() || cluster_id.contains([';', '/']) {
+            return invalid(format!(
+                "--cluster-id {cluster_id:?} must be non-empty and contain no ';' or '/'"
+            ));
+        }
+        // The cluster role spies nothing.
+        if self.role == Role::Node && self.publish_interval < self.spy_interval {
             return invalid(format!(
                 "--publish-interval ({}) must not be shorter than --spy-interval ({}): it would \
                  publish the same spy twice",
@@ -118,6 +152,7 @@ impl Component for CollectorArgs {
 
     fn write_metrics(out: &mut Families) {
         crate::stats().write_metrics(out);
+        crate::kubernetes::kube_stats().write_metrics(out);
     }
 
     /// None is: each error is a configuration or environment mistake (or a bug) that a
@@ -170,6 +205,12 @@ mod tests {
             "procfs",
             "--ebpf-ring-buffer-bytes",
             "65536",
+            "--role",
+            "cluster",
+            "--cluster-id",
+            "prod-eu",
+            "--kubeconfig",
+            "/etc/scope/kubeconfig",
         ]);
         assert_eq!(args.kafka.brokers, "k:9092");
         assert_eq!(args.host_id.as_deref(), Some("node-1"));
@@ -180,12 +221,23 @@ mod tests {
         assert_eq!(args.docker_socket, PathBuf::from("/run/podman/podman.sock"));
         assert_eq!(args.tracker, TrackerChoice::Procfs);
         assert_eq!(args.ebpf_ring_buffer_bytes, 65536);
+        assert_eq!(args.role, Role::Cluster);
+        assert_eq!(args.cluster_id, "prod-eu");
+        assert_eq!(
+            args.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/scope/kubeconfig"))
+        );
         args.validate().unwrap();
 
         let defaults = parse(&[]);
         let expected = CollectorArgs::new(defaults.kafka.clone());
         assert_eq!(defaults.host_id, None);
         assert_eq!(defaults.tracker, TrackerChoice::Auto);
+        assert_eq!(
+            (defaults.role, &defaults.cluster_id, &defaults.kubeconfig),
+            (expected.role, &expected.cluster_id, &expected.kubeconfig)
+        );
+        assert!(Cli::try_parse_from(["scope", "--role", "app"]).is_err());
         assert!(Cli::try_parse_from(["scope", "--tracker", "kprobe"]).is_err());
         assert_eq!(
             (
@@ -238,10 +290,30 @@ mod tests {
                 kafka: KafkaArgs::new(""),
                 ..ok.clone()
             },
+            CollectorArgs {
+                cluster_id: "".into(),
+                ..ok.clone()
+            },
+            CollectorArgs {
+                cluster_id: "a;b".into(),
+                ..ok.clone()
+            },
+            CollectorArgs {
+                cluster_id: "eu/prod".into(),
+                ..ok.clone()
+            },
         ];
         for args in bad {
             let error = args.validate().unwrap_err();
             assert!(matches!(error, Error::InvalidConfig(_)), "{args:?}");
         }
+        // A cluster collector spies nothing, so its spy interval does not bound its publishes.
+        CollectorArgs {
+            role: Role::Cluster,
+            publish_interval: Duration::from_millis(500),
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap();
     }
 }

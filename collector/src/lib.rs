@@ -27,12 +27,15 @@
 //!   no runtime thread.
 //! - `stats`: [`Stats`] and [`stats()`], counters; [`Error`]: what can stop the collector.
 //! - [`run`]: the event loop, one `Collector` method per event.
+//! - `kubernetes`: the cluster role (`--role=cluster`), which reads no node but watches the
+//!   Kubernetes API server and publishes the cluster's objects as report deltas.
 
 mod config;
 mod conntrack;
 mod delta;
 mod error;
 mod interfaces;
+mod kubernetes;
 mod publisher;
 mod reporter;
 mod scan;
@@ -48,7 +51,7 @@ use std::{io, sync::Arc, time::Duration};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-pub use config::CollectorArgs;
+pub use config::{CollectorArgs, Role};
 pub use error::Error;
 /// For `scope`'s tests, which reach the eBPF crate only through this one.
 #[doc(hidden)]
@@ -78,7 +81,10 @@ pub async fn run_with_stats(
     shutdown: CancellationToken,
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
-    Collector::start(&args, stats)?.run(&shutdown).await
+    match args.role {
+        Role::Node => Collector::start(&args, stats)?.run(&shutdown).await,
+        Role::Cluster => kubernetes::run(&args, &shutdown, stats).await,
+    }
 }
 
 /// Everything the event loop owns between events. One task drives it, so the endpoint
