@@ -16,8 +16,9 @@ const DEFAULT_SPY_INTERVAL: &str = "1s";
 const DEFAULT_PUBLISH_INTERVAL: &str = "3s";
 const DEFAULT_FULL_EVERY: u32 = 5;
 const DEFAULT_PROC_ROOT: &str = "/proc";
-const DEFAULT_CLUSTER_ID: &str = "default";
 const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+const DEFAULT_CLUSTER_ID: &str = "default";
+const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Settings of one collector (one per host).
 #[derive(clap::Args, Clone, Debug)]
@@ -45,6 +46,10 @@ pub struct CollectorArgs {
     /// is not there is said once and retried in the background, at most every 30 s.
     #[arg(long, env = "SCOPE_DOCKER_SOCKET", default_value = DEFAULT_DOCKER_SOCKET)]
     pub docker_socket: PathBuf,
+    /// Where the host's cgroup filesystem is mounted, for containers' CPU and memory (e.g.
+    /// /host/sys/fs/cgroup in a container).
+    #[arg(long, env = "SCOPE_CGROUP_ROOT", default_value = DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: PathBuf,
     /// How connections are learnt: `ebpf` traces every connect, accept and close in the
     /// kernel; `procfs` polls /proc every spy and misses connections shorter than that;
     /// `auto` tries eBPF and falls back to procfs, saying why once.
@@ -89,6 +94,7 @@ impl CollectorArgs {
             full_every: DEFAULT_FULL_EVERY,
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
             docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
+            cgroup_root: PathBuf::from(DEFAULT_CGROUP_ROOT),
             tracker: TrackerChoice::Auto,
             ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
             role: Role::Node,

@@ -32,6 +32,7 @@
 
 mod config;
 mod conntrack;
+mod container;
 mod delta;
 mod error;
 mod interfaces;
@@ -52,6 +53,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CollectorArgs, Role};
+/// The Docker Engine API watcher, for its tests and for embedding it elsewhere.
+pub use container::{
+    ContainerMeta, MetaCache,
+    docker::{DockerStats, watch as watch_docker},
+};
 pub use error::Error;
 /// For `scope`'s tests, which reach the eBPF crate only through this one.
 #[doc(hidden)]
@@ -109,6 +115,8 @@ struct Collector {
     lost_seen: u64,
     /// The buffer kernel events are read into, reused from batch to batch.
     kernel_events: Vec<scope_ebpf::Event>,
+    /// Stops the Docker watcher when the collector is dropped, however its run ended.
+    _docker_watch: tokio_util::sync::DropGuard,
 }
 
 impl Collector {
@@ -135,10 +143,20 @@ impl Collector {
             EndpointReporter::new(&host_id).with_nat(Conntrack::new(args.proc_root.clone())),
         )
         .map_err(Error::StartEndpoints)?;
+        let containers = container::MetaCache::default();
+        let docker_watch = CancellationToken::new();
+        tokio::spawn(container::docker::watch(
+            args.docker_socket.clone(),
+            containers.clone(),
+            Arc::default(),
+            docker_watch.clone(),
+        ));
         let spy = Spy::new(
             &host_id,
             &hostname,
             args.proc_root.clone(),
+            args.cgroup_root.clone(),
+            containers.clone(),
             args.full_every,
             mode,
             stats.clone(),
@@ -168,6 +186,7 @@ impl Collector {
             read_connections: true,
             lost_seen: 0,
             kernel_events: Vec::new(),
+            _docker_watch: docker_watch.drop_guard(),
         })
     }
 

@@ -16,6 +16,7 @@ use std::{
 };
 
 use crate::{
+    container::cgroup::{self, ContainerRef},
     stats::Stats,
     tcp::{self, TcpSocket},
 };
@@ -55,6 +56,9 @@ pub struct ProcessSample {
     pub netns: Option<u64>,
     /// Inodes of the sockets among its file descriptors.
     pub sockets: Vec<u64>,
+    /// The container its cgroup names; `None` for a process in no container (or whose
+    /// `cgroup` could not be read).
+    pub container: Option<ContainerRef>,
 }
 
 impl Scan {
@@ -163,6 +167,15 @@ fn read_process(
             None
         }
     };
+    let container = match fs::read_to_string(dir.join("cgroup")) {
+        Ok(text) => cgroup::parse_proc_cgroup(&text),
+        Err(e) => {
+            if !gone(&e) {
+                stats.proc_read_error();
+            }
+            None
+        }
+    };
     Ok(ProcessSample {
         pid,
         ppid: stat.ppid,
@@ -175,6 +188,7 @@ fn read_process(
         open_files,
         netns,
         sockets,
+        container,
     })
 }
 

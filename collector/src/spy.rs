@@ -10,8 +10,9 @@ use std::{path::PathBuf, sync::Arc};
 use scope_schemas::{ReportDelta, report::keys};
 
 use crate::{
+    container::MetaCache,
     delta::{DeltaTracker, FullSchedule, Sequence},
-    reporter::{HostReporter, ProcessReporter, endpoint},
+    reporter::{ContainerReporter, HostReporter, ProcessReporter, endpoint},
     scan::{self, Depth},
     stats::Stats,
     tracker::TrackerMode,
@@ -22,8 +23,10 @@ pub struct Spy {
     stats: Arc<Stats>,
     processes: ProcessReporter,
     host: HostReporter,
+    containers: ContainerReporter,
     host_deltas: DeltaTracker,
     process_deltas: DeltaTracker,
+    container_deltas: DeltaTracker,
     schedule: FullSchedule,
     seq: Sequence,
 }
@@ -40,6 +43,8 @@ impl Spy {
         host_id: &str,
         hostname: &str,
         proc_root: PathBuf,
+        cgroup_root: PathBuf,
+        containers: MetaCache,
         full_every: u32,
         tracker_mode: TrackerMode,
         stats: Arc<Stats>,
@@ -47,8 +52,10 @@ impl Spy {
         Spy {
             processes: ProcessReporter::new(host_id),
             host: HostReporter::new(host_id, hostname, &proc_root, tracker_mode),
+            containers: ContainerReporter::new(host_id, cgroup_root, containers),
             host_deltas: DeltaTracker::new(host_id, keys::HOST),
             process_deltas: DeltaTracker::new(host_id, keys::PROCESS),
+            container_deltas: DeltaTracker::new(host_id, keys::CONTAINER),
             schedule: FullSchedule::new(full_every),
             seq: Sequence::starting_at(scope_schemas::time::now_us()),
             proc_root,
@@ -69,6 +76,7 @@ impl Spy {
             }
         };
         self.processes.observe(&scan);
+        self.containers.observe(&scan);
         self.host.observe(scan.timestamp_us, &self.stats);
         Stats::add(&self.stats.spies, 1);
         (depth == Depth::Connections).then(|| (endpoint::observe_scan(&scan), scan.timestamp_us))
@@ -96,6 +104,8 @@ impl Spy {
                 .delta(self.host.nodes(), full, self.seq.next_seq(), now),
             self.process_deltas
                 .delta(self.processes.nodes(), full, self.seq.next_seq(), now),
+            self.container_deltas
+                .delta(self.containers.nodes(), full, self.seq.next_seq(), now),
         ];
         Publish { deltas, full }
     }
@@ -155,6 +165,8 @@ mod tests {
             "h1",
             "host",
             PathBuf::from("/proc"),
+            PathBuf::from("/sys/fs/cgroup"),
+            Default::default(),
             2,
             TrackerMode::Procfs,
             stats.clone(),

@@ -112,6 +112,55 @@ pub fn record_batches(
         i64s(p.iter().map(|r| r.memory_usage_bytes).collect()),
         i32s(p.iter().map(|r| r.open_files_count).collect()),
         ts(p.iter().map(|r| r.last_seen_us).collect()),
+        text_opt(p.iter().map(|r| r.container_id.as_deref()).collect()),
+    ];
+    let map_error = |table| move |source| SnapshotError::Arrow { table, source };
+    let c = &t.containers;
+    let containers = vec![
+        time(c.len()),
+        text(c.iter().map(|r| r.host_id.as_str()).collect()),
+        text(c.iter().map(|r| r.container_id.as_str()).collect()),
+        text(c.iter().map(|r| r.runtime.as_str()).collect()),
+        text_opt(c.iter().map(|r| r.name.as_deref()).collect()),
+        text_opt(c.iter().map(|r| r.image_name.as_deref()).collect()),
+        text_opt(c.iter().map(|r| r.image_id.as_deref()).collect()),
+        text(c.iter().map(|r| r.state.as_str()).collect()),
+        text_opt(c.iter().map(|r| r.hostname.as_deref()).collect()),
+        text_opt(c.iter().map(|r| r.pod_name.as_deref()).collect()),
+        text_opt(c.iter().map(|r| r.pod_namespace.as_deref()).collect()),
+        text_opt(c.iter().map(|r| r.pod_uid.as_deref()).collect()),
+        tables::labels_column(c.iter().map(|r| r.labels.as_slice()))
+            .map_err(map_error(table::CONTAINERS))?,
+        tables::text_list_column(c.iter().map(|r| r.ips.as_slice())),
+        tables::text_list_column(c.iter().map(|r| r.ports.as_slice())),
+        f64s(c.iter().map(|r| r.cpu_usage_percent).collect()),
+        i64s(c.iter().map(|r| r.memory_usage_bytes).collect()),
+        ts(c.iter().map(|r| r.last_seen_us).collect()),
+    ];
+    let k = &t.kubernetes_objects;
+    let kubernetes_objects = vec![
+        time(k.len()),
+        text(k.iter().map(|r| r.cluster_id.as_str()).collect()),
+        text(k.iter().map(|r| r.kind.as_str()).collect()),
+        text(k.iter().map(|r| r.uid.as_str()).collect()),
+        text_opt(k.iter().map(|r| r.namespace.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.name.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.owner_kind.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.owner_uid.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.owner_name.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.node_name.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.host_ip.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.pod_ip.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.cluster_ip.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.state.as_deref()).collect()),
+        text_opt(k.iter().map(|r| r.created_at.as_deref()).collect()),
+        tables::labels_column(k.iter().map(|r| r.labels.as_slice()))
+            .map_err(map_error(table::KUBERNETES_OBJECTS))?,
+        tables::labels_column(k.iter().map(|r| r.selector.as_slice()))
+            .map_err(map_error(table::KUBERNETES_OBJECTS))?,
+        tables::text_list_column(k.iter().map(|r| r.ports.as_slice())),
+        tables::text_list_column(k.iter().map(|r| r.container_ids.as_slice())),
+        ts(k.iter().map(|r| r.last_seen_us).collect()),
     ];
     let s = &t.sockets;
     let sockets = vec![
@@ -148,6 +197,12 @@ pub fn record_batches(
     [
         (table::HOSTS, &*tables::HOSTS, hosts),
         (table::PROCESSES, &*tables::PROCESSES, processes),
+        (table::CONTAINERS, &*tables::CONTAINERS, containers),
+        (
+            table::KUBERNETES_OBJECTS,
+            &*tables::KUBERNETES_OBJECTS,
+            kubernetes_objects,
+        ),
         (table::SOCKETS, &*tables::SOCKETS, sockets),
         (
             table::LOCAL_NETWORKS,
@@ -343,7 +398,10 @@ mod tests {
     use scope_schemas::{AddressFamily, EventSource};
 
     use super::*;
-    use crate::state::{Direction, HostRow, LocalNetworkRow, SocketKey, SocketRow};
+    use crate::state::{
+        ContainerRow, Direction, HostRow, KubernetesObjectRow, LocalNetworkRow, SocketKey,
+        SocketRow,
+    };
 
     const T: i64 = 1_700_000_000_000_000;
 
@@ -365,6 +423,36 @@ mod tests {
                 last_seen_us: T - 1,
             }],
             processes: vec![],
+            containers: vec![ContainerRow {
+                host_id: "h1".into(),
+                container_id: "c".repeat(64),
+                runtime: "docker".into(),
+                name: Some("web".into()),
+                image_name: Some("nginx:1".into()),
+                image_id: None,
+                state: "running".into(),
+                hostname: None,
+                pod_name: None,
+                pod_namespace: None,
+                pod_uid: None,
+                labels: vec![
+                    ("app".into(), "web".into()),
+                    ("tier".into(), "front".into()),
+                ],
+                ips: vec!["172.17.0.2".into()],
+                ports: vec![],
+                cpu_usage_percent: Some(1.5),
+                memory_usage_bytes: Some(4096),
+                last_seen_us: T - 1,
+            }],
+            kubernetes_objects: vec![KubernetesObjectRow {
+                cluster_id: "c1".into(),
+                kind: "service".into(),
+                uid: "u1".into(),
+                selector: vec![("app".into(), "web".into())],
+                last_seen_us: T - 1,
+                ..Default::default()
+            }],
             sockets: vec![SocketRow {
                 host_id: "h1".into(),
                 key: SocketKey {
@@ -408,7 +496,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = SnapshotWriter::create(dir.path(), "m1-1").unwrap();
         let written = writer.write(&tables()).unwrap();
-        assert_eq!(written.files.len(), 4);
+        assert_eq!(written.files.len(), table::MERGED.len());
         assert!(written.bytes > 0);
         let sockets = written
             .files
@@ -428,6 +516,22 @@ mod tests {
         let state = state.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(state.value(0), "closed");
 
+        // Maps and lists read back as the contract declares them.
+        let containers = written
+            .files
+            .iter()
+            .find(|f| f.table == table::CONTAINERS)
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(writer.data_dir().join(&containers.path)).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches[0].schema(), *tables::CONTAINERS);
+        assert_eq!(batches[0].num_rows(), 1);
+
         // A leftover temporary file of an old snapshot goes too.
         fs::write(
             writer
@@ -439,7 +543,10 @@ mod tests {
         .unwrap();
         let hour = Duration::from_secs(3600);
         assert_eq!(writer.sweep(T + 3_600_000_000, hour).unwrap(), 0);
-        assert_eq!(writer.sweep(T + 3_600_000_001, hour).unwrap(), 5);
+        assert_eq!(
+            writer.sweep(T + 3_600_000_001, hour).unwrap(),
+            table::MERGED.len() as u64 + 1
+        );
         assert!(!path.exists());
     }
 }

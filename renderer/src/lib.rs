@@ -6,6 +6,8 @@
 //!   `graph_nodes` and `graph_edges` of each view.
 //! - [`network`]: `scope_is_local` / `scope_is_loopback`, the SQL functions that tell the
 //!   Internet from the snapshot's own networks (ip_network_table, IPv4 and IPv6).
+//! - [`selector`]: `scope_selects`, the SQL function that matches a Kubernetes label selector
+//!   (a service's) against an object's labels.
 //! - [`api`]: the HTTP API (Weave Scope's `/api`, websocket deltas, `POST /api/sql`) on
 //!   `--http-listen`, over the rendered snapshots.
 //! - [`render`]: one snapshot time in (all writers' Parquet files), rendered tables and
@@ -29,6 +31,7 @@ pub mod postgres;
 pub mod publish;
 pub mod render;
 pub mod retention;
+pub mod selector;
 mod service;
 pub mod sql;
 pub mod store;

@@ -180,13 +180,18 @@ async fn compute_tables(
         let what = |part: &str| format!("{part} of view {}", view.name());
         let (edges_schema, edges_raw) = run(&ctx, &what("edges"), &queries.edges).await?;
         register_batches(&ctx, view::VIEW_EDGES, &edges_schema, edges_raw.clone())?;
+        let (counts_schema, counts) =
+            run(&ctx, &what("node connections"), view::NODE_CONNECTIONS).await?;
+        register_batches(&ctx, view::VIEW_NODE_CONNECTIONS, &counts_schema, counts)?;
         let nodes = run(&ctx, &what("nodes"), queries.nodes).await;
         let pseudo = run(&ctx, &what("pseudo nodes"), view::PSEUDO_NODES).await;
-        ctx.deregister_table(view::VIEW_EDGES)
-            .map_err(|source| Error::Register {
-                table: view::VIEW_EDGES.into(),
-                source,
-            })?;
+        for name in [view::VIEW_EDGES, view::VIEW_NODE_CONNECTIONS] {
+            ctx.deregister_table(name)
+                .map_err(|source| Error::Register {
+                    table: name.into(),
+                    source,
+                })?;
+        }
         let (_, nodes_raw) = nodes?;
         let (_, pseudo_raw) = pseudo?;
 
@@ -219,7 +224,8 @@ async fn compute_tables(
 }
 
 /// Registers every SQL function the views use, wherever SQL over the snapshot tables is
-/// answered (rendering, `scope sql`): `scope_is_loopback(addr)`, and
+/// answered (rendering, `scope sql`): `scope_is_loopback(addr)`,
+/// `scope_selects(selector, labels)`, and
 /// `scope_is_local([snapshot_time,] addr)` and `scope_local_network([snapshot_time,] addr)`
 /// over the networks of every snapshot in `local_networks` (a table name: one snapshot's, or
 /// `history.local_networks`) plus `configured` (`--local-networks`, local in every snapshot).
@@ -251,6 +257,7 @@ pub(crate) async fn register_functions(
     ctx.register_udf(network::is_local_udf(Arc::clone(&networks)));
     ctx.register_udf(network::local_network_udf(networks));
     ctx.register_udf(network::is_loopback_udf());
+    ctx.register_udf(crate::selector::selects_udf());
     Ok(rejected)
 }
 

@@ -46,17 +46,6 @@ pub enum Format {
     Csv,
 }
 
-/// All tables, merged then rendered.
-const ALL_TABLES: [&str; 7] = [
-    table::HOSTS,
-    table::PROCESSES,
-    table::SOCKETS,
-    table::LOCAL_NETWORKS,
-    table::CONNECTIONS,
-    table::GRAPH_NODES,
-    table::GRAPH_EDGES,
-];
-
 /// Runs one read-only query over `data_dir`, with `local_networks` local in every snapshot
 /// (`--local-networks`). The result has at least one batch (an empty one when no row
 /// matched), so it always carries the column names.
@@ -131,8 +120,9 @@ struct TableFiles {
 /// Lists the data dir: what [`register`] would make every table read now.
 pub fn list(data_dir: &Path) -> Result<Listing, Error> {
     let latest = latest_rendered(data_dir)?;
-    let mut tables = Vec::with_capacity(ALL_TABLES.len());
-    for name in ALL_TABLES {
+    let mut tables = Vec::with_capacity(table::MERGED.len() + table::RENDERED.len());
+    // All tables, merged then rendered.
+    for name in table::MERGED.into_iter().chain(table::RENDERED) {
         let all = store::list(data_dir, name)?;
         let latest_files = all
             .iter()

@@ -401,7 +401,7 @@ async fn sql_over_http_is_read_only() {
 async fn unknown_routes_and_nodes_are_404() {
     let (_dir, served) = serve_connected().await;
     for path in [
-        "/api/topology/containers",
+        "/api/topology/ecs-tasks",
         "/api/topology/processes/nosuch%3B1",
         "/api/topology/processes/ws/extra",
         "/nope",

@@ -8,6 +8,7 @@ use scope_renderer::{
     render::render,
     sql::{Format, format, latest_rendered, query},
 };
+use scope_schemas::snapshot::table;
 
 const T1: i64 = 1_700_000_001_000_000;
 const T2: i64 = 1_700_000_002_000_000;
@@ -169,16 +170,20 @@ async fn show_tables_lists_both_schemas() {
          WHERE table_schema IN ('public', 'history') ORDER BY table_schema, table_name",
     )
     .await;
-    assert_eq!(tables.len(), 14, "{tables:?}");
+    let every = table::MERGED.len() + table::RENDERED.len();
+    assert_eq!(tables.len(), 2 * every, "{tables:?}");
     assert!(tables.contains(&"history,graph_edges".to_string()));
+    assert!(tables.contains(&"public,kubernetes_objects".to_string()));
     assert!(tables.contains(&"public,sockets".to_string()));
 }
 
 /// The snapshot tables the view SQL reads (`connections` included: rendering reads its
 /// written form, as `history.connections` holds it).
-const MERGED_TABLES: [&str; 5] = [
+const MERGED_TABLES: [&str; 7] = [
     "hosts",
     "processes",
+    "containers",
+    "kubernetes_objects",
     "sockets",
     "local_networks",
     "connections",
@@ -233,10 +238,15 @@ async fn view_sql_reruns_over_history_as_rendered() {
     let (t1, t2) = (T1, T2);
     let x_client = ("10.0.0.1", 47000);
     let x_server = ("10.0.0.2", 9000);
+    // curl runs in a container of a Kubernetes pod, so that every view has edges.
+    let curl_container = "c".repeat(64);
     Snapshot::new(t1)
         .host("h1", "h1")
         .network("h1", "10.0.0.1/24")
-        .process("h1", 100, "curl")
+        .kube("pod", "p1", "default", "curl-pod", None, &["app=curl"])
+        .container("h1", &curl_container, "curl", "curl:8")
+        .in_pod("p1")
+        .contained("h1", 100, "curl", &curl_container)
         .outbound("h1", Some(100), ("10.0.0.1", 50000), ("10.0.0.2", 5432))
         .outbound("h1", Some(100), x_client, x_server)
         .outbound("h1", Some(100), ("10.0.0.1", 50001), ("10.0.1.5", 80))
@@ -252,7 +262,10 @@ async fn view_sql_reruns_over_history_as_rendered() {
         .host("h1", "h1")
         .network("h1", "10.0.0.1/24")
         .network("h1", "10.0.1.1/24")
-        .process("h1", 100, "curl")
+        .kube("pod", "p1", "default", "curl-pod", None, &["app=curl"])
+        .container("h1", &curl_container, "curl", "curl:8")
+        .in_pod("p1")
+        .contained("h1", 100, "curl", &curl_container)
         .outbound("h1", Some(100), ("10.0.0.1", 50001), ("10.0.1.5", 80))
         .write(dir.path(), "m1");
     Snapshot::new(t2)
@@ -325,6 +338,10 @@ async fn view_sql_reruns_over_history_as_rendered() {
             &with_derived(
                 &[
                     (scope_renderer::view::VIEW_EDGES, &queries.edges),
+                    (
+                        scope_renderer::view::VIEW_NODE_CONNECTIONS,
+                        scope_renderer::view::NODE_CONNECTIONS,
+                    ),
                     ("n", queries.nodes),
                     ("p", scope_renderer::view::PSEUDO_NODES),
                 ],

@@ -31,14 +31,33 @@ pub enum View {
     /// Connection ends (address and port), Weave Scope's raw endpoint topology: every
     /// connection, including those whose processes are unknown.
     Endpoints,
+    /// One node per container; processes in none are their host's "Uncontained" node.
+    Containers,
+    /// Containers grouped by image (without its tag).
+    ContainersByImage,
+    /// Containers grouped by their hostname (a pod's containers share one).
+    ContainersByHostname,
+    /// One node per Kubernetes pod; what runs in none is its host's "Unmanaged" node.
+    Pods,
+    /// Pods grouped by controller: deployments, daemon sets, stateful sets, cron jobs,
+    /// replica sets and jobs without one, and pods with none as themselves.
+    KubeControllers,
+    /// Pods grouped by the services that select them.
+    Services,
 }
 
 impl View {
-    pub const ALL: [View; 4] = [
+    pub const ALL: [View; 10] = [
         View::Processes,
         View::ProcessesByName,
         View::Hosts,
         View::Endpoints,
+        View::Containers,
+        View::ContainersByImage,
+        View::ContainersByHostname,
+        View::Pods,
+        View::KubeControllers,
+        View::Services,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +66,12 @@ impl View {
             View::ProcessesByName => "processes-by-name",
             View::Hosts => "hosts",
             View::Endpoints => "endpoints",
+            View::Containers => "containers",
+            View::ContainersByImage => "containers-by-image",
+            View::ContainersByHostname => "containers-by-hostname",
+            View::Pods => "pods",
+            View::KubeControllers => "kube-controllers",
+            View::Services => "services",
         }
     }
 

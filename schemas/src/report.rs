@@ -110,10 +110,57 @@ pub fn process_node_id(host_id: &str, pid: i32) -> String {
     format!("{host_id};{pid}")
 }
 
+/// Weave Scope's node id of a container: `<container_id>;<container>`.
+pub fn container_node_id(container_id: &str) -> String {
+    format!("{container_id};<container>")
+}
+
+/// Node id of a Kubernetes object of `topology` (one of [`keys::KUBERNETES_TOPOLOGIES`]):
+/// Weave Scope's `<uid>;<pod>` (`<deployment>`, ...), prefixed with the cluster id so that
+/// two clusters' objects never collide in one snapshot: `<cluster_id>/<uid>;<pod>`.
+pub fn kubernetes_node_id(cluster_id: &str, uid: &str, topology: &str) -> String {
+    format!("{cluster_id}/{uid};<{topology}>")
+}
+
+/// The host id a cluster collector reports under: `cluster:<cluster_id>`. It names no
+/// machine, so it has no `host` node and no `hosts` row.
+pub fn cluster_host_id(cluster_id: &str) -> String {
+    format!("cluster:{cluster_id}")
+}
+
 /// Topology and reporter names, and the keys of each topology's nodes.
 pub mod keys {
     pub const HOST: &str = "host";
     pub const PROCESS: &str = "process";
+    /// Reporter and topology of a node's containers (any runtime).
+    pub const CONTAINER: &str = "container";
+    /// Reporter name of the cluster collector (`--role=cluster`); its nodes have the
+    /// Kubernetes topologies below.
+    pub const KUBERNETES: &str = "kubernetes";
+    pub const POD: &str = "pod";
+    pub const REPLICA_SET: &str = "replica_set";
+    pub const DEPLOYMENT: &str = "deployment";
+    pub const DAEMON_SET: &str = "daemon_set";
+    pub const STATEFUL_SET: &str = "stateful_set";
+    pub const JOB: &str = "job";
+    pub const CRON_JOB: &str = "cron_job";
+    pub const SERVICE: &str = "service";
+    pub const NAMESPACE: &str = "namespace";
+    /// A Kubernetes node (a machine of the cluster), not a report node.
+    pub const KUBE_NODE: &str = "kube_node";
+    /// Every topology the cluster collector reports.
+    pub const KUBERNETES_TOPOLOGIES: [&str; 10] = [
+        POD,
+        REPLICA_SET,
+        DEPLOYMENT,
+        DAEMON_SET,
+        STATEFUL_SET,
+        JOB,
+        CRON_JOB,
+        SERVICE,
+        NAMESPACE,
+        KUBE_NODE,
+    ];
 
     // host: latest
     pub const HOST_NAME: &str = "host_name";
@@ -139,4 +186,54 @@ pub mod keys {
     pub const THREADS: &str = "threads";
     // process: metrics (also CPU_USAGE_PERCENT, MEMORY_USAGE_BYTES)
     pub const OPEN_FILES_COUNT: &str = "open_files_count";
+    /// The container a process runs in (also its `container` parent); absent when it runs
+    /// in none.
+    pub const CONTAINER_ID: &str = "container_id";
+
+    // container: latest (also CONTAINER_ID)
+    pub const CONTAINER_NAME: &str = "container_name";
+    /// `docker`, `containerd`, `crio` or `podman`: whose cgroup path named the container.
+    pub const CONTAINER_RUNTIME: &str = "container_runtime";
+    pub const IMAGE_NAME: &str = "image_name";
+    pub const IMAGE_ID: &str = "image_id";
+    /// `running`, `paused`, `exited`, ... as the runtime says; `running` when only the
+    /// cgroup is known.
+    pub const CONTAINER_STATE: &str = "container_state";
+    pub const CONTAINER_HOSTNAME: &str = "container_hostname";
+    /// The pod of a Kubernetes container, from its CRI labels (`io.kubernetes.pod.*`).
+    pub const POD_NAME: &str = "pod_name";
+    pub const POD_NAMESPACE: &str = "pod_namespace";
+    pub const POD_UID: &str = "pod_uid";
+    // container: sets
+    /// Labels as `key=value` (for Kubernetes objects too).
+    pub const LABELS: &str = "labels";
+    pub const CONTAINER_IPS: &str = "container_ips";
+    /// Published ports as `[host_ip:host_port->]port/proto`, as `docker ps` prints them.
+    pub const CONTAINER_PORTS: &str = "container_ports";
+    // container: metrics CPU_USAGE_PERCENT, MEMORY_USAGE_BYTES (from the cgroup)
+
+    // Kubernetes objects: latest
+    pub const CLUSTER_ID: &str = "cluster_id";
+    pub const UID: &str = "uid";
+    pub const KUBE_NAME: &str = "kube_name";
+    pub const KUBE_NAMESPACE: &str = "kube_namespace";
+    /// The controlling owner reference: its kind (`ReplicaSet`, ...), uid and name.
+    pub const OWNER_KIND: &str = "owner_kind";
+    pub const OWNER_UID: &str = "owner_uid";
+    pub const OWNER_NAME: &str = "owner_name";
+    /// Pod: the Kubernetes node it is scheduled on, and that node's and its own address.
+    pub const NODE_NAME: &str = "node_name";
+    pub const HOST_IP: &str = "host_ip";
+    pub const POD_IP: &str = "pod_ip";
+    /// Pod phase, or a controller's `<ready>/<desired>` replicas.
+    pub const KUBE_STATE: &str = "kube_state";
+    /// Service: its virtual IP (`None` for a headless service).
+    pub const CLUSTER_IP: &str = "cluster_ip";
+    pub const CREATED_AT: &str = "created_at";
+    // Kubernetes objects: sets (also LABELS)
+    /// Service: its label selector as `key=value`.
+    pub const SELECTOR: &str = "selector";
+    /// Service: `port/protocol`; pod: its containers' ids (`containerd://<id>` stripped).
+    pub const PORTS: &str = "ports";
+    pub const CONTAINER_IDS: &str = "container_ids";
 }

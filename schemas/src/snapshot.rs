@@ -45,6 +45,10 @@ pub mod table {
     /// Written by the merger: one row per socket end seen by a host (a connection seen from
     /// both of its hosts has two rows here).
     pub const SOCKETS: &str = "sockets";
+    /// Written by the merger: one row per container.
+    pub const CONTAINERS: &str = "containers";
+    /// Written by the merger: one row per Kubernetes object, from cluster collectors.
+    pub const KUBERNETES_OBJECTS: &str = "kubernetes_objects";
     /// Written by the merger: one row per (host, CIDR).
     pub const LOCAL_NETWORKS: &str = "local_networks";
     /// Written by the renderer: one row per TCP connection, both ends joined.
@@ -55,7 +59,14 @@ pub mod table {
     pub const GRAPH_EDGES: &str = "graph_edges";
 
     /// Tables a merger writes in each snapshot.
-    pub const MERGED: [&str; 4] = [HOSTS, PROCESSES, SOCKETS, LOCAL_NETWORKS];
+    pub const MERGED: [&str; 6] = [
+        HOSTS,
+        PROCESSES,
+        CONTAINERS,
+        KUBERNETES_OBJECTS,
+        SOCKETS,
+        LOCAL_NETWORKS,
+    ];
     /// Tables the renderer writes for each snapshot.
     pub const RENDERED: [&str; 3] = [CONNECTIONS, GRAPH_NODES, GRAPH_EDGES];
     /// The column every table carries.

@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{ArrayRef, ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 
 use crate::snapshot::table;
 
@@ -33,6 +35,64 @@ fn int64(name: &str, nullable: bool) -> Field {
 }
 fn float64(name: &str) -> Field {
     Field::new(name, DataType::Float64, true)
+}
+
+/// A `key -> value` map of text, never null (empty instead): the field names are
+/// [`MapBuilder`]'s, so [`labels_column`] builds it.
+fn labels_map(name: &str) -> Field {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(
+            vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Utf8, true),
+            ]
+            .into(),
+        ),
+        false,
+    );
+    Field::new(name, DataType::Map(Arc::new(entries), false), false)
+}
+
+/// A list of text, never null (empty instead); [`text_list_column`] builds it.
+fn utf8_list(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(list_item())), false)
+}
+
+fn list_item() -> Field {
+    Field::new("item", DataType::Utf8, true)
+}
+
+/// A labels column (see `containers.labels`): one map per row of `(key, value)` pairs.
+pub fn labels_column<'a>(
+    rows: impl Iterator<Item = &'a [(String, String)]>,
+) -> Result<ArrayRef, ArrowError> {
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    };
+    let mut builder = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+    for labels in rows {
+        for (key, value) in labels {
+            builder.keys().append_value(key);
+            builder.values().append_value(value);
+        }
+        builder.append(true)?;
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// A list-of-text column (see `containers.ips`), one list per row.
+pub fn text_list_column<'a>(rows: impl Iterator<Item = &'a [String]>) -> ArrayRef {
+    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(list_item()));
+    for values in rows {
+        for value in values {
+            builder.values().append_value(value);
+        }
+        builder.append(true);
+    }
+    Arc::new(builder.finish())
 }
 
 fn with_snapshot_time(fields: Vec<Field>) -> SchemaRef {
@@ -70,6 +130,59 @@ pub static PROCESSES: LazyLock<SchemaRef> = LazyLock::new(|| {
         float64("cpu_usage_percent"),
         int64("memory_usage_bytes", true),
         int32("open_files_count", true),
+        ts("last_seen", false),
+        utf8("container_id", true),
+    ])
+});
+
+/// `containers`: one row per container of a host in `hosts`, running or (when a runtime
+/// reports it) stopped. `labels` is a map (`labels['app']`); `ips` and `ports` are lists.
+pub static CONTAINERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    with_snapshot_time(vec![
+        utf8("host_id", false),
+        utf8("container_id", false),
+        utf8("runtime", false),
+        utf8("name", true),
+        utf8("image_name", true),
+        utf8("image_id", true),
+        utf8("state", false),
+        utf8("hostname", true),
+        utf8("pod_name", true),
+        utf8("pod_namespace", true),
+        utf8("pod_uid", true),
+        labels_map("labels"),
+        utf8_list("ips"),
+        utf8_list("ports"),
+        float64("cpu_usage_percent"),
+        int64("memory_usage_bytes", true),
+        ts("last_seen", false),
+    ])
+});
+
+/// `kubernetes_objects`: one row per Kubernetes object a cluster collector reported within
+/// the window. `kind` is the report topology (`pod`, `replica_set`, `deployment`,
+/// `daemon_set`, `stateful_set`, `job`, `cron_job`, `service`, `namespace`, `kube_node`);
+/// the owner is the controlling owner reference; `labels` and `selector` are maps.
+pub static KUBERNETES_OBJECTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    with_snapshot_time(vec![
+        utf8("cluster_id", false),
+        utf8("kind", false),
+        utf8("uid", false),
+        utf8("namespace", true),
+        utf8("name", true),
+        utf8("owner_kind", true),
+        utf8("owner_uid", true),
+        utf8("owner_name", true),
+        utf8("node_name", true),
+        utf8("host_ip", true),
+        utf8("pod_ip", true),
+        utf8("cluster_ip", true),
+        utf8("state", true),
+        utf8("created_at", true),
+        labels_map("labels"),
+        labels_map("selector"),
+        utf8_list("ports"),
+        utf8_list("container_ids"),
         ts("last_seen", false),
     ])
 });
@@ -151,6 +264,8 @@ pub fn schema(name: &str) -> Option<SchemaRef> {
     let s = match name {
         table::HOSTS => &HOSTS,
         table::PROCESSES => &PROCESSES,
+        table::CONTAINERS => &CONTAINERS,
+        table::KUBERNETES_OBJECTS => &KUBERNETES_OBJECTS,
         table::SOCKETS => &SOCKETS,
         table::LOCAL_NETWORKS => &LOCAL_NETWORKS,
         table::CONNECTIONS => &CONNECTIONS,

@@ -16,7 +16,7 @@ use std::{
 
 use scope_schemas::{
     Metric, Node,
-    report::{host_node_id, keys, process_node_id},
+    report::{container_node_id, host_node_id, keys, process_node_id},
 };
 
 use crate::scan::{ProcessSample, Scan, clock_ticks};
@@ -146,6 +146,13 @@ fn process_node(
     }
     node.parents
         .insert(keys::HOST.into(), vec![host_node.to_owned()]);
+    if let Some(container) = &p.container {
+        node = node.with_latest(keys::CONTAINER_ID, &container.id, now_us);
+        node.parents.insert(
+            keys::CONTAINER.into(),
+            vec![container_node_id(&container.id)],
+        );
+    }
     node
 }
 
@@ -171,6 +178,7 @@ mod tests {
             open_files: Some(5),
             netns: Some(1),
             sockets: vec![],
+            container: None,
         }
     }
 

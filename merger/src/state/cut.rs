@@ -6,7 +6,9 @@ use scope_schemas::report::keys;
 
 use super::host::Host;
 use super::node::{node_f64, node_i32, node_i64};
-use super::{HostRow, LocalNetworkRow, ProcessRow, SocketRow, State};
+use super::{
+    ContainerRow, HostRow, KubernetesObjectRow, LocalNetworkRow, ProcessRow, SocketRow, State,
+};
 use crate::window::Window;
 
 /// The rows of one snapshot, sorted, ready to become Arrow batches.
@@ -16,6 +18,8 @@ pub struct SnapshotTables {
     pub window_us: i64,
     pub hosts: Vec<HostRow>,
     pub processes: Vec<ProcessRow>,
+    pub containers: Vec<ContainerRow>,
+    pub kubernetes_objects: Vec<KubernetesObjectRow>,
     pub sockets: Vec<SocketRow>,
     pub local_networks: Vec<LocalNetworkRow>,
     /// Open sockets dropped by this cut because no message confirmed them for too long.
@@ -79,6 +83,11 @@ impl State {
         out.hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
         out.processes
             .sort_by(|a, b| (&a.host_id, a.pid).cmp(&(&b.host_id, b.pid)));
+        out.kubernetes_objects.sort_by(|a, b| {
+            (&a.cluster_id, &a.kind, &a.uid).cmp(&(&b.cluster_id, &b.kind, &b.uid))
+        });
+        out.containers
+            .sort_by(|a, b| (&a.host_id, &a.container_id).cmp(&(&b.host_id, &b.container_id)));
         out.sockets.sort_by(|a, b| {
             let ka = (
                 &a.host_id,
@@ -104,7 +113,96 @@ impl State {
     }
 }
 
-/// The `hosts`, `processes` and `local_networks` rows of one host in the window.
+/// The `containers` row of a container node; `None` (logged) without a container id.
+fn container_row(host_id: &str, node: &Node, last_seen_us: i64) -> Option<ContainerRow> {
+    let Some(container_id) = node.latest(keys::CONTAINER_ID) else {
+        tracing::debug!(
+            host_id,
+            node_id = node.id,
+            "container node without an id, left out"
+        );
+        return None;
+    };
+    let text = |key: &str| node.latest(key).map(str::to_owned);
+    let set = |key: &str| node.sets.get(key).cloned().unwrap_or_default();
+    Some(ContainerRow {
+        host_id: host_id.to_owned(),
+        container_id: container_id.to_owned(),
+        runtime: text(keys::CONTAINER_RUNTIME).unwrap_or_default(),
+        name: text(keys::CONTAINER_NAME),
+        image_name: text(keys::IMAGE_NAME),
+        image_id: text(keys::IMAGE_ID),
+        state: text(keys::CONTAINER_STATE).unwrap_or_else(|| "running".to_owned()),
+        hostname: text(keys::CONTAINER_HOSTNAME),
+        pod_name: text(keys::POD_NAME),
+        pod_namespace: text(keys::POD_NAMESPACE),
+        pod_uid: text(keys::POD_UID),
+        labels: key_values(&set(keys::LABELS)),
+        ips: set(keys::CONTAINER_IPS),
+        ports: set(keys::CONTAINER_PORTS),
+        cpu_usage_percent: node_f64(node, keys::CPU_USAGE_PERCENT),
+        memory_usage_bytes: node_i64(node, keys::MEMORY_USAGE_BYTES),
+        last_seen_us,
+    })
+}
+
+/// The `kubernetes_objects` row of a Kubernetes node; `None` (logged) without a uid.
+fn kubernetes_row(host_id: &str, node: &Node, last_seen_us: i64) -> Option<KubernetesObjectRow> {
+    let Some(uid) = node.latest(keys::UID) else {
+        tracing::debug!(
+            host_id,
+            node_id = node.id,
+            "Kubernetes node without a uid, left out"
+        );
+        return None;
+    };
+    let text = |key: &str| node.latest(key).map(str::to_owned);
+    let set = |key: &str| node.sets.get(key).cloned().unwrap_or_default();
+    let cluster_id = text(keys::CLUSTER_ID).unwrap_or_else(|| {
+        host_id
+            .strip_prefix("cluster:")
+            .unwrap_or(host_id)
+            .to_owned()
+    });
+    Some(KubernetesObjectRow {
+        cluster_id,
+        kind: node.topology.clone(),
+        uid: uid.to_owned(),
+        namespace: text(keys::KUBE_NAMESPACE),
+        name: text(keys::KUBE_NAME),
+        owner_kind: text(keys::OWNER_KIND),
+        owner_uid: text(keys::OWNER_UID),
+        owner_name: text(keys::OWNER_NAME),
+        node_name: text(keys::NODE_NAME),
+        host_ip: text(keys::HOST_IP),
+        pod_ip: text(keys::POD_IP),
+        cluster_ip: text(keys::CLUSTER_IP),
+        state: text(keys::KUBE_STATE),
+        created_at: text(keys::CREATED_AT),
+        labels: key_values(&set(keys::LABELS)),
+        selector: key_values(&set(keys::SELECTOR)),
+        ports: set(keys::PORTS),
+        container_ids: set(keys::CONTAINER_IDS),
+        last_seen_us,
+    })
+}
+
+/// `key=value` entries as sorted pairs, one per key (a map has no duplicates); entries without `=`
+/// are left out.
+fn key_values(entries: &[String]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = entries
+        .iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup_by(|a, b| a.0 == b.0);
+    pairs
+}
+
+/// The `hosts`, `processes`, `containers` and `local_networks` rows of one host in the window.
 fn host_rows(host_id: &str, host: &Host, window_start: i64, out: &mut SnapshotTables) {
     let mut host_node: Option<&Node> = None;
     for reporter in host.reporters.values() {
@@ -137,11 +235,29 @@ fn host_rows(host_id: &str, host: &Host, window_start: i64, out: &mut SnapshotTa
                         memory_usage_bytes: node_i64(node, keys::MEMORY_USAGE_BYTES),
                         open_files_count: node_i32(node, keys::OPEN_FILES_COUNT),
                         last_seen_us: reporter.last_seen_us,
+                        container_id: node.latest(keys::CONTAINER_ID).map(str::to_owned),
                     });
+                }
+                keys::CONTAINER if reporter.last_seen_us >= window_start => {
+                    if let Some(row) = container_row(host_id, node, reporter.last_seen_us) {
+                        out.containers.push(row);
+                    }
+                }
+                topology
+                    if reporter.last_seen_us >= window_start
+                        && keys::KUBERNETES_TOPOLOGIES.contains(&topology) =>
+                {
+                    if let Some(row) = kubernetes_row(host_id, node, reporter.last_seen_us) {
+                        out.kubernetes_objects.push(row);
+                    }
                 }
                 _ => {}
             }
         }
+    }
+    // A cluster collector names no machine: its host id carries Kubernetes objects only.
+    if host_node.is_none() && host.reporters.keys().all(|r| r == keys::KUBERNETES) {
+        return;
     }
     let text = |key: &str| host_node.and_then(|n| n.latest(key)).map(str::to_owned);
     out.hosts.push(HostRow {
@@ -248,6 +364,84 @@ mod tests {
         assert_eq!(sockets_summary(&tables), vec![(22, "open", T0, None)]);
         assert_eq!(tables.expired_sockets, 1);
         assert_eq!(state.socket_count(), 1);
+    }
+
+    #[test]
+    fn containers_and_kubernetes_objects_become_rows_and_a_cluster_is_no_host() {
+        let mut state = State::new();
+        let mut container = Node::new(keys::CONTAINER, "c1;<container>")
+            .with_latest(keys::CONTAINER_ID, "c1", T0)
+            .with_latest(keys::CONTAINER_NAME, "web", T0)
+            .with_latest(keys::CONTAINER_RUNTIME, "containerd", T0);
+        container.sets.insert(
+            keys::LABELS.into(),
+            vec!["tier=front".into(), "app=web".into(), "no-equals".into()],
+        );
+        let mut process = Node::new(keys::PROCESS, "h1;7")
+            .with_latest(keys::PID, 7, T0)
+            .with_latest(keys::CONTAINER_ID, "c1", T0);
+        process
+            .parents
+            .insert(keys::CONTAINER.into(), vec!["c1;<container>".into()]);
+        state.apply_report(
+            delta("h1", keys::CONTAINER, 1, true, T0, vec![container]),
+            Some(T0),
+        );
+        state.apply_report(
+            delta("h1", keys::PROCESS, 2, true, T0, vec![process]),
+            Some(T0),
+        );
+        let mut service = Node::new(keys::SERVICE, "prod/u1;<service>")
+            .with_latest(keys::UID, "u1", T0)
+            .with_latest(keys::CLUSTER_ID, "prod", T0)
+            .with_latest(keys::KUBE_NAME, "web", T0);
+        service
+            .sets
+            .insert(keys::SELECTOR.into(), vec!["app=web".into()]);
+        let nameless = Node::new(keys::POD, "prod/x;<pod>");
+        state.apply_report(
+            delta(
+                "cluster:prod",
+                keys::KUBERNETES,
+                1,
+                true,
+                T0,
+                vec![service, nameless],
+            ),
+            Some(T0),
+        );
+
+        let tables = state.cut(T0 + S, &window());
+        let hosts: Vec<&str> = tables.hosts.iter().map(|h| h.host_id.as_str()).collect();
+        assert_eq!(hosts, vec!["h1"], "a cluster collector reports no host");
+        assert_eq!(tables.processes[0].container_id.as_deref(), Some("c1"));
+        let c = &tables.containers[0];
+        assert_eq!(
+            (
+                c.container_id.as_str(),
+                c.runtime.as_str(),
+                c.state.as_str()
+            ),
+            ("c1", "containerd", "running")
+        );
+        assert_eq!(
+            c.labels,
+            vec![
+                ("app".to_owned(), "web".to_owned()),
+                ("tier".to_owned(), "front".to_owned())
+            ]
+        );
+        assert_eq!(
+            tables.kubernetes_objects.len(),
+            1,
+            "a node without a uid is left out"
+        );
+        let k = &tables.kubernetes_objects[0];
+        assert_eq!(
+            (k.cluster_id.as_str(), k.kind.as_str(), k.name.as_deref()),
+            ("prod", "service", Some("web"))
+        );
+        assert_eq!(k.selector, vec![("app".to_owned(), "web".to_owned())]);
     }
 
     #[test]

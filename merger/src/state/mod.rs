@@ -18,8 +18,8 @@
 //! - `apply`: [`State::apply_connection`], [`State::apply_report`] and [`State::revoke`], and
 //!   what each did ([`Applied`]).
 //! - `cut`: [`State::cut`] into [`SnapshotTables`].
-//! - `rows`: the rows of those tables ([`HostRow`], [`ProcessRow`], [`SocketRow`],
-//!   [`LocalNetworkRow`]) and the socket identity they carry ([`SocketKey`], [`Direction`]).
+//! - `rows`: the rows of those tables ([`HostRow`], [`ProcessRow`], [`ContainerRow`],
+//!   [`KubernetesObjectRow`], [`SocketRow`], [`LocalNetworkRow`]) and the socket identity they carry ([`SocketKey`], [`Direction`]).
 //! - `host`: what is held per host between messages: its reporters' nodes and its sockets.
 //! - `node`: the numbers of a report node, whichever way the collector published them.
 //!
@@ -62,7 +62,10 @@ use std::collections::HashMap;
 pub use apply::Applied;
 pub use cut::SnapshotTables;
 pub use input::Input;
-pub use rows::{Direction, HostRow, LocalNetworkRow, ProcessRow, SocketKey, SocketRow, family_str};
+pub use rows::{
+    ContainerRow, Direction, HostRow, KubernetesObjectRow, LocalNetworkRow, ProcessRow, SocketKey,
+    SocketRow, family_str,
+};
 pub use validate::{check_connection, check_report};
 
 use host::Host;

@@ -68,6 +68,56 @@ pub struct ProcessRow {
     pub memory_usage_bytes: Option<i64>,
     pub open_files_count: Option<i32>,
     pub last_seen_us: i64,
+    pub container_id: Option<String>,
+}
+
+/// One row of the `containers` table, without `snapshot_time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerRow {
+    pub host_id: String,
+    pub container_id: String,
+    pub runtime: String,
+    pub name: Option<String>,
+    pub image_name: Option<String>,
+    pub image_id: Option<String>,
+    pub state: String,
+    pub hostname: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub pod_uid: Option<String>,
+    /// `(key, value)`, sorted by key.
+    pub labels: Vec<(String, String)>,
+    pub ips: Vec<String>,
+    pub ports: Vec<String>,
+    pub cpu_usage_percent: Option<f64>,
+    pub memory_usage_bytes: Option<i64>,
+    pub last_seen_us: i64,
+}
+
+/// One row of the `kubernetes_objects` table, without `snapshot_time`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KubernetesObjectRow {
+    pub cluster_id: String,
+    /// The report topology: `pod`, `deployment`, ...
+    pub kind: String,
+    pub uid: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub owner_kind: Option<String>,
+    pub owner_uid: Option<String>,
+    pub owner_name: Option<String>,
+    pub node_name: Option<String>,
+    pub host_ip: Option<String>,
+    pub pod_ip: Option<String>,
+    pub cluster_ip: Option<String>,
+    pub state: Option<String>,
+    pub created_at: Option<String>,
+    /// `(key, value)`, sorted by key.
+    pub labels: Vec<(String, String)>,
+    pub selector: Vec<(String, String)>,
+    pub ports: Vec<String>,
+    pub container_ids: Vec<String>,
+    pub last_seen_us: i64,
 }
 
 /// One row of the `sockets` table, without `snapshot_time`.

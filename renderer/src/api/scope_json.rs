@@ -54,13 +54,19 @@ pub struct OptionGroup {
     pub id: &'static str,
     #[serde(rename = "defaultValue")]
     pub default_value: &'static str,
+    /// `union` where any number of values may be picked together (Scope's namespaces).
+    #[serde(rename = "selectType", skip_serializing_if = "Option::is_none")]
+    pub select_type: Option<&'static str>,
+    /// What the UI shows when no value of a union is picked.
+    #[serde(rename = "noneLabel", skip_serializing_if = "Option::is_none")]
+    pub none_label: Option<&'static str>,
     pub options: Vec<OptionValue>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct OptionValue {
-    pub value: &'static str,
-    pub label: &'static str,
+    pub value: String,
+    pub label: String,
 }
 
 #[derive(Debug, Default, Serialize)]

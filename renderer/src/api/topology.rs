@@ -25,6 +25,8 @@ struct Listing {
     under: Option<View>,
     hide_if_empty: bool,
     options: &'static [Choice],
+    /// Offers a union of the namespaces its nodes are in (Scope's Kubernetes views).
+    namespaced: bool,
 }
 
 /// One option of a view: `?<id>=<value>`.
@@ -49,6 +51,41 @@ const PSEUDO: Choice = Choice {
     ],
 };
 
+const SYSTEM: Choice = Choice {
+    id: "system",
+    default: "application",
+    values: &[
+        ("all", "All"),
+        ("system", "System containers"),
+        ("application", "Application containers"),
+    ],
+};
+
+const STOPPED: Choice = Choice {
+    id: "stopped",
+    default: "running",
+    values: &[
+        ("stopped", "Stopped containers"),
+        ("running", "Running containers"),
+        ("both", "Both"),
+    ],
+};
+
+const UNCONTAINED: Choice = Choice {
+    id: "pseudo",
+    default: "hide",
+    values: &[("show", "Show uncontained"), ("hide", "Hide uncontained")],
+};
+
+const UNMANAGED: Choice = Choice {
+    id: "pseudo",
+    default: "hide",
+    values: &[("show", "Show unmanaged"), ("hide", "Hide unmanaged")],
+};
+
+/// The options of Scope's container views, in its order.
+const CONTAINER_OPTIONS: &[Choice] = &[SYSTEM, STOPPED, UNCONTAINED];
+
 fn listing(view: View) -> Listing {
     match view {
         View::Processes => Listing {
@@ -58,6 +95,7 @@ fn listing(view: View) -> Listing {
             under: None,
             hide_if_empty: true,
             options: &[UNCONNECTED],
+            namespaced: false,
         },
         View::ProcessesByName => Listing {
             view,
@@ -66,6 +104,7 @@ fn listing(view: View) -> Listing {
             under: Some(View::Processes),
             hide_if_empty: true,
             options: &[UNCONNECTED],
+            namespaced: false,
         },
         View::Hosts => Listing {
             view,
@@ -74,6 +113,7 @@ fn listing(view: View) -> Listing {
             under: None,
             hide_if_empty: false,
             options: &[PSEUDO],
+            namespaced: false,
         },
         // Not listed by Weave Scope 1.13's API; ranked after its views.
         View::Endpoints => Listing {
@@ -83,6 +123,61 @@ fn listing(view: View) -> Listing {
             under: None,
             hide_if_empty: true,
             options: &[PSEUDO],
+            namespaced: false,
+        },
+        View::Containers => Listing {
+            view,
+            name: "Containers",
+            rank: 2,
+            under: None,
+            hide_if_empty: false,
+            options: CONTAINER_OPTIONS,
+            namespaced: false,
+        },
+        View::ContainersByHostname => Listing {
+            view,
+            name: "by DNS name",
+            rank: 0,
+            under: Some(View::Containers),
+            hide_if_empty: false,
+            options: CONTAINER_OPTIONS,
+            namespaced: false,
+        },
+        View::ContainersByImage => Listing {
+            view,
+            name: "by image",
+            rank: 0,
+            under: Some(View::Containers),
+            hide_if_empty: false,
+            options: CONTAINER_OPTIONS,
+            namespaced: false,
+        },
+        View::Pods => Listing {
+            view,
+            name: "Pods",
+            rank: 3,
+            under: None,
+            hide_if_empty: true,
+            options: &[UNMANAGED],
+            namespaced: true,
+        },
+        View::KubeControllers => Listing {
+            view,
+            name: "Controllers",
+            rank: 0,
+            under: Some(View::Pods),
+            hide_if_empty: true,
+            options: &[UNMANAGED],
+            namespaced: true,
+        },
+        View::Services => Listing {
+            view,
+            name: "Services",
+            rank: 0,
+            under: Some(View::Pods),
+            hide_if_empty: true,
+            options: &[UNMANAGED],
+            namespaced: true,
         },
     }
 }
@@ -99,6 +194,13 @@ pub fn view_by_id(id: &str) -> Option<View> {
 pub struct Options {
     hide_unconnected: bool,
     hide_pseudo: bool,
+    /// Containers: `system` or `application` shows only those; `all` (or none) both.
+    system: Option<&'static str>,
+    /// Containers: `stopped` or `running` shows only those; `both` (or none) both.
+    stopped: Option<&'static str>,
+    /// Kubernetes views: the namespaces picked (`?namespace=a,b` or repeated); none picked
+    /// shows all. Pseudo nodes belong to no namespace and stay.
+    namespaces: BTreeSet<String>,
 }
 
 impl Options {
@@ -106,26 +208,74 @@ impl Options {
         if query.is_empty() {
             return Options::default();
         }
-        let pick = |choice: &Choice| {
+        let pick = |choice: &Choice| -> &'static str {
             query
                 .iter()
-                .find(|(key, value)| {
-                    key == choice.id && choice.values.iter().any(|(v, _)| v == value)
+                .find_map(|(key, value)| {
+                    (key == choice.id)
+                        .then(|| choice.values.iter().find(|(v, _)| v == value))
+                        .flatten()
                 })
-                .map_or(choice.default, |(_, value)| value.as_str())
-                == "hide"
+                .map_or(choice.default, |(value, _)| value)
         };
         let mut options = Options::default();
+        if listing(view).namespaced {
+            options.namespaces = query
+                .iter()
+                .filter(|(key, _)| key == NAMESPACE_OPTION)
+                .flat_map(|(_, value)| value.split(','))
+                .filter(|namespace| !namespace.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         for choice in listing(view).options {
             match choice.id {
-                "unconnected" => options.hide_unconnected = pick(choice),
-                "pseudo" => options.hide_pseudo = pick(choice),
+                "unconnected" => options.hide_unconnected = pick(choice) == "hide",
+                "pseudo" => options.hide_pseudo = pick(choice) == "hide",
+                "system" => options.system = Some(pick(choice)),
+                "stopped" => options.stopped = Some(pick(choice)),
                 _ => {}
             }
         }
         options
     }
+
+    /// Whether a node passes the container options, by its `system` and state metadata.
+    fn shows_container(&self, node: &RenderedNode) -> bool {
+        let system = node.metadata.get(SYSTEM_KEY).is_some_and(|v| v == "true");
+        let stopped = node
+            .metadata
+            .get(CONTAINER_STATE_KEY)
+            .is_some_and(|state| !RUNNING_STATES.contains(&state.as_str()));
+        let system_ok = match self.system {
+            Some("system") => system,
+            Some("application") => !system,
+            _ => true,
+        };
+        let stopped_ok = match self.stopped {
+            Some("stopped") => stopped,
+            Some("running") => !stopped,
+            _ => true,
+        };
+        let namespace_ok = self.namespaces.is_empty()
+            || node.pseudo
+            || node
+                .metadata
+                .get(NAMESPACE_KEY)
+                .is_some_and(|namespace| self.namespaces.contains(namespace));
+        system_ok && stopped_ok && namespace_ok
+    }
 }
+
+/// The union option of the Kubernetes views, and the metadata key it reads.
+const NAMESPACE_OPTION: &str = "namespace";
+const NAMESPACE_KEY: &str = "kubernetes_namespace";
+
+/// Metadata keys the container options read (set by the container views' SQL).
+const SYSTEM_KEY: &str = "system";
+const CONTAINER_STATE_KEY: &str = "docker_container_state";
+/// States of a container that count as running for `?stopped=`, as Docker names them.
+const RUNNING_STATES: [&str; 3] = ["running", "paused", "restarting"];
 
 /// `GET /api/topology`: every view with its options and the counts of `rendered`.
 pub fn descriptions(rendered: Option<&Rendered>) -> Vec<TopologyDesc> {
@@ -142,12 +292,18 @@ pub fn descriptions(rendered: Option<&Rendered>) -> Vec<TopologyDesc> {
                 .map(|choice| OptionGroup {
                     id: choice.id,
                     default_value: choice.default,
+                    select_type: None,
+                    none_label: None,
                     options: choice
                         .values
                         .iter()
-                        .map(|&(value, label)| OptionValue { value, label })
+                        .map(|&(value, label)| OptionValue {
+                            value: value.to_owned(),
+                            label: label.to_owned(),
+                        })
                         .collect(),
                 })
+                .chain(listing.namespaced.then(|| namespace_group(rendered)))
                 .collect(),
             stats,
             sub_topologies: Vec::new(),
@@ -165,6 +321,31 @@ pub fn descriptions(rendered: Option<&Rendered>) -> Vec<TopologyDesc> {
         top.push(desc);
     }
     top
+}
+
+/// Scope's namespace filter: every namespace a Kubernetes view's node is in, any number of
+/// which may be picked together.
+fn namespace_group(rendered: Option<&Rendered>) -> OptionGroup {
+    let namespaces: BTreeSet<&str> = rendered
+        .into_iter()
+        .flat_map(|r| r.views.values().flatten())
+        .filter_map(|n| n.metadata.get(NAMESPACE_KEY))
+        .map(String::as_str)
+        .filter(|namespace| !namespace.is_empty())
+        .collect();
+    OptionGroup {
+        id: NAMESPACE_OPTION,
+        default_value: "",
+        select_type: Some("union"),
+        none_label: Some("All namespaces"),
+        options: namespaces
+            .into_iter()
+            .map(|namespace| OptionValue {
+                value: namespace.to_owned(),
+                label: namespace.to_owned(),
+            })
+            .collect(),
+    }
 }
 
 /// Scope's stats of a view: all its nodes and edges, and how many its default options hide.
@@ -212,6 +393,7 @@ pub fn summaries(
         .iter()
         .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
         .filter(|n| !options.hide_pseudo || !n.pseudo)
+        .filter(|n| options.shows_container(n))
         .map(|n| (n.id.clone(), summary(n, graph, &labels)))
         .collect()
 }
@@ -312,6 +494,16 @@ fn metadata_template(key: &str) -> (&str, f64, &'static str) {
         "local_networks" => ("Local networks", 13.0, ""),
         "tracker_mode" => ("Connection tracker", 14.0, ""),
         "host_id" => ("Host ID", 15.0, ""),
+        "docker_image_tag" => ("Image tag", 1.0, ""),
+        "docker_image_name" => ("Image name", 2.0, ""),
+        "docker_container_state" => ("State", 4.0, ""),
+        "docker_container_hostname" => ("Hostname", 7.0, ""),
+        "docker_container_ips" => ("IPs", 8.0, ""),
+        "docker_container_ports" => ("Ports", 9.0, ""),
+        "docker_container_id" => ("ID", 11.0, ""),
+        "container_runtime" => ("Runtime", 12.0, ""),
+        "kubernetes_pod_name" => ("Pod", 13.0, ""),
+        "kubernetes_namespace" => ("Namespace", 14.0, ""),
         other => (other, 20.0, ""),
     }
 }
@@ -321,6 +513,8 @@ fn metric_template(id: &str) -> (&str, &'static str, f64) {
     match id {
         "process_cpu_usage_percent" | "host_cpu_usage_percent" => ("CPU", "percent", 1.0),
         "process_memory_usage_bytes" | "host_mem_usage_bytes" => ("Memory", "filesize", 2.0),
+        "docker_cpu_total_usage" => ("CPU", "percent", 1.0),
+        "docker_memory_usage" => ("Memory", "filesize", 2.0),
         "open_files_count" => ("Open files", "integer", 3.0),
         "connections_count" => ("Connections", "integer", 4.0),
         "load1" => ("Load (1m)", "", 11.0),
@@ -439,7 +633,8 @@ pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails>
     })
 }
 
-/// The nodes of other views whose parent is this node: a host's processes.
+/// The nodes of other views whose parent is this node: a host's processes, containers and
+/// pods, a container's processes, a controller's pods.
 fn children(rendered: &Rendered, view: View, id: &str) -> Vec<NodeSummaryGroup> {
     let mut groups = Vec::new();
     for child_view in View::ALL {
@@ -466,6 +661,15 @@ fn children(rendered: &Rendered, view: View, id: &str) -> Vec<NodeSummaryGroup> 
                     ("process_memory_usage_bytes", "Memory"),
                 ],
             ),
+            View::Containers => (
+                "Containers",
+                "containers",
+                vec![
+                    ("docker_cpu_total_usage", "CPU"),
+                    ("docker_memory_usage", "Memory"),
+                ],
+            ),
+            View::Pods => ("Pods", "pods", vec![("connections_count", "Connections")]),
             _ => continue,
         };
         groups.push(NodeSummaryGroup {

@@ -26,14 +26,5 @@ LEFT JOIN (
     FROM (SELECT DISTINCT snapshot_time, host_id, cidr FROM local_networks) d
     GROUP BY snapshot_time, host_id
 ) n ON n.snapshot_time = h.snapshot_time AND n.host_id = h.host_id
--- Connections at either end of the node's edges in this view.
-LEFT JOIN (
-    SELECT snapshot_time, node, CAST(SUM(connections) AS DOUBLE) AS connections
-    FROM (
-        SELECT snapshot_time, src AS node, connections FROM view_edges
-        UNION ALL
-        SELECT snapshot_time, dst AS node, connections FROM view_edges WHERE dst <> src
-    ) ends
-    GROUP BY snapshot_time, node
-) c ON c.snapshot_time = h.snapshot_time AND c.node = h.id
+LEFT JOIN view_node_connections c ON c.snapshot_time = h.snapshot_time AND c.node = h.id
 ORDER BY h.id

@@ -6,12 +6,14 @@
 //!
 //! 1. [`CONNECTIONS`] over `sockets` → the `connections` table;
 //! 2. the [`DERIVED`] relations, registered as views: `host_info`, `process_info`,
-//!    `host_addrs`, `conn_ends`, `end_nodes`, and `edges` (the edges of every view);
+//!    `container_info`, `pod_info`, `pod_services`, `process_parents`, `host_addrs`,
+//!    `conn_ends`, `end_nodes`, and `edges` (the edges of every view);
 //! 3. per [`View`]: its [`ViewSql::edges`] (its rows of `edges`, registered as
-//!    `view_edges`), then its [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at
-//!    the ends of its edges).
+//!    `view_edges`) and [`NODE_CONNECTIONS`] over them (`view_node_connections`), then its
+//!    [`ViewSql::nodes`] and [`PSEUDO_NODES`] (the pseudo nodes at the ends of its edges).
 //!
-//! Scalar functions from [`crate::network`] are available: `scope_is_loopback(addr)`,
+//! `scope_selects(selector, labels)` ([`crate::selector`]) matches a service's selector. Scalar
+//! functions from [`crate::network`] are available too: `scope_is_loopback(addr)`,
 //! `scope_is_local(snapshot_time, addr)` (inside a local network of that snapshot, or
 //! loopback) and `scope_local_network(snapshot_time, addr)` (the CIDR of its most specific
 //! local network: the id of the pseudo node for an unreported peer there); `scope sql`
@@ -29,9 +31,13 @@ use scope_schemas::View;
 pub const CONNECTIONS: &str = include_str!("connections.sql");
 
 /// Relations every view builds on, registered as SQL views in this order.
-pub const DERIVED: [(&str, &str); 6] = [
+pub const DERIVED: [(&str, &str); 10] = [
     ("host_info", include_str!("host_info.sql")),
     ("process_info", include_str!("process_info.sql")),
+    ("container_info", include_str!("container_info.sql")),
+    ("pod_info", include_str!("pod_info.sql")),
+    ("pod_services", include_str!("pod_services.sql")),
+    ("process_parents", include_str!("process_parents.sql")),
     ("host_addrs", include_str!("host_addrs.sql")),
     ("conn_ends", include_str!("conn_ends.sql")),
     ("end_nodes", include_str!("end_nodes.sql")),
@@ -43,6 +49,13 @@ pub const PSEUDO_NODES: &str = include_str!("pseudo_nodes.sql");
 
 /// The name under which a view's edges are registered while its nodes are computed.
 pub const VIEW_EDGES: &str = "view_edges";
+
+/// The connections at either end of each node's edges in one view (`view_edges`), the
+/// `connections_count` metric of its nodes; registered as [`VIEW_NODE_CONNECTIONS`].
+pub const NODE_CONNECTIONS: &str = include_str!("node_connections.sql");
+
+/// The name under which [`NODE_CONNECTIONS`] is registered while a view's nodes are computed.
+pub const VIEW_NODE_CONNECTIONS: &str = "view_node_connections";
 
 /// The queries of one view.
 #[derive(Clone, Debug)]
@@ -61,6 +74,12 @@ pub fn sql(view: View) -> ViewSql {
         View::ProcessesByName => include_str!("processes-by-name.nodes.sql"),
         View::Hosts => include_str!("hosts.nodes.sql"),
         View::Endpoints => include_str!("endpoints.nodes.sql"),
+        View::Containers => include_str!("containers.nodes.sql"),
+        View::ContainersByImage => include_str!("containers-by-image.nodes.sql"),
+        View::ContainersByHostname => include_str!("containers-by-hostname.nodes.sql"),
+        View::Pods => include_str!("pods.nodes.sql"),
+        View::KubeControllers => include_str!("kube-controllers.nodes.sql"),
+        View::Services => include_str!("services.nodes.sql"),
     };
     let edges = format!(
         "SELECT snapshot_time, \"view\", src, dst, src_pseudo, dst_pseudo, connections, ports \
@@ -104,9 +123,13 @@ mod tests {
     use super::*;
     use scope_schemas::rendered::{INTERNET_INBOUND_ID, INTERNET_OUTBOUND_ID};
 
+    fn derived(name: &str) -> &'static str {
+        DERIVED.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
     #[test]
     fn internet_ids_match_the_contract() {
-        for text in [DERIVED[3].1, PSEUDO_NODES] {
+        for text in [derived("conn_ends"), PSEUDO_NODES] {
             assert!(text.contains(&format!("'{INTERNET_INBOUND_ID}'")));
             assert!(text.contains(&format!("'{INTERNET_OUTBOUND_ID}'")));
         }
@@ -116,7 +139,7 @@ mod tests {
     fn local_network_pseudo_nodes_use_the_registered_function() {
         // Per snapshot, so the same SQL reruns over `history.*`.
         let call = format!("{}(snapshot_time, ", crate::network::LOCAL_NETWORK);
-        assert!(DERIVED[3].1.contains(&call));
+        assert!(derived("conn_ends").contains(&call));
     }
 
     #[test]
@@ -125,7 +148,7 @@ mod tests {
             let q = sql(view);
             let literal = format!("'{}' AS view", view.name());
             assert!(q.nodes.contains(&literal), "{view:?} nodes");
-            assert!(DERIVED[5].1.contains(&literal), "{view:?} edges");
+            assert!(derived("edges").contains(&literal), "{view:?} edges");
             assert!(q.edges.contains(&format!("\"view\" = '{}'", view.name())));
         }
     }

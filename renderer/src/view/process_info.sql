@@ -17,7 +17,8 @@ SELECT
     p.threads,
     p.cpu_usage_percent,
     p.memory_usage_bytes,
-    p.open_files_count
+    p.open_files_count,
+    p.container_id
 FROM (
     SELECT
         snapshot_time,
@@ -29,7 +30,8 @@ FROM (
         MAX(threads) AS threads,
         MAX(cpu_usage_percent) AS cpu_usage_percent,
         MAX(memory_usage_bytes) AS memory_usage_bytes,
-        MAX(open_files_count) AS open_files_count
+        MAX(open_files_count) AS open_files_count,
+        MAX(container_id) AS container_id
     FROM processes
     GROUP BY snapshot_time, host_id, pid
 ) p

@@ -1,6 +1,7 @@
 -- processes: one node per process, `<host_id>;<pid>`. Columns `meta_<key>` become the
 -- published node's metadata; `metric_<id>` (Weave Scope's metric ids) and `parent_<view>`
--- are what the HTTP API adds: the process's usage and connections, and its host's node.
+-- are what the HTTP API adds: the process's usage and connections, its host's node and its
+-- container's (its host's "Uncontained" pseudo node when it runs in none).
 SELECT
     p.snapshot_time,
     'processes' AS view,
@@ -19,16 +20,11 @@ SELECT
     CAST(p.memory_usage_bytes AS DOUBLE) AS metric_process_memory_usage_bytes,
     CAST(p.open_files_count AS DOUBLE) AS metric_open_files_count,
     COALESCE(c.connections, 0.0) AS metric_connections_count,
-    p.host_id || ';<host>' AS parent_hosts
+    p.host_id || ';<host>' AS parent_hosts,
+    COALESCE(ci.id, 'pseudo:uncontained:' || p.host_id) AS parent_containers
 FROM process_info p
--- Connections at either end of the node's edges in this view.
-LEFT JOIN (
-    SELECT snapshot_time, node, CAST(SUM(connections) AS DOUBLE) AS connections
-    FROM (
-        SELECT snapshot_time, src AS node, connections FROM view_edges
-        UNION ALL
-        SELECT snapshot_time, dst AS node, connections FROM view_edges WHERE dst <> src
-    ) ends
-    GROUP BY snapshot_time, node
-) c ON c.snapshot_time = p.snapshot_time AND c.node = p.id
+LEFT JOIN container_info ci
+    ON ci.snapshot_time = p.snapshot_time AND ci.host_id = p.host_id
+    AND ci.container_id = p.container_id
+LEFT JOIN view_node_connections c ON c.snapshot_time = p.snapshot_time AND c.node = p.id
 ORDER BY p.id

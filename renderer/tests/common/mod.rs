@@ -29,6 +29,28 @@ struct Process {
     host: String,
     pid: i32,
     name: Option<String>,
+    container: Option<String>,
+}
+struct Container {
+    host: String,
+    id: String,
+    name: String,
+    image: String,
+    hostname: String,
+    state: String,
+    labels: Vec<(String, String)>,
+    pod_uid: Option<String>,
+}
+/// A Kubernetes object of cluster `c1`.
+struct KubeObject {
+    kind: String,
+    uid: String,
+    namespace: String,
+    name: String,
+    owner: Option<(String, String, String)>,
+    labels: Vec<(String, String)>,
+    selector: Vec<(String, String)>,
+    node_name: Option<String>,
 }
 struct Socket {
     host: String,
@@ -47,6 +69,8 @@ pub struct Snapshot {
     pub time: i64,
     hosts: Vec<Host>,
     processes: Vec<Process>,
+    containers: Vec<Container>,
+    kube: Vec<KubeObject>,
     sockets: Vec<Socket>,
     networks: Vec<(String, String)>,
 }
@@ -57,6 +81,8 @@ impl Snapshot {
             time,
             hosts: vec![],
             processes: vec![],
+            containers: vec![],
+            kube: vec![],
             sockets: vec![],
             networks: vec![],
         }
@@ -80,6 +106,88 @@ impl Snapshot {
             host: host.into(),
             pid,
             name: Some(name.into()),
+            container: None,
+        });
+        self
+    }
+
+    /// A running container of `host`, named `name`, from `image`, its hostname the first 12
+    /// digits of `id`.
+    pub fn container(mut self, host: &str, id: &str, name: &str, image: &str) -> Self {
+        self.containers.push(Container {
+            host: host.into(),
+            id: id.into(),
+            name: name.into(),
+            image: image.into(),
+            hostname: id[..12.min(id.len())].into(),
+            state: "running".into(),
+            labels: vec![],
+            pod_uid: None,
+        });
+        self
+    }
+
+    /// The container added last runs in the pod whose uid is `uid`.
+    pub fn in_pod(mut self, uid: &str) -> Self {
+        let container = self.containers.last_mut().expect("a container");
+        container.pod_uid = Some(uid.into());
+        self
+    }
+
+    /// A Kubernetes object of cluster `c1`: `kind` is its report topology (`pod`,
+    /// `replica_set`, ...), `owner` its controlling owner reference (Kubernetes kind, uid,
+    /// name), `labels` as `key=value`.
+    pub fn kube(
+        mut self,
+        kind: &str,
+        uid: &str,
+        namespace: &str,
+        name: &str,
+        owner: Option<(&str, &str, &str)>,
+        labels: &[&str],
+    ) -> Self {
+        self.kube.push(KubeObject {
+            kind: kind.into(),
+            uid: uid.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            owner: owner.map(|(k, u, n)| (k.into(), u.into(), n.into())),
+            labels: key_values(labels),
+            selector: vec![],
+            node_name: (kind == "pod").then(|| "h1".to_owned()),
+        });
+        self
+    }
+
+    /// The selector (`key=value`) of the Kubernetes object added last (a service).
+    pub fn selector(mut self, entries: &[&str]) -> Self {
+        let object = self.kube.last_mut().expect("a Kubernetes object");
+        object.selector = key_values(entries);
+        self
+    }
+
+    /// The state of the container added last (`exited`, ...).
+    pub fn state(mut self, state: &str) -> Self {
+        let container = self.containers.last_mut().expect("a container");
+        container.state = state.into();
+        self
+    }
+
+    /// A label of the container added last.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        let container = self.containers.last_mut().expect("a container");
+        container.labels.push((key.into(), value.into()));
+        container.labels.sort();
+        self
+    }
+
+    /// A process of `host` running in container `container`.
+    pub fn contained(mut self, host: &str, pid: i32, name: &str, container: &str) -> Self {
+        self.processes.push(Process {
+            host: host.into(),
+            pid,
+            name: Some(name.into()),
+            container: Some(container.into()),
         });
         self
     }
@@ -147,7 +255,7 @@ impl Snapshot {
         self
     }
 
-    /// Writes the four merged tables as `writer`'s files of this snapshot.
+    /// Writes the merged tables as `writer`'s files of this snapshot.
     pub fn write(&self, data_dir: &Path, writer: &str) {
         for (name, batch) in self.batches() {
             let schema = tables::schema(name).unwrap();
@@ -206,6 +314,73 @@ impl Snapshot {
                 Arc::new(Float64Array::from(vec![Some(1.5); n])),
                 Arc::new(Int64Array::from(vec![Some(1 << 20); n])),
                 Arc::new(Int32Array::from(vec![Some(10); n])),
+                ts(n, t),
+                strs(self.processes.iter().map(|p| p.container.clone()).collect()),
+            ],
+        );
+
+        let n = self.containers.len();
+        let c = &self.containers;
+        let containers = batch(
+            &tables::CONTAINERS,
+            vec![
+                ts(n, t),
+                strs(c.iter().map(|c| some(&c.host)).collect()),
+                strs(c.iter().map(|c| some(&c.id)).collect()),
+                strs(vec![some("docker"); n]),
+                strs(c.iter().map(|c| some(&c.name)).collect()),
+                strs(c.iter().map(|c| some(&c.image)).collect()),
+                strs(vec![some("sha256:0123"); n]),
+                strs(c.iter().map(|c| some(&c.state)).collect()),
+                strs(c.iter().map(|c| some(&c.hostname)).collect()),
+                strs(vec![None; n]),
+                strs(vec![None; n]),
+                strs(c.iter().map(|c| c.pod_uid.clone()).collect()),
+                tables::labels_column(c.iter().map(|c| c.labels.as_slice())).unwrap(),
+                tables::text_list_column(c.iter().map(|_| &[] as &[String])),
+                tables::text_list_column(c.iter().map(|_| &[] as &[String])),
+                Arc::new(Float64Array::from(vec![Some(2.5); n])),
+                Arc::new(Int64Array::from(vec![Some(1 << 21); n])),
+                ts(n, t),
+            ],
+        );
+
+        let n = self.kube.len();
+        let k = &self.kube;
+        let kubernetes_objects = batch(
+            &tables::KUBERNETES_OBJECTS,
+            vec![
+                ts(n, t),
+                strs(vec![some("c1"); n]),
+                strs(k.iter().map(|k| some(&k.kind)).collect()),
+                strs(k.iter().map(|k| some(&k.uid)).collect()),
+                strs(k.iter().map(|k| some(&k.namespace)).collect()),
+                strs(k.iter().map(|k| some(&k.name)).collect()),
+                strs(
+                    k.iter()
+                        .map(|k| k.owner.as_ref().map(|o| o.0.clone()))
+                        .collect(),
+                ),
+                strs(
+                    k.iter()
+                        .map(|k| k.owner.as_ref().map(|o| o.1.clone()))
+                        .collect(),
+                ),
+                strs(
+                    k.iter()
+                        .map(|k| k.owner.as_ref().map(|o| o.2.clone()))
+                        .collect(),
+                ),
+                strs(k.iter().map(|k| k.node_name.clone()).collect()),
+                strs(vec![None; n]),
+                strs(vec![None; n]),
+                strs(vec![None; n]),
+                strs(vec![some("Running"); n]),
+                strs(vec![None; n]),
+                tables::labels_column(k.iter().map(|k| k.labels.as_slice())).unwrap(),
+                tables::labels_column(k.iter().map(|k| k.selector.as_slice())).unwrap(),
+                tables::text_list_column(k.iter().map(|_| &[] as &[String])),
+                tables::text_list_column(k.iter().map(|_| &[] as &[String])),
                 ts(n, t),
             ],
         );
@@ -270,10 +445,25 @@ impl Snapshot {
         vec![
             (table::HOSTS, hosts),
             (table::PROCESSES, processes),
+            (table::CONTAINERS, containers),
+            (table::KUBERNETES_OBJECTS, kubernetes_objects),
             (table::SOCKETS, sockets),
             (table::LOCAL_NETWORKS, networks),
         ]
     }
+}
+
+/// `key=value` entries as sorted pairs.
+fn key_values(entries: &[&str]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = entries
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    pairs.sort();
+    pairs
 }
 
 fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
