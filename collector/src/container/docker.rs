@@ -167,18 +167,18 @@ pub async fn watch(
         let Some(connected) = shutdown.run_until_cancelled(watcher.connect()).await else {
             return;
         };
-        let error = match connected {
+        let (error, lost) = match connected {
             Ok((events, containers)) => {
                 outage.reconnected(&watcher.api.socket, containers);
                 let Some(error) = shutdown.run_until_cancelled(watcher.follow(events)).await else {
                     return;
                 };
-                error
+                (error, true)
             }
-            Err(error) => error,
+            Err(error) => (error, false),
         };
         DockerStats::add(&watcher.stats.api_failures);
-        let wait = outage.failed(&watcher.api.socket, &error);
+        let wait = outage.failed(&watcher.api.socket, &error, lost);
         if shutdown
             .run_until_cancelled(tokio::time::sleep(wait))
             .await
@@ -196,18 +196,16 @@ struct Outage {
 }
 
 impl Outage {
-    /// Logs the failure if it starts an outage, and returns how long to wait.
-    fn failed(&mut self, socket: &Path, error: &ApiError) -> Duration {
+    /// Logs the failure if it starts an outage (a watch `lost`, or none yet), and returns how
+    /// long to wait.
+    fn failed(&mut self, socket: &Path, error: &ApiError, lost: bool) -> Duration {
         let socket = socket.display();
         if !self.said {
             self.said = true;
-            match error {
-                ApiError::Connect(_) => {
-                    tracing::info!(%socket, %error, "no Docker API at {socket}: {error}; retrying in the background")
-                }
-                _ => {
-                    tracing::warn!(%socket, %error, "lost the Docker API at {socket}: {error}; retrying in the background")
-                }
+            if lost {
+                tracing::warn!(%socket, %error, "lost the Docker API at {socket}: {error}; retrying in the background");
+            } else {
+                tracing::info!(%socket, %error, "no Docker API at {socket}: {error}; retrying in the background");
             }
         } else {
             tracing::debug!(%socket, %error, "Docker API still unreachable");
@@ -914,7 +912,7 @@ mod tests {
         };
         let error = ApiError::StreamEnded;
         let waits: Vec<Duration> = (0..10)
-            .map(|_| outage.failed(Path::new("/x"), &error))
+            .map(|_| outage.failed(Path::new("/x"), &error, false))
             .collect();
         assert_eq!(waits[0], FIRST_RETRY);
         assert_eq!(waits[1], FIRST_RETRY * 2);
@@ -922,6 +920,6 @@ mod tests {
         assert!(outage.said);
         outage.reconnected(Path::new("/x"), 0);
         assert!(!outage.said);
-        assert_eq!(outage.failed(Path::new("/x"), &error), FIRST_RETRY);
+        assert_eq!(outage.failed(Path::new("/x"), &error, true), FIRST_RETRY);
     }
 }
