@@ -18,7 +18,10 @@
 //! - `scan`: one walk over `/proc/<pid>` per spy (stat, cmdline, fds, network namespace)
 //!   plus the TCP tables of every network namespace.
 //! - `tcp`: parsing `/proc/net/tcp` and `tcp6`.
-//! - `reporter`: `endpoint` (connection events), `process` and `host` (report nodes).
+//! - `reporter`: `endpoint` (connection events), `process`, `host` and `container` (report
+//!   nodes).
+//! - `container`: each process's container from its cgroup path (Docker, containerd/CRI,
+//!   CRI-O, Podman), and the Docker Engine API watcher for their names, images and labels.
 //! - `interfaces`: the host's local networks from `getifaddrs`.
 //! - `delta`: report deltas (changed nodes, removals, full every N) and sequence numbers.
 //! - `spy`: the reporters' state, advanced per spy and summarised per publish.
@@ -69,8 +72,13 @@ use scope_ebpf::Tracker;
 use scope_kafka::component::Component;
 
 use crate::{
-    conntrack::Conntrack, publisher::Publisher, reporter::EndpointReporter, scan::Depth, spy::Spy,
-    tracker::TrackerMode, worker::Worker,
+    conntrack::Conntrack,
+    publisher::Publisher,
+    reporter::{ContainerReporter, EndpointReporter},
+    scan::Depth,
+    spy::Spy,
+    tracker::TrackerMode,
+    worker::Worker,
 };
 
 /// How long shutdown waits for queued records to reach the broker.
@@ -148,15 +156,14 @@ impl Collector {
         tokio::spawn(container::docker::watch(
             args.docker_socket.clone(),
             containers.clone(),
-            Arc::default(),
+            stats.docker.clone(),
             docker_watch.clone(),
         ));
         let spy = Spy::new(
             &host_id,
             &hostname,
             args.proc_root.clone(),
-            args.cgroup_root.clone(),
-            containers.clone(),
+            ContainerReporter::new(&host_id, args.cgroup_root.clone(), containers),
             args.full_every,
             mode,
             stats.clone(),

@@ -10,7 +10,6 @@ use std::{path::PathBuf, sync::Arc};
 use scope_schemas::{ReportDelta, report::keys};
 
 use crate::{
-    container::MetaCache,
     delta::{DeltaTracker, FullSchedule, Sequence},
     reporter::{ContainerReporter, HostReporter, ProcessReporter, endpoint},
     scan::{self, Depth},
@@ -43,8 +42,7 @@ impl Spy {
         host_id: &str,
         hostname: &str,
         proc_root: PathBuf,
-        cgroup_root: PathBuf,
-        containers: MetaCache,
+        containers: ContainerReporter,
         full_every: u32,
         tracker_mode: TrackerMode,
         stats: Arc<Stats>,
@@ -52,7 +50,7 @@ impl Spy {
         Spy {
             processes: ProcessReporter::new(host_id),
             host: HostReporter::new(host_id, hostname, &proc_root, tracker_mode),
-            containers: ContainerReporter::new(host_id, cgroup_root, containers),
+            containers,
             host_deltas: DeltaTracker::new(host_id, keys::HOST),
             process_deltas: DeltaTracker::new(host_id, keys::PROCESS),
             container_deltas: DeltaTracker::new(host_id, keys::CONTAINER),
@@ -165,8 +163,7 @@ mod tests {
             "h1",
             "host",
             PathBuf::from("/proc"),
-            PathBuf::from("/sys/fs/cgroup"),
-            Default::default(),
+            ContainerReporter::new("h1", PathBuf::from("/sys/fs/cgroup"), Default::default()),
             2,
             TrackerMode::Procfs,
             stats.clone(),
@@ -193,7 +190,7 @@ mod tests {
                 .iter()
                 .map(|d| d.reporter.as_str())
                 .collect::<Vec<_>>(),
-            ["host", "process"]
+            ["host", "process", "container"]
         );
         assert!(publish.deltas[0].seq < publish.deltas[1].seq);
         let refresh = endpoints.refresh();

@@ -9,7 +9,7 @@ use std::sync::{
 use scope_ebpf::EventKind;
 use scope_kafka::metrics::Families;
 
-use crate::tracker::TrackerMode;
+use crate::{container::docker::DockerStats, tracker::TrackerMode};
 
 /// The collector's counters. Cheap to bump from any thread.
 #[derive(Debug, Default)]
@@ -36,6 +36,8 @@ pub struct Stats {
     pub nat_translations: AtomicU64,
     /// Whether connections come from eBPF (else procfs).
     pub ebpf_mode: AtomicBool,
+    /// The Docker Engine API watcher's counters.
+    pub docker: Arc<DockerStats>,
 }
 
 impl Stats {
@@ -87,6 +89,7 @@ pub fn stats() -> Arc<Stats> {
 impl Stats {
     /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
     pub fn write_metrics(&self, out: &mut Families) {
+        self.docker.write_metrics(out);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.counter(
             "scope_collector_events_published_total",
@@ -182,6 +185,10 @@ mod metrics_tests {
             "scope_collector_ebpf_malformed_records",
             "scope_collector_resyncs",
             "scope_collector_nat_translations",
+            "scope_collector_docker_api_failures",
+            "scope_collector_docker_events",
+            "scope_collector_docker_events_skipped",
+            "scope_collector_docker_inspect_failures",
         ];
         for family in counters {
             let value = if family == "scope_collector_spies" {

@@ -201,7 +201,7 @@ async fn containers_table_answers_sql_with_maps_and_lists() {
     assert_eq!(
         rows(
             dir.path(),
-            &format!("SELECT container_id FROM processes WHERE pid = 100"),
+            "SELECT container_id FROM processes WHERE pid = 100",
         )
         .await,
         vec![NGINX]

@@ -134,19 +134,17 @@ pub fn read_usage(root: &Path, paths: &CgroupPaths) -> Usage {
     // A host whose unified hierarchy holds the controllers (pure v2) has them at its root;
     // a hybrid one mounts it at `unified/` with no controllers of interest.
     let v2 = root.join("cgroup.controllers").exists();
-    if v2 {
-        if let Some(path) = &paths.unified {
-            let dir = under(root, path);
-            return Usage {
-                cpu_ns: read_to_string(&dir.join("cpu.stat")).and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("usage_usec "))
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|us| us * 1_000)
-                }),
-                memory_bytes: read_number(&dir.join("memory.current")),
-            };
-        }
+    if v2 && let Some(path) = &paths.unified {
+        let dir = under(root, path);
+        return Usage {
+            cpu_ns: read_to_string(&dir.join("cpu.stat")).and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|us| us * 1_000)
+            }),
+            memory_bytes: read_number(&dir.join("memory.current")),
+        };
     }
     let cpu_ns = paths.cpuacct.as_ref().and_then(|path| {
         ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"]
