@@ -14,7 +14,9 @@
 //! the extended protocol alike. What psql and drivers send around queries (`SET datestyle`,
 //! `SHOW`, `BEGIN`/`COMMIT`, cursors) works.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
+mod frames;
+
+use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use datafusion::{
@@ -58,13 +60,15 @@ use datafusion_postgres::{
         },
         error::{ErrorInfo, PgWireError, PgWireResult},
         messages::{PgWireBackendMessage, PgWireFrontendMessage, startup::ParameterStatus},
-        tokio::process_socket,
+        tokio::process_socket_unix,
     },
 };
 use futures_sink::Sink;
 use ip_network::IpNetwork;
+use scope_kafka::throttle::{LOG_EVERY, Throttle};
 use tokio::{
-    net::{TcpListener, TcpStream},
+    io::{AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream, UnixStream},
     sync::{Mutex, Semaphore},
     task::JoinSet,
 };
@@ -80,6 +84,9 @@ const DEFAULT_USER: &str = "scope";
 /// Connections served at once. Each holds a DataFusion session with pg_catalog (a few MB);
 /// past this, new ones are closed at once rather than let them exhaust memory.
 const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its startup packet; pgwire allows as long for the
+/// login that follows.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// SQLSTATEs we answer with; the names are Postgres's.
 mod sqlstate {
@@ -91,6 +98,8 @@ mod sqlstate {
     pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const IO_ERROR: &str = "58030";
     pub const DATA_EXCEPTION: &str = "22000";
     pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
@@ -228,14 +237,14 @@ impl PostgresArgs {
         Ok(Some(Bound {
             listener,
             local_addr,
-            shared: Arc::new(Shared {
+            shared: Shared {
                 data_dir,
                 local_networks: local_networks.into(),
                 user: self.user.clone(),
                 credentials,
                 connections: Arc::new(ConnectionManager::new()),
                 slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            }),
+            },
         }))
     }
 }
@@ -244,7 +253,7 @@ impl PostgresArgs {
 pub struct Bound {
     listener: TcpListener,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Shared,
 }
 
 impl fmt::Debug for Bound {
@@ -269,6 +278,7 @@ impl Bound {
             local_addr,
             shared,
         } = self;
+        let shared = Arc::new(shared);
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -309,12 +319,30 @@ struct Shared {
     slots: Arc<Semaphore>,
 }
 
-async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
-    let Ok(_slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+async fn connection(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
+    let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
         tracing::warn!(%peer, limit = MAX_CONNECTIONS, "too many Postgres connections, closing a new one");
-        return;
+        let message = format!("sorry, too many clients already (at most {MAX_CONNECTIONS})");
+        return frames::refuse(socket, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
     };
-    let handlers = match Handlers::new(&shared) {
+    // Nothing is set up for a client before its startup packet is read and found sound.
+    let startup = tokio::time::timeout(STARTUP_TIMEOUT, frames::read_startup(&mut socket)).await;
+    let startup = match startup {
+        Ok(Ok(packet)) => packet,
+        Ok(Err(error)) => {
+            ended(peer, &error);
+            drop(slot);
+            if let Some(why) = frames::refusal(&error) {
+                frames::refuse(socket, sqlstate::PROTOCOL_VIOLATION, &why.to_string()).await;
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no Postgres startup packet within {STARTUP_TIMEOUT:?}; closed");
+            return;
+        }
+    };
+    let handlers = match Handlers::new(&shared, peer) {
         Ok(handlers) => handlers,
         Err(error) => {
             tracing::error!(%peer, %error, "setting up a Postgres session failed");
@@ -322,9 +350,54 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
         }
     };
     tracing::debug!(%peer, "Postgres client connected");
-    match process_socket(socket, None, Arc::new(handlers)).await {
+    let _slot = slot;
+    match serve_client(socket, &startup, handlers).await {
         Ok(()) => tracing::debug!(%peer, "Postgres client disconnected"),
-        Err(error) => tracing::debug!(%peer, %error, "Postgres connection closed"),
+        Err(error) => ended(peer, &error),
+    }
+}
+
+/// Serves one client through pgwire, which reads what [`frames::relay_messages`] lets
+/// through from one end of a socket pair and answers on it.
+async fn serve_client(client: TcpStream, startup: &[u8], handlers: Handlers) -> io::Result<()> {
+    let (ours, pgwire_end) = UnixStream::pair()?;
+    let (mut from_pgwire, mut to_pgwire) = ours.into_split();
+    let (from_client, mut to_client) = client.into_split();
+    to_pgwire.write_all(startup).await?;
+    let inbound = async {
+        frames::relay_messages(BufReader::new(from_client), &mut to_pgwire).await?;
+        // The client is done: pgwire sees the end of its input, and ends the connection
+        // once it has answered what came before.
+        to_pgwire.shutdown().await?;
+        std::future::pending().await
+    };
+    let served = async {
+        tokio::try_join!(process_socket_unix(pgwire_end, Arc::new(handlers)), async {
+            tokio::io::copy(&mut from_pgwire, &mut to_client).await?;
+            to_client.shutdown().await
+        })
+        .map(drop)
+    };
+    tokio::select! {
+        ended = inbound => ended,
+        ended = served => ended,
+    }
+}
+
+/// Logs why a connection ended: a length out of bounds at most once per [`LOG_EVERY`] (a
+/// port scanner sends many), anything else at debug level.
+fn ended(peer: SocketAddr, error: &io::Error) {
+    static REFUSALS: std::sync::Mutex<Throttle> = std::sync::Mutex::new(Throttle::new(LOG_EVERY));
+    let Some(why) = frames::refusal(error) else {
+        tracing::debug!(%peer, %error, "Postgres connection closed");
+        return;
+    };
+    let allowed = REFUSALS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .allow();
+    if let Some(held_back) = allowed {
+        tracing::warn!(%peer, held_back, "closed a Postgres connection: {why}");
     }
 }
 
@@ -373,10 +446,12 @@ struct Handlers {
     extended: Arc<Extended>,
     startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
+    errors: Arc<Errors>,
 }
 
 impl Handlers {
-    fn new(shared: &Shared) -> Result<Self, Error> {
+    /// pgwire reads the client through a socket pair, so `peer` is told here, for the logs.
+    fn new(shared: &Shared, peer: SocketAddr) -> Result<Self, Error> {
         let ctx = sql::empty_context()?;
         setup_pg_catalog(&ctx, "datafusion", AuthManager::new()).map_err(|source| {
             Error::Register {
@@ -406,7 +481,10 @@ impl Handlers {
                 connections: Arc::clone(&shared.connections),
             }),
             Some(credentials) => {
-                let source: Arc<dyn AuthSource> = credentials.clone();
+                let source: Arc<dyn AuthSource> = Arc::new(Login {
+                    peer,
+                    credentials: Arc::clone(credentials),
+                });
                 Auth::Password(
                     SASLAuthStartupHandler::new(Arc::new(server_parameters()))
                         .with_scram(ScramAuth::new(source))
@@ -423,8 +501,10 @@ impl Handlers {
             startup: Arc::new(Startup {
                 user: shared.user.clone(),
                 auth,
+                peer,
             }),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.connections))),
+            errors: Arc::new(Errors { peer }),
         })
     }
 }
@@ -443,7 +523,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        Arc::new(Errors)
+        Arc::clone(&self.errors)
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -650,10 +730,12 @@ impl ExtendedQueryHandler for Extended {
 
 /// Gives DataFusion's errors the SQLSTATE a Postgres client expects (datafusion-postgres
 /// sends them all as XX000), so that tools tell a typo from a server fault.
-struct Errors;
+struct Errors {
+    peer: SocketAddr,
+}
 
 impl ErrorHandler for Errors {
-    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
     where
         C: ClientInfo,
     {
@@ -663,7 +745,7 @@ impl ErrorHandler for Errors {
             let message = source.to_string();
             *error = user_error(code, message);
         }
-        tracing::debug!(peer = %client.socket_addr(), %error, "Postgres statement failed");
+        tracing::debug!(peer = %self.peer, %error, "Postgres statement failed");
     }
 }
 
@@ -717,6 +799,7 @@ fn server_parameters() -> DefaultServerParameterProvider {
 struct Startup {
     user: String,
     auth: Auth,
+    peer: SocketAddr,
 }
 
 enum Auth {
@@ -741,7 +824,7 @@ impl StartupHandler for Startup {
                 if let PgWireFrontendMessage::Startup(startup) = &message {
                     let user = startup.parameters.get("user").map(String::as_str);
                     if user != Some(self.user.as_str()) {
-                        tracing::info!(peer = %client.socket_addr(), user, "Postgres login refused");
+                        tracing::info!(peer = %self.peer, user, "Postgres login refused");
                         return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                             "FATAL".into(),
                             sqlstate::INVALID_AUTHORIZATION_SPECIFICATION.into(),
@@ -815,17 +898,25 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The verifier, asked for by one connection's login.
+#[derive(Debug)]
+struct Login {
+    peer: SocketAddr,
+    credentials: Arc<Credentials>,
+}
+
 #[async_trait]
-impl AuthSource for Credentials {
+impl AuthSource for Login {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let credentials = &self.credentials;
         match login.user() {
-            Some(user) if user == self.user => Ok(Password::new(
-                Some(self.salt.clone()),
-                self.salted_password.clone(),
+            Some(user) if user == credentials.user => Ok(Password::new(
+                Some(credentials.salt.clone()),
+                credentials.salted_password.clone(),
             )),
             // The same answer as a wrong password, as Postgres gives: no probing for names.
             user => {
-                tracing::info!(host = login.host(), user, "Postgres login refused");
+                tracing::info!(peer = %self.peer, user, "Postgres login refused");
                 Err(PgWireError::InvalidPassword(
                     user.unwrap_or_default().to_owned(),
                 ))

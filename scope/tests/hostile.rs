@@ -1,5 +1,6 @@
-//! `scope up` against hostile clients, as a child process whose log is searched for panics:
-//! garbage on the Kafka port.
+//! `scope up` against hostile clients, as a child process whose log is searched for panics
+//! and whose memory is read from /proc: garbage on the Kafka port, Postgres startup packets
+//! declaring gigabytes.
 
 mod support;
 
@@ -10,8 +11,33 @@ use std::{
     time::Duration,
 };
 
-use scope_testkit::{free_port, postgres::client_available, wait_for};
+use scope_testkit::{
+    free_port,
+    postgres::{client_available, psql_command, psql_found},
+    rss_bytes, wait_for,
+};
 use support::Up;
+
+const MIB: u64 = 1 << 20;
+
+/// `psql -c sql` against `up`: (success, stdout, stderr).
+fn psql(up: &Up, sql: &str) -> (bool, String, String) {
+    let out = psql_command(up.postgres, "scope")
+        .args(["-t", "-c", sql])
+        .output()
+        .expect("psql starts");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The number `psql` answers to `sql`, once it answers one.
+fn psql_count(up: &Up, sql: &str) -> Option<u64> {
+    let (ok, out, _) = psql(up, sql);
+    ok.then(|| out.parse().ok()).flatten()
+}
 
 /// Debian's kcat as a user runs it (see kafka/tests/clients.rs), with a deadline of its own.
 fn kcat(args: &[&str]) -> Output {
@@ -75,7 +101,7 @@ fn garbage_on_the_kafka_port_panics_nothing_and_kcat_still_reads() {
 
     // 300 connections: random bytes, frames of a plausible length holding random bytes,
     // negative lengths, lengths of up to 2 GiB.
-    let mut noise = Noise(0x5c0_9e);
+    let mut noise = Noise(0x0005_c09e);
     for i in 0..300 {
         let garbage = match i % 4 {
             0 => {
@@ -123,6 +149,84 @@ fn garbage_on_the_kafka_port_panics_nothing_and_kcat_still_reads() {
     assert!(
         text.contains("closed a connection whose request frame declares"),
         "no refusal logged:\n{text}"
+    );
+    up.stop();
+}
+
+#[test]
+fn startup_packets_declaring_2_gib_cost_no_memory_and_psql_still_works() {
+    if !psql_found() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let broker = format!("127.0.0.1:{}", free_port());
+    let up = Up::start(&broker, &dir.path().join("data"), &log);
+    let hosts = "select count(*) from hosts";
+    wait_for("psql to count hosts", Duration::from_secs(60), || {
+        psql_count(&up, hosts).filter(|&n| n > 0)
+    });
+    let before = rss_bytes(up.pid());
+
+    // A startup packet of protocol 3.0 that declares 2 GiB; the client then waits, the
+    // connection open, for what the server does.
+    let mut packet = i32::MAX.to_be_bytes().to_vec();
+    packet.extend_from_slice(&0x0003_0000u32.to_be_bytes());
+    packet.extend_from_slice(b"user\0scope\0database\0scope\0\0");
+    let mut held: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut stream = TcpStream::connect(up.postgres).expect("the endpoint accepts");
+            stream.write_all(&packet).expect("the endpoint reads");
+            stream
+        })
+        .collect();
+    // What each was answered before the endpoint closed it (an error: reset, or still open).
+    let answers: Vec<Result<String, String>> = held
+        .iter_mut()
+        .map(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut answer = Vec::new();
+            match stream.read_to_end(&mut answer) {
+                Ok(_) => Ok(String::from_utf8_lossy(&answer).into_owned()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+        .collect();
+    let after = rss_bytes(up.pid());
+    let refused = answers
+        .iter()
+        .flatten()
+        .filter(|a| a.contains("C08P01") && a.contains("invalid length of startup packet"))
+        .count();
+    eprintln!(
+        "RSS of scope up: {} MiB before 100 startup packets declaring 2 GiB, {} MiB after; \
+         {refused} answered with 08P01",
+        before / MIB,
+        after / MIB
+    );
+    for answer in &answers {
+        // Past the connection limit, while the first ones are being refused: 53300.
+        assert!(
+            answer
+                .as_ref()
+                .is_ok_and(|a| a.contains("C08P01") || a.contains("C53300")),
+            "{answer:?}"
+        );
+    }
+    assert!(refused > 0, "no connection was told why it was closed");
+    assert!(
+        after < before + 50 * MIB,
+        "RSS grew from {} MiB to {} MiB",
+        before / MIB,
+        after / MIB
+    );
+    assert!(psql_count(&up, hosts).is_some(), "psql fails afterwards");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("invalid length of startup packet"),
+        "the refusal is not logged:\n{text}"
     );
     up.stop();
 }

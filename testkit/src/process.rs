@@ -31,6 +31,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The resident memory of process `pid` now (`VmRSS`), in bytes: what a memory limit or a
+/// leak shows as, measured on the real process.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status: {status}"));
+    kib * 1024
+}
+
 /// Runs `args` (a program and its arguments) to set something up, failing the test with the
 /// program's stderr if it fails: set-up that silently did nothing would fail the test later
 /// and further from the cause.

@@ -60,6 +60,11 @@ impl Up {
         }
     }
 
+    /// Its pid, to measure its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait: the components shut down in order.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
