@@ -74,6 +74,8 @@ pub struct RendererArgs {
     pub api: api::ApiArgs,
     #[command(flatten)]
     pub postgres: postgres::PostgresArgs,
+    #[command(flatten)]
+    pub query: sql::QueryArgs,
 }
 
 /// A `--*-listen` value: IP:PORT, or `off`.
@@ -98,6 +100,7 @@ impl RendererArgs {
             networks: network::NetworkArgs::default(),
             api: api::ApiArgs::off(),
             postgres: postgres::PostgresArgs::off(),
+            query: sql::QueryArgs::default(),
         }
     }
 }
@@ -114,6 +117,7 @@ impl Component for RendererArgs {
         self.storage.validate().map_err(Error::Config)?;
         self.api.validate()?;
         self.postgres.validate()?;
+        self.query.validate()?;
         if self.kafka.brokers.trim().is_empty() {
             return Err(Error::Config("--brokers must not be empty".into()));
         }

@@ -98,6 +98,7 @@ mod sqlstate {
     pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";
+    pub const OUT_OF_MEMORY: &str = "53200";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const IO_ERROR: &str = "58030";
@@ -244,6 +245,7 @@ impl PostgresArgs {
                 credentials,
                 connections: Arc::new(ConnectionManager::new()),
                 slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                memory: sql::QueryArgs::default().memory(),
             },
         }))
     }
@@ -268,6 +270,13 @@ impl Bound {
     /// The address it listens on (the port port 0 was given).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Runs every statement within `memory` (by default, a pool of its own with the default
+    /// limits), which the renderer shares with the HTTP API.
+    pub fn with_query_memory(mut self, memory: sql::QueryMemory) -> Self {
+        self.shared.memory = memory;
+        self
     }
 
     /// Accepts and serves clients until `shutdown`, then closes every connection: their
@@ -317,6 +326,9 @@ struct Shared {
     /// Cancel requests arrive on a connection of their own and find their target here.
     connections: Arc<ConnectionManager>,
     slots: Arc<Semaphore>,
+    /// Each connection's session runs its statements one at a time, within a pool of its
+    /// own drawn from this one.
+    memory: sql::QueryMemory,
 }
 
 async fn connection(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
@@ -452,7 +464,7 @@ struct Handlers {
 impl Handlers {
     /// pgwire reads the client through a socket pair, so `peer` is told here, for the logs.
     fn new(shared: &Shared, peer: SocketAddr) -> Result<Self, Error> {
-        let ctx = sql::empty_context()?;
+        let ctx = sql::empty_context(&shared.memory)?;
         setup_pg_catalog(&ctx, "datafusion", AuthManager::new()).map_err(|source| {
             Error::Register {
                 table: "pg_catalog".into(),
@@ -504,7 +516,10 @@ impl Handlers {
                 peer,
             }),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.connections))),
-            errors: Arc::new(Errors { peer }),
+            errors: Arc::new(Errors {
+                peer,
+                memory: shared.memory.clone(),
+            }),
         })
     }
 }
@@ -732,6 +747,8 @@ impl ExtendedQueryHandler for Extended {
 /// sends them all as XX000), so that tools tell a typo from a server fault.
 struct Errors {
     peer: SocketAddr,
+    /// To name the limits when a statement runs out of memory.
+    memory: sql::QueryMemory,
 }
 
 impl ErrorHandler for Errors {
@@ -742,7 +759,10 @@ impl ErrorHandler for Errors {
         if let PgWireError::ApiError(source) = error
             && let Some(code) = classify(source.as_ref())
         {
-            let message = source.to_string();
+            let message = source
+                .downcast_ref::<DataFusionError>()
+                .and_then(|e| self.memory.explain(e))
+                .unwrap_or_else(|| source.to_string());
             *error = user_error(code, message);
         }
         tracing::debug!(peer = %self.peer, %error, "Postgres statement failed");
@@ -773,7 +793,7 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
             }
         }
         DataFusionError::NotImplemented(_) => sqlstate::FEATURE_NOT_SUPPORTED,
-        DataFusionError::ResourcesExhausted(_) => sqlstate::INSUFFICIENT_RESOURCES,
+        DataFusionError::ResourcesExhausted(_) => sqlstate::OUT_OF_MEMORY,
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => sqlstate::IO_ERROR,
         DataFusionError::ArrowError(..) => sqlstate::DATA_EXCEPTION,
         _ => return None,

@@ -65,8 +65,11 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
     // Bound before the first render, so a port in use stops the renderer at start.
     let local_networks = &args.networks.local_networks;
     let snapshots = Snapshots::new(args.storage.data_dir.clone(), local_networks);
+    // One pool for the queries of both servers: the total bounds them together.
+    let memory = args.query.memory();
     let mut servers = Vec::new();
     if let Some(api) = args.api.bind(Arc::clone(&snapshots)).await? {
+        let api = api.with_query_memory(memory.clone());
         servers.push(tokio::spawn(api.serve(shutdown.child_token())));
     }
     let postgres = args
@@ -74,6 +77,7 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
         .bind(args.storage.data_dir.clone(), local_networks)
         .await?;
     if let Some(postgres) = postgres {
+        let postgres = postgres.with_query_memory(memory);
         servers.push(tokio::spawn(postgres.serve(shutdown.child_token())));
     }
 

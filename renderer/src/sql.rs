@@ -10,22 +10,41 @@
 //! Only queries run: the statement is parsed first and anything but `SELECT` (`WITH`,
 //! `VALUES`, set operations), `EXPLAIN` of one, or `SHOW TABLES/COLUMNS` is refused, and
 //! DataFusion is told to refuse DDL, DML and other statements as well.
+//!
+//! Every query (HTTP, Postgres, `scope sql`) runs under [`QueryMemory`]: what its operators
+//! buffer (sorts, hash aggregates and joins' build sides) may not pass `--query-memory-limit`,
+//! nor may all queries together pass `--query-memory-total`. A query that would is stopped
+//! with an out-of-memory-limit error (DataFusion's `ResourcesExhausted`) instead of spilling
+//! to disk or taking the machine; the renderer's own rendering is outside these pools.
 
 use std::{
+    fmt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use arrow::record_batch::RecordBatch;
 use datafusion::{
     catalog::MemorySchemaProvider,
-    execution::context::SQLOptions,
+    common::DataFusionError,
+    execution::{
+        SendableRecordBatchStream,
+        context::SQLOptions,
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::{MemoryLimit, MemoryPool, MemoryReservation},
+        runtime_env::{RuntimeEnv, RuntimeEnvBuilder},
+        session_state::SessionStateBuilder,
+    },
     prelude::SessionContext,
     sql::{
         parser::{DFParser, Statement as DfStatement},
         sqlparser::ast::Statement,
     },
 };
+use futures_util::TryStreamExt;
 use ip_network::IpNetwork;
 use scope_schemas::snapshot::table;
 
@@ -47,15 +66,45 @@ pub enum Format {
 }
 
 /// Runs one read-only query over `data_dir`, with `local_networks` local in every snapshot
-/// (`--local-networks`). The result has at least one batch (an empty one when no row
-/// matched), so it always carries the column names.
+/// (`--local-networks`), under the default memory limits (see [`query_within`]).
 pub async fn query(
     data_dir: &Path,
     local_networks: &[IpNetwork],
     sql: &str,
 ) -> Result<Vec<RecordBatch>, Error> {
+    let memory = QueryArgs::default().memory();
+    query_within(&memory, data_dir, local_networks, sql).await
+}
+
+/// Runs one read-only query as [`stream`] does, within `memory`, and collects its rows. The
+/// result has at least one batch (an empty one when no row matched), so it always carries
+/// the column names.
+pub async fn query_within(
+    memory: &QueryMemory,
+    data_dir: &Path,
+    local_networks: &[IpNetwork],
+    sql: &str,
+) -> Result<Vec<RecordBatch>, Error> {
+    let stream = stream(memory, data_dir, local_networks, sql).await?;
+    let schema = stream.schema();
+    let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(Error::Sql)?;
+    batches.retain(|b| b.num_rows() > 0);
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// Plans one read-only query as [`query`] does and starts it: its rows come as the stream is
+/// read, and dropping the stream cancels the query and returns its memory.
+pub async fn stream(
+    memory: &QueryMemory,
+    data_dir: &Path,
+    local_networks: &[IpNetwork],
+    sql: &str,
+) -> Result<SendableRecordBatchStream, Error> {
     check_read_only(sql)?;
-    let ctx = context(data_dir, local_networks).await?;
+    let ctx = context(memory, data_dir, local_networks).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -64,31 +113,30 @@ pub async fn query(
         .sql_with_options(sql, options)
         .await
         .map_err(Error::Sql)?;
-    let schema = Arc::clone(frame.schema().inner());
-    let mut batches = frame.collect().await.map_err(Error::Sql)?;
-    batches.retain(|b| b.num_rows() > 0);
-    if batches.is_empty() {
-        batches.push(RecordBatch::new_empty(schema));
-    }
-    Ok(batches)
+    frame.execute_stream().await.map_err(Error::Sql)
 }
 
 /// A session with the plain tables (the latest rendered snapshot) and `history.<table>`
 /// registered, plus every function the view SQL uses (see [`crate::view`]), so a view's SQL
-/// reruns here as it ran when rendering.
+/// reruns here as it ran when rendering. Its queries run within `memory`.
 pub async fn context(
+    memory: &QueryMemory,
     data_dir: &Path,
     local_networks: &[IpNetwork],
 ) -> Result<SessionContext, Error> {
-    let ctx = empty_context()?;
+    let ctx = empty_context(memory)?;
     register(&ctx, &list(data_dir)?, local_networks).await?;
     Ok(ctx)
 }
 
 /// A session with the `history` schema but no table yet: [`register`] adds them, and a
-/// long-lived session (the Postgres endpoint's) calls it again as snapshots land.
-pub fn empty_context() -> Result<SessionContext, Error> {
-    let ctx = render::context();
+/// long-lived session (the Postgres endpoint's) calls it again as snapshots land. Its
+/// queries run within `memory`, one at a time.
+pub fn empty_context(memory: &QueryMemory) -> Result<SessionContext, Error> {
+    let state = SessionStateBuilder::new_from_existing(render::context().state())
+        .with_runtime_env(memory.runtime()?)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Register {
         table: HISTORY_SCHEMA.into(),
         source: datafusion::error::DataFusionError::Internal("no default catalog".into()),
@@ -183,6 +231,251 @@ pub fn latest_rendered(data_dir: &Path) -> Result<Option<i64>, Error> {
         });
     }
     Ok(common.and_then(|times| times.last().copied()))
+}
+
+/// The default of `--query-memory-limit`.
+const QUERY_MEMORY_LIMIT: &str = "512MiB";
+/// The default of `--query-memory-total`.
+const QUERY_MEMORY_TOTAL: &str = "1GiB";
+
+/// How much memory queries may hold (HTTP, Postgres, `scope sql`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct QueryArgs {
+    /// Memory one query may hold in what it buffers (sorts, aggregates, joins), e.g.
+    /// `512MiB`; past it the query fails with an out-of-memory-limit error.
+    #[arg(
+        long = "query-memory-limit",
+        env = "SCOPE_QUERY_MEMORY_LIMIT",
+        default_value = QUERY_MEMORY_LIMIT,
+        value_parser = parse_bytes,
+        value_name = "BYTES"
+    )]
+    pub memory_limit: usize,
+    /// Memory all queries running at once may hold together, e.g. `1GiB`.
+    #[arg(
+        long = "query-memory-total",
+        env = "SCOPE_QUERY_MEMORY_TOTAL",
+        default_value = QUERY_MEMORY_TOTAL,
+        value_parser = parse_bytes,
+        value_name = "BYTES"
+    )]
+    pub memory_total: usize,
+}
+
+impl Default for QueryArgs {
+    fn default() -> Self {
+        QueryArgs {
+            memory_limit: parse_bytes(QUERY_MEMORY_LIMIT).expect("a valid default"),
+            memory_total: parse_bytes(QUERY_MEMORY_TOTAL).expect("a valid default"),
+        }
+    }
+}
+
+impl QueryArgs {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.memory_limit == 0 || self.memory_limit > self.memory_total {
+            return Err(Error::Config(format!(
+                "--query-memory-limit ({}) must be above zero and at most --query-memory-total \
+                 ({})",
+                Bytes(self.memory_limit),
+                Bytes(self.memory_total)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The pool of all queries of this process under these limits.
+    pub fn memory(&self) -> QueryMemory {
+        QueryMemory {
+            limit: self.memory_limit,
+            total: Arc::new(Total {
+                limit: self.memory_total,
+                used: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// `512MiB`, `1GiB`, `100MB`, `4096`: binary (KiB, MiB, GiB) or decimal (kB, MB, GB) units.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KiB, MiB, GiB, kB, MB or GB)"
+            ));
+        }
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size such as 512MiB"))
+}
+
+/// A byte count as a person reads it.
+struct Bytes(usize);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(f, "{} GiB", n >> 30),
+            n if n >= 1 << 20 => write!(f, "{} MiB", n >> 20),
+            n => write!(f, "{n} bytes"),
+        }
+    }
+}
+
+/// The memory of every query of this process: each gets a pool of its own
+/// ([`QueryMemory::runtime`]), limited to `limit` and drawing on one `total`.
+#[derive(Clone, Debug)]
+pub struct QueryMemory {
+    limit: usize,
+    total: Arc<Total>,
+}
+
+#[derive(Debug)]
+struct Total {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl QueryMemory {
+    /// What all queries hold now, in bytes.
+    pub fn used(&self) -> usize {
+        self.total.used.load(Ordering::Relaxed)
+    }
+
+    /// A runtime for one query (or one session that runs its queries one at a time): its
+    /// own pool within the total, and no spilling, so a query over its limit fails instead
+    /// of filling the disk.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>, Error> {
+        let pool = QueryPool {
+            limit: self.limit,
+            used: AtomicUsize::new(0),
+            total: Arc::clone(&self.total),
+        };
+        RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(Error::Sql)
+    }
+}
+
+/// One query's pool: [`QueryArgs::memory_limit`] of its own, within the shared total.
+#[derive(Debug)]
+struct QueryPool {
+    limit: usize,
+    used: AtomicUsize,
+    total: Arc<Total>,
+}
+
+/// Adds `additional` to `used` if the sum stays within `limit`.
+fn try_add(used: &AtomicUsize, additional: usize, limit: usize) -> Result<usize, usize> {
+    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+        held.checked_add(additional).filter(|&sum| sum <= limit)
+    })
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "scope query"
+    }
+
+    fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::Relaxed);
+        self.total.used.fetch_add(additional, Ordering::Relaxed);
+    }
+
+    fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
+        self.used.fetch_sub(shrink, Ordering::Relaxed);
+        self.total.used.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    fn try_grow(
+        &self,
+        _reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        let held = try_add(&self.used, additional, self.limit).map_err(|held| {
+            out_of_memory(format!(
+                "the query holds {} and needs {} more, over its memory limit of {} \
+                 (--query-memory-limit, SCOPE_QUERY_MEMORY_LIMIT)",
+                Bytes(held),
+                Bytes(additional),
+                Bytes(self.limit)
+            ))
+        })?;
+        if let Err(all) = try_add(&self.total.used, additional, self.total.limit) {
+            self.used.fetch_sub(additional, Ordering::Relaxed);
+            return Err(out_of_memory(format!(
+                "the queries running now hold {} of their total memory limit of {} \
+                 (--query-memory-total, SCOPE_QUERY_MEMORY_TOTAL); this one holds {} and needs \
+                 {} more",
+                Bytes(all),
+                Bytes(self.total.limit),
+                Bytes(held),
+                Bytes(additional)
+            )));
+        }
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
+    }
+}
+
+impl fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scope query pool ({} of {})",
+            Bytes(self.reserved()),
+            Bytes(self.limit)
+        )
+    }
+}
+
+fn out_of_memory(message: String) -> DataFusionError {
+    DataFusionError::ResourcesExhausted(message)
+}
+
+impl QueryMemory {
+    /// What a client is told when `error` is a query running out of the memory it may hold,
+    /// or None for any other error. The operator that ran out may have replaced the pool's
+    /// words with its own, and wraps them in advice about DataFusion's settings, which are
+    /// not Scope's: so the limits are named here.
+    pub fn explain(&self, error: &DataFusionError) -> Option<String> {
+        let root = error.find_root();
+        matches!(root, DataFusionError::ResourcesExhausted(_)).then(|| {
+            format!(
+                "out of memory: a query may hold {} (its memory limit, --query-memory-limit, \
+                 SCOPE_QUERY_MEMORY_LIMIT) and all running queries {} together \
+                 (--query-memory-total, SCOPE_QUERY_MEMORY_TOTAL); {root}",
+                Bytes(self.limit),
+                Bytes(self.total.limit)
+            )
+        })
+    }
 }
 
 /// Refuses anything but a single query.

@@ -12,7 +12,11 @@ use scope_kafka::{
 };
 use scope_merger::MergerArgs;
 use scope_renderer::{
-    RendererArgs, api::ApiArgs, network::NetworkArgs, postgres::PostgresArgs, sql,
+    RendererArgs,
+    api::ApiArgs,
+    network::NetworkArgs,
+    postgres::PostgresArgs,
+    sql::{self, QueryArgs},
 };
 use scope_schemas::{View, topics};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +71,8 @@ struct UpArgs {
     api: ApiArgs,
     #[command(flatten)]
     postgres: PostgresArgs,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 #[derive(Args)]
@@ -80,6 +86,8 @@ struct SqlArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     networks: NetworkArgs,
+    #[command(flatten)]
+    limits: QueryArgs,
 }
 
 #[tokio::main]
@@ -99,7 +107,13 @@ async fn main() -> ExitCode {
         Command::Merger(c) => c.main("scope merger").await,
         Command::Renderer(c) => c.main("scope renderer").await,
         Command::Sql(args) => {
-            match sql::query(&args.data_dir, &args.networks.local_networks, &args.query).await {
+            if let Err(error) = args.limits.validate() {
+                eprintln!("scope sql: {error}");
+                return ExitCode::from(2);
+            }
+            let memory = args.limits.memory();
+            let networks = &args.networks.local_networks;
+            match sql::query_within(&memory, &args.data_dir, networks, &args.query).await {
                 Ok(batches) => match sql::format(&batches, args.format) {
                     Ok(text) => {
                         print!("{text}");
@@ -153,6 +167,7 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     renderer.networks = up.networks.clone();
     renderer.api = up.api.clone();
     renderer.postgres = up.postgres.clone();
+    renderer.query = up.query.clone();
     collector.validate()?;
     merger.validate()?;
     renderer.validate()?;

@@ -1,6 +1,6 @@
 //! `scope up` against hostile clients, as a child process whose log is searched for panics
 //! and whose memory is read from /proc: garbage on the Kafka port, Postgres startup packets
-//! declaring gigabytes.
+//! declaring gigabytes, and a query that would take all memory.
 
 mod support;
 
@@ -12,7 +12,7 @@ use std::{
 };
 
 use scope_testkit::{
-    free_port,
+    free_port, http_request,
     postgres::{client_available, psql_command, psql_found},
     rss_bytes, wait_for,
 };
@@ -228,5 +228,92 @@ fn startup_packets_declaring_2_gib_cost_no_memory_and_psql_still_works() {
         text.contains("invalid length of startup packet"),
         "the refusal is not logged:\n{text}"
     );
+    up.stop();
+}
+
+/// Every process of every retained snapshot, three times over, sorted: a sort must hold what
+/// it sorts, far more than the limit the test sets.
+const HUGE: &str = "select a.name, b.name, c.name from history.processes a, \
+    history.processes b, history.processes c order by a.name, b.pid, c.cmdline";
+
+#[test]
+fn a_query_over_its_memory_limit_fails_clearly_while_the_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let broker = format!("127.0.0.1:{}", free_port());
+    let up = Up::start_under(
+        &["env", "SCOPE_QUERY_MEMORY_LIMIT=128MiB"],
+        &broker,
+        &dir.path().join("data"),
+        &log,
+    );
+    let sql_url = format!("{}/api/sql", up.api);
+    let topology_url = format!("{}/api/topology", up.api);
+    let count = |sql: &str| {
+        let (status, body) = http_request("POST", &sql_url, &[], Some(sql));
+        let rows: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (status == 200).then(|| rows[0]["n"].as_u64()).flatten()
+    };
+    // 300 rows give 27 million combinations: the sort's input alone is well over 128 MiB.
+    wait_for("300 processes in history", Duration::from_secs(90), || {
+        count("select count(*) as n from history.processes").filter(|&n| n >= 300)
+    });
+    let before = rss_bytes(up.pid());
+
+    let query = std::thread::spawn({
+        let sql_url = sql_url.clone();
+        move || {
+            let started = std::time::Instant::now();
+            let answer = http_request("POST", &sql_url, &[], Some(HUGE));
+            (answer, started.elapsed())
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    let mut peak = before;
+    let mut answered = 0;
+    while !query.is_finished() {
+        let started = std::time::Instant::now();
+        let (status, _) = http_request("GET", &topology_url, &[], None);
+        assert_eq!(status, 200, "/api/topology during the query");
+        slowest = slowest.max(started.elapsed());
+        answered += 1;
+        peak = peak.max(rss_bytes(up.pid()));
+    }
+    let ((status, body), took) = query.join().unwrap();
+    let body = String::from_utf8_lossy(&body[..body.len().min(2000)]);
+    eprintln!(
+        "the query failed after {took:?} with {status} {body}; /api/topology answered \
+         {answered} times meanwhile, the slowest in {slowest:?}; RSS {} MiB before, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert_eq!(status, 507, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("out of memory: a query may hold 128 MiB")
+            && message.contains("--query-memory-limit"),
+        "{message}"
+    );
+    assert!(
+        answered > 0,
+        "the query ended before /api/topology was asked"
+    );
+    assert!(
+        slowest < Duration::from_secs(5),
+        "/api/topology took {slowest:?}"
+    );
+    // What the query held is returned: RSS is back near where it was.
+    let bound = before + 200 * MIB;
+    let after = wait_for("RSS to come back", Duration::from_secs(20), || {
+        Some(rss_bytes(up.pid())).filter(|&rss| rss < bound)
+    });
+    eprintln!("RSS {} MiB after the query", after / MIB);
+
+    if psql_found() {
+        let (ok, _, stderr) = psql(&up, HUGE);
+        assert!(!ok && stderr.contains("53200"), "{stderr}");
+        assert!(stderr.contains("a query may hold 128 MiB"), "{stderr}");
+    }
     up.stop();
 }

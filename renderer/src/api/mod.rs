@@ -23,9 +23,10 @@ use std::{
     time::Duration,
 };
 
+use arrow::record_batch::RecordBatch;
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{Path, RawQuery, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
@@ -36,6 +37,9 @@ use scope_schemas::View;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use datafusion::execution::SendableRecordBatchStream;
+use futures_util::StreamExt;
 
 use crate::{Error, parse_listen, sql};
 use scope_json::{ApiInfo, Capabilities, ErrorBody, Node, Nodes, Probe};
@@ -111,6 +115,7 @@ impl ApiArgs {
             local_addr,
             token: self.token.clone().filter(|t| !t.is_empty()),
             snapshots,
+            memory: sql::QueryArgs::default().memory(),
         }))
     }
 }
@@ -121,6 +126,7 @@ pub struct Bound {
     local_addr: SocketAddr,
     token: Option<String>,
     snapshots: Arc<Snapshots>,
+    memory: sql::QueryMemory,
 }
 
 impl Bound {
@@ -128,11 +134,19 @@ impl Bound {
         self.local_addr
     }
 
+    /// Runs `POST /api/sql` within `memory` (by default, a pool of its own with the default
+    /// limits), which the renderer shares with the Postgres endpoint.
+    pub fn with_query_memory(mut self, memory: sql::QueryMemory) -> Self {
+        self.memory = memory;
+        self
+    }
+
     /// Serves until `shutdown`; open websockets are closed then.
     pub async fn serve(self, shutdown: CancellationToken) {
         tracing::info!(addr = %self.local_addr, "serving the HTTP API at http://{}/api", self.local_addr);
         let state = AppState {
             snapshots: self.snapshots,
+            memory: self.memory,
             token: self.token.map(Arc::from),
             shutdown: shutdown.clone(),
         };
@@ -146,6 +160,7 @@ impl Bound {
 #[derive(Clone)]
 struct AppState {
     snapshots: Arc<Snapshots>,
+    memory: sql::QueryMemory,
     token: Option<Arc<str>>,
     shutdown: CancellationToken,
 }
@@ -446,45 +461,142 @@ async fn run_sql(
         String::from_utf8(body.to_vec())
             .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the query is not UTF-8".into()))?
     };
-    let batches = tokio::time::timeout(
-        QUERY_TIMEOUT,
-        sql::query(
-            state.snapshots.data_dir(),
-            state.snapshots.local_networks(),
-            &text,
-        ),
-    )
-    .await
-    .map_err(|_| {
+    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+    let timed_out = || {
         Failure(
             StatusCode::GATEWAY_TIMEOUT,
             format!("the query ran longer than {}s", QUERY_TIMEOUT.as_secs()),
         )
-    })??;
+    };
+    let started = sql::stream(
+        &state.memory,
+        state.snapshots.data_dir(),
+        state.snapshots.local_networks(),
+        &text,
+    );
+    let out_of_memory = |error: Error| match &error {
+        Error::Sql(e) => match state.memory.explain(e) {
+            Some(message) => Failure(StatusCode::INSUFFICIENT_STORAGE, message),
+            None => Failure::from(error),
+        },
+        _ => Failure::from(error),
+    };
+    let mut rows = tokio::time::timeout_at(deadline, started)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(out_of_memory)?;
+    // The status is sent with the first rows: a query that fails before them (one over its
+    // memory limit, while it sorts or aggregates) gets an error status, not a cut body.
+    let first = tokio::time::timeout_at(deadline, rows.next())
+        .await
+        .map_err(|_| timed_out())?
+        .transpose()
+        .map_err(|e| out_of_memory(Error::Sql(e)))?;
     let wants_arrow = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
-    if wants_arrow {
-        let bytes = arrow_stream(&batches)?;
-        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
-    }
-    let text = sql::format(&batches, sql::Format::Json)?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+    let (content_type, encoder) = if wants_arrow {
+        (ARROW_STREAM, Encoder::arrow(&rows.schema())?)
+    } else {
+        ("application/json", Encoder::json())
+    };
+    let body = streamed(rows, first, encoder, deadline);
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
-/// Query results as an Arrow IPC stream.
-fn arrow_stream(batches: &[arrow::record_batch::RecordBatch]) -> Result<Vec<u8>, Error> {
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-    let mut writer =
-        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(Error::Format)?;
-    for batch in batches {
-        writer.write(batch).map_err(Error::Format)?;
+/// The rows of a query as a body, encoded batch by batch as they come. The query ends when
+/// the body does: dropped with it when the client goes away, or cut (the response left
+/// incomplete, so the client sees an error) when it fails or outlives `deadline`.
+fn streamed(
+    rows: SendableRecordBatchStream,
+    first: Option<RecordBatch>,
+    encoder: Encoder,
+    deadline: tokio::time::Instant,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let state = Some((rows, first, encoder));
+    futures_util::stream::unfold(state, move |state| async move {
+        let (mut rows, first, mut encoder) = state?;
+        let next = match first {
+            Some(batch) => Ok(Some(batch)),
+            None => match tokio::time::timeout_at(deadline, rows.next()).await {
+                Err(_) => Err(format!(
+                    "the query ran longer than {}s",
+                    QUERY_TIMEOUT.as_secs()
+                )),
+                Ok(next) => next.transpose().map_err(|e| e.to_string()),
+            },
+        };
+        let chunk = match next {
+            Ok(Some(batch)) => encoder.write(&batch).map(|bytes| (bytes, true)),
+            Ok(None) => encoder.finish().map(|bytes| (bytes, false)),
+            Err(message) => Err(message),
+        };
+        match chunk {
+            Ok((bytes, more)) => Some((Ok(bytes), more.then_some((rows, None, encoder)))),
+            Err(error) => {
+                tracing::warn!(%error, "POST /api/sql failed while sending its rows; response cut");
+                Some((Err(std::io::Error::other(error)), None))
+            }
+        }
+    })
+}
+
+/// Query results as JSON rows or an Arrow IPC stream, written batch by batch.
+enum Encoder {
+    Json(arrow::json::ArrayWriter<Vec<u8>>),
+    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+}
+
+impl Encoder {
+    fn json() -> Self {
+        Encoder::Json(
+            arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build(Vec::new()),
+        )
     }
-    writer.into_inner().map_err(Error::Format)
+
+    fn arrow(schema: &arrow::datatypes::Schema) -> Result<Self, Error> {
+        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)
+            .map(Encoder::Arrow)
+            .map_err(Error::Format)
+    }
+
+    /// The bytes encoding `batch` (and, the first time, what comes before the rows).
+    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, String> {
+        let written = match self {
+            Encoder::Json(writer) => writer.write(batch),
+            Encoder::Arrow(writer) => writer.write(batch),
+        };
+        written.map_err(|e| e.to_string())?;
+        Ok(self.take())
+    }
+
+    /// The bytes that end the body.
+    fn finish(&mut self) -> Result<Vec<u8>, String> {
+        let finished = match self {
+            Encoder::Json(writer) => writer.finish(),
+            Encoder::Arrow(writer) => writer.finish(),
+        };
+        finished.map_err(|e| e.to_string())?;
+        let mut bytes = self.take();
+        if matches!(self, Encoder::Json(_)) {
+            bytes.push(b'\n');
+        }
+        Ok(bytes)
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(match self {
+            Encoder::Json(writer) => writer.get_mut(),
+            Encoder::Arrow(writer) => writer.get_mut(),
+        })
+    }
 }
 
 #[cfg(test)]
