@@ -415,7 +415,7 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
 
 /// Connects a TCP client to its own listener, accepts, then puts the client's socket in flight
 /// over a Unix socket pair and closes its own descriptor, so no process holds it. Prints the
-/// client's port; on a line from stdin it receives the socket (it holds it from then on) and
+/// client's and the server's ports; on a line from stdin it receives the socket (it holds it from then on) and
 /// prints `owned`.
 const IN_FLIGHT: &str = r#"
 import socket, sys, time
@@ -428,7 +428,7 @@ a, b = socket.socketpair()
 socket.send_fds(a, [b"x"], [c.fileno()])
 port = c.getsockname()[1]
 c.close()
-print(port, flush=True)
+print(port, s.getsockname()[1], flush=True)
 sys.stdin.readline()
 _, fds, _, _ = socket.recv_fds(b, 1, 1)
 held = socket.socket(fileno=fds[0])
@@ -448,7 +448,19 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
     let (_broker, kafka) = Broker::start_with_topics(1).await;
 
     let mut holder = Process::python(IN_FLIGHT, &[]);
-    let client_port = holder.line(WAIT, "the client's port");
+    let ports = holder.line(WAIT, "the client's and the server's ports");
+    let (client_port, server_port) = ports
+        .trim()
+        .split_once(' ')
+        .map(|(c, s)| (c.to_owned(), s.to_owned()))
+        .expect("two ports");
+    // Another connection of this machine may get the same local port towards another peer
+    // (ports are unique per four-tuple): only this one has both.
+    let this_connection = |e: &ConnectionEvent| {
+        e.kind == ConnectionEventKind::Connect
+            && e.local_port.to_string() == client_port
+            && e.remote_port.to_string() == server_port
+    };
 
     let host_id = format!("collector-test-{}-unowned", std::process::id());
     let mut args = CollectorArgs::new(kafka.clone());
@@ -474,20 +486,10 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
         &mut seen,
         &host_id,
         "the connect of the connection in flight at start-up",
-        |s| {
-            s.events.iter().any(|e| {
-                e.kind == ConnectionEventKind::Connect
-                    && e.local_port.to_string() == client_port
-                    && !e.refresh
-            })
-        },
+        |s| s.events.iter().any(|e| this_connection(e) && !e.refresh),
     )
     .await;
-    let connect = seen
-        .events
-        .iter()
-        .find(|e| e.kind == ConnectionEventKind::Connect && e.local_port.to_string() == client_port)
-        .unwrap();
+    let connect = seen.events.iter().find(|e| this_connection(e)).unwrap();
     assert_eq!(
         (connect.pid, connect.source),
         (Some(holder.pid() as i32), EventSource::Procfs)

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{Snapshot, T1, rows};
+use common::{Snapshot, T1, edges, nodes, rows};
 use scope_renderer::render::render;
-use scope_schemas::{RenderedNode, View};
+use scope_schemas::View;
 
 const NGINX: &str = "54da098dbf083ded14da56f79eab42533cf2f278bc207674ae705904df38cdb4";
 const CLIENT: &str = "23d400aa9d0ca29084aec04ead9205f2b829d9b26cfb9420603c3a5583088b7a";
@@ -49,27 +47,6 @@ async fn rendered() -> (tempfile::TempDir, scope_renderer::render::Rendered) {
         .write(dir.path(), "m2");
     let rendered = render(dir.path(), T1, &[]).await.unwrap();
     (dir, rendered)
-}
-
-async fn edges(dir: &std::path::Path, view: &str) -> Vec<String> {
-    rows(
-        dir,
-        &format!(
-            "SELECT src, dst, connections FROM graph_edges WHERE \"view\" = '{view}' \
-             ORDER BY src, dst"
-        ),
-    )
-    .await
-}
-
-fn nodes(
-    rendered: &scope_renderer::render::Rendered,
-    view: View,
-) -> BTreeMap<String, RenderedNode> {
-    rendered.views[&view]
-        .iter()
-        .map(|n| (n.id.clone(), n.clone()))
-        .collect()
 }
 
 fn id(container: &str) -> String {

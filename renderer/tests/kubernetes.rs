@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{Snapshot, T1, rows};
+use common::{Snapshot, T1, edges, nodes, rows};
 use scope_renderer::render::{Rendered, render};
-use scope_schemas::{RenderedNode, View};
+use scope_schemas::View;
 
 fn cid(n: u8) -> String {
     format!("{:064x}", n)
@@ -124,24 +122,6 @@ async fn rendered() -> (tempfile::TempDir, Rendered) {
         .write(dir.path(), "m1");
     let rendered = render(dir.path(), T1, &[]).await.unwrap();
     (dir, rendered)
-}
-
-async fn edges(dir: &std::path::Path, view: &str) -> Vec<String> {
-    rows(
-        dir,
-        &format!(
-            "SELECT src, dst, connections FROM graph_edges WHERE \"view\" = '{view}' \
-             ORDER BY src, dst"
-        ),
-    )
-    .await
-}
-
-fn nodes(rendered: &Rendered, view: View) -> BTreeMap<String, RenderedNode> {
-    rendered.views[&view]
-        .iter()
-        .map(|n| (n.id.clone(), n.clone()))
-        .collect()
 }
 
 #[tokio::test]

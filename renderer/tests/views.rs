@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::{collections::BTreeMap, path::Path};
+use std::path::Path;
 
-use common::{Snapshot, T1, rows};
+use common::{Snapshot, T1, edges, nodes, rows};
 use scope_renderer::render::{Rendered, render};
 use scope_schemas::{
     RenderedNode, View,
@@ -56,21 +56,6 @@ async fn rendered() -> (tempfile::TempDir, Rendered) {
     scenario(dir.path());
     let rendered = render(dir.path(), T1, &[]).await.unwrap();
     (dir, rendered)
-}
-
-async fn edges(dir: &Path, view: &str) -> Vec<String> {
-    rows(
-        dir,
-        &format!("SELECT src, dst, connections FROM graph_edges WHERE \"view\" = '{view}' ORDER BY src, dst"),
-    )
-    .await
-}
-
-fn nodes(rendered: &Rendered, view: View) -> BTreeMap<String, RenderedNode> {
-    rendered.views[&view]
-        .iter()
-        .map(|n| (n.id.clone(), n.clone()))
-        .collect()
 }
 
 #[tokio::test]

@@ -470,6 +470,29 @@ fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(Arc::clone(schema), columns).unwrap()
 }
 
+/// The rendered edges of `view` as `src,dst,connections` lines, by source and destination.
+pub async fn edges(data_dir: &Path, view: &str) -> Vec<String> {
+    rows(
+        data_dir,
+        &format!(
+            "SELECT src, dst, connections FROM graph_edges WHERE \"view\" = '{view}' \
+             ORDER BY src, dst"
+        ),
+    )
+    .await
+}
+
+/// The rendered nodes of `view` by id.
+pub fn nodes(
+    rendered: &scope_renderer::render::Rendered,
+    view: scope_schemas::View,
+) -> std::collections::BTreeMap<String, scope_schemas::RenderedNode> {
+    rendered.views[&view]
+        .iter()
+        .map(|n| (n.id.clone(), n.clone()))
+        .collect()
+}
+
 /// Rows of `sql` over `data_dir` as CSV lines without the header, for comparing.
 pub async fn rows(data_dir: &Path, sql: &str) -> Vec<String> {
     let batches = scope_renderer::sql::query(data_dir, &[], sql)
