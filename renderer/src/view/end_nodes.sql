@@ -1,9 +1,9 @@
 -- end_nodes: each connection's two ends as the nodes they are in every view: the endpoint
--- (`<host_id>;<addr>;<port>`), the process (its id and its name), what the process is in
--- (process_parents: container, image, container hostname, pod, controller, with the pseudo
--- node that stands in where it is in none) and the host, where known, and the pseudo node of
--- an end of no known host. An end whose process is unknown has none of the process's
--- parents: the process, container and Kubernetes views drop its edge.
+-- (`<host_id>;<addr>;<port>`); the process (its id and name) and what it is in (container,
+-- image, container hostname, pod, controller, or the pseudo node that stands in where it is
+-- in none), all from its row of process_parents; the host, where known; and the pseudo node
+-- of an end of no known host. An end whose process is unknown has none of these: the
+-- process, container and Kubernetes views drop its edge.
 --
 -- An endpoint id carries its host even for a public address (Weave Scope leaves it out
 -- there): the same address can belong to several hosts (a default bridge such as 172.17.0.1),
@@ -13,8 +13,8 @@ SELECT
     e.client_pseudo,
     e.client_host_id || ';' || e.client_addr || ';' || CAST(e.client_port AS VARCHAR)
         AS client_endpoint,
-    cp.id AS client_process,
-    cp.name AS client_name,
+    cq.id AS client_process,
+    cq.name AS client_name,
     ch.id AS client_host,
     cq.container AS client_container,
     cq.image AS client_image,
@@ -27,8 +27,8 @@ SELECT
     e.server_pseudo,
     e.server_host_id || ';' || e.server_addr || ';' || CAST(e.server_port AS VARCHAR)
         AS server_endpoint,
-    sp.id AS server_process,
-    sp.name AS server_name,
+    sq.id AS server_process,
+    sq.name AS server_name,
     sh.id AS server_host,
     sq.container AS server_container,
     sq.image AS server_image,
@@ -40,10 +40,6 @@ SELECT
     sq.unmanaged_id AS server_unmanaged_id,
     e.server_port
 FROM conn_ends e
-LEFT JOIN process_info cp
-    ON cp.snapshot_time = e.snapshot_time AND cp.host_id = e.client_host_id AND cp.pid = e.client_pid
-LEFT JOIN process_info sp
-    ON sp.snapshot_time = e.snapshot_time AND sp.host_id = e.server_host_id AND sp.pid = e.server_pid
 LEFT JOIN process_parents cq
     ON cq.snapshot_time = e.snapshot_time AND cq.host_id = e.client_host_id AND cq.pid = e.client_pid
 LEFT JOIN process_parents sq

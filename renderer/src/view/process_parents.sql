@@ -1,5 +1,6 @@
--- process_parents: what each process is in the container and Kubernetes views, how a node
--- with no parent there is drawn being each view's choice (see edges.sql):
+-- process_parents: each process (its id and name, from process_info) with what it is in
+-- the container and Kubernetes views; how a node with no parent there is drawn is each view's
+-- choice (see edges.sql):
 -- - its container, image and container hostname, else its host's "Uncontained" pseudo node
 --   (`pseudo:uncontained:<host_id>`, Weave Scope's);
 -- - its container's pod (by the pod's uid, from CRI labels or the cgroup path) and that pod's
@@ -8,6 +9,8 @@ SELECT
     p.snapshot_time,
     p.host_id,
     p.pid,
+    p.id,
+    p.name,
     COALESCE(c.id, 'pseudo:uncontained:' || p.host_id) AS container,
     COALESCE(c.image || ';<container_image>', 'pseudo:uncontained:' || p.host_id) AS image,
     COALESCE(c.hostname, 'pseudo:uncontained:' || p.host_id) AS container_hostname,
