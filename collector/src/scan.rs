@@ -70,6 +70,42 @@ impl Scan {
     }
 }
 
+/// Fixtures of the reporters' tests.
+#[cfg(test)]
+impl Scan {
+    /// A scan at `at` that saw `processes` and no connections.
+    pub fn example(at: Instant, processes: Vec<ProcessSample>) -> Scan {
+        Scan {
+            timestamp_us: 1_000,
+            at,
+            processes,
+            tcp: BTreeMap::new(),
+            socket_owner: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl ProcessSample {
+    /// A Python HTTP server of pid `pid`, in no container.
+    pub fn example(pid: i32, start_ticks: u64, cpu_ticks: u64) -> ProcessSample {
+        ProcessSample {
+            pid,
+            ppid: 1,
+            name: "python3".into(),
+            cmdline: "python3 -m http.server".into(),
+            threads: 2,
+            cpu_ticks,
+            start_ticks,
+            rss_bytes: 4096,
+            open_files: Some(5),
+            netns: Some(1),
+            sockets: vec![],
+            container: None,
+        }
+    }
+}
+
 /// How much of /proc a scan reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Depth {

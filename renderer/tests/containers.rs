@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Snapshot, T1, edges, nodes, rows};
+use common::{Snapshot, T1, edges, look, nodes, rows};
 use scope_renderer::render::render;
 use scope_schemas::View;
 
@@ -66,16 +66,7 @@ async fn containers_view_draws_containers_and_their_connections() {
         ]
     );
     let nodes = nodes(&rendered, View::Containers);
-    let summary = |id: &str| {
-        let n = &nodes[id];
-        (
-            n.label.as_str(),
-            n.label_minor.as_str(),
-            n.rank.as_str(),
-            n.shape.as_str(),
-            n.pseudo,
-        )
-    };
+    let summary = |id: &str| look(&nodes[id]);
     assert_eq!(
         summary(&id(NGINX)),
         ("nginx", "h1", "local/busybox", "hexagon", false)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Snapshot, T1, edges, nodes, rows};
+use common::{Snapshot, T1, edges, look, nodes, rows};
 use scope_renderer::render::{Rendered, render};
 use scope_schemas::View;
 
@@ -151,18 +151,19 @@ async fn controllers_are_deployments_daemon_sets_and_bare_pods() {
         real, wanted,
         "exactly the 2 deployments, the daemon set and the bare pod"
     );
-    let summary = |id: &str| {
-        let n = &nodes[id];
-        (
-            n.label.as_str(),
-            n.label_minor.as_str(),
-            n.rank.as_str(),
-            n.shape.as_str(),
-        )
-    };
-    assert_eq!(summary(&web), ("web", "2 pods", "Deployment", "heptagon"));
-    assert_eq!(summary(&agent), ("agent", "1 pod", "DaemonSet", "pentagon"));
-    assert_eq!(summary(&debug), ("debug", "1 pod", "Pod", "heptagon"));
+    let summary = |id: &str| look(&nodes[id]);
+    assert_eq!(
+        summary(&web),
+        ("web", "2 pods", "Deployment", "heptagon", false)
+    );
+    assert_eq!(
+        summary(&agent),
+        ("agent", "1 pod", "DaemonSet", "pentagon", false)
+    );
+    assert_eq!(
+        summary(&debug),
+        ("debug", "1 pod", "Pod", "heptagon", false)
+    );
     assert_eq!(nodes[unmanaged].label, "Unmanaged");
     assert_eq!(nodes[&web].metadata["kubernetes_namespace"], "shop");
 }

@@ -1,7 +1,9 @@
 //! docker-compose.yml cannot drift from the code: every service built from this repo has its
 //! command line run against our binaries with `--check-config`.
 
-use std::{path::Path, process::Command};
+mod support;
+
+use std::path::Path;
 
 use serde_yaml::Value;
 
@@ -11,7 +13,6 @@ fn every_scope_service_command_is_accepted_by_its_binary() {
     let compose: Value =
         serde_yaml::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
             .expect("docker-compose.yml is YAML");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scope")).parent().unwrap();
     let services = compose["services"].as_mapping().expect("services");
     let mut checked = Vec::new();
     for (name, service) in services {
@@ -25,13 +26,6 @@ fn every_scope_service_command_is_accepted_by_its_binary() {
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
-        let binary = bin_dir.join(&command[0]);
-        assert!(
-            binary.exists(),
-            "service {name} runs {}, which this workspace does not build ({})",
-            command[0],
-            binary.display()
-        );
         // The service's environment as compose passes it, with `${VAR...}` interpolations
         // (values the operator supplies) standing in as a placeholder.
         let environment: Vec<(String, String)> = service
@@ -49,21 +43,7 @@ fn every_scope_service_command_is_accepted_by_its_binary() {
                 (key.as_str().unwrap().to_owned(), value.to_owned())
             })
             .collect();
-        let out = Command::new(&binary)
-            .args(&command[1..])
-            .arg("--check-config")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(environment)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "service {name}: `{}` rejected its compose command line:\n{}{}",
-            command.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_config_accepted(&command, &environment, &format!("service {name}"));
         checked.push(name.to_owned());
     }
     checked.sort();

@@ -188,28 +188,8 @@ mod tests {
 
     fn process(pid: i32, container: Option<ContainerRef>) -> ProcessSample {
         ProcessSample {
-            pid,
-            ppid: 1,
-            name: "httpd".into(),
-            cmdline: "httpd -f".into(),
-            threads: 1,
-            cpu_ticks: 0,
-            start_ticks: 1,
-            rss_bytes: 4096,
-            open_files: Some(3),
-            netns: Some(1),
-            sockets: vec![],
             container,
-        }
-    }
-
-    fn scan(at: Instant, processes: Vec<ProcessSample>) -> Scan {
-        Scan {
-            timestamp_us: 1_000,
-            at,
-            processes,
-            tcp: BTreeMap::new(),
-            socket_owner: HashMap::new(),
+            ..ProcessSample::example(pid, 1, 0)
         }
     }
 
@@ -260,7 +240,7 @@ mod tests {
         }
         let mut reporter = ContainerReporter::new("h1", root.path().to_owned(), meta);
         let t0 = Instant::now();
-        reporter.observe(&scan(
+        reporter.observe(&Scan::example(
             t0,
             vec![
                 process(10, Some(container.clone())),
@@ -292,7 +272,7 @@ mod tests {
 
         // Half a second of CPU over one second: 50 %.
         std::fs::write(cpu.join("cpuacct.usage"), "1500000000").unwrap();
-        reporter.observe(&scan(
+        reporter.observe(&Scan::example(
             t0 + Duration::from_secs(1),
             vec![process(10, Some(container))],
         ));
@@ -310,7 +290,10 @@ mod tests {
             pod_uid: Some("1f5e3c2a-7b9d-4e8f-a1b2-c3d4e5f60718".into()),
             paths: CgroupPaths::default(),
         };
-        reporter.observe(&scan(Instant::now(), vec![process(10, Some(container))]));
+        reporter.observe(&Scan::example(
+            Instant::now(),
+            vec![process(10, Some(container))],
+        ));
         let node = &reporter.nodes()[0];
         assert_eq!(
             node.latest(keys::POD_UID),

@@ -158,39 +158,9 @@ fn process_node(
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        collections::{BTreeMap, HashMap},
-        time::Duration,
-    };
+    use std::time::Duration;
 
     use super::*;
-
-    fn sample(pid: i32, start_ticks: u64, cpu_ticks: u64) -> ProcessSample {
-        ProcessSample {
-            pid,
-            ppid: 1,
-            name: "python3".into(),
-            cmdline: "python3 -m http.server".into(),
-            threads: 2,
-            cpu_ticks,
-            start_ticks,
-            rss_bytes: 4096,
-            open_files: Some(5),
-            netns: Some(1),
-            sockets: vec![],
-            container: None,
-        }
-    }
-
-    fn scan(at: Instant, processes: Vec<ProcessSample>) -> Scan {
-        Scan {
-            timestamp_us: 1_000,
-            at,
-            processes,
-            tcp: BTreeMap::new(),
-            socket_owner: HashMap::new(),
-        }
-    }
 
     #[test]
     fn cpu_percent_is_a_rate() {
@@ -214,7 +184,13 @@ mod tests {
         let mut reporter = ProcessReporter::new("h1");
         reporter.ticks_per_second = 100.0;
         let t0 = Instant::now();
-        reporter.observe(&scan(t0, vec![sample(42, 7, 100), sample(43, 7, 0)]));
+        reporter.observe(&Scan::example(
+            t0,
+            vec![
+                ProcessSample::example(42, 7, 100),
+                ProcessSample::example(43, 7, 0),
+            ],
+        ));
         let node = &reporter.nodes()[0];
         assert_eq!(
             (node.topology.as_str(), node.id.as_str()),
@@ -233,7 +209,13 @@ mod tests {
 
         // pid 43 was replaced by a new process with the same pid (other start time).
         let t1 = t0 + Duration::from_secs(1);
-        reporter.observe(&scan(t1, vec![sample(42, 7, 125), sample(43, 9, 50)]));
+        reporter.observe(&Scan::example(
+            t1,
+            vec![
+                ProcessSample::example(42, 7, 125),
+                ProcessSample::example(43, 9, 50),
+            ],
+        ));
         assert_eq!(
             reporter.nodes()[0].metric(keys::CPU_USAGE_PERCENT),
             Some(25.0)
@@ -248,7 +230,7 @@ mod tests {
         reporter.connected(42, "python3", t0);
         reporter.connected(77, "curl", t0);
         // 42 is still running: its real node. 77 exited: a node with its pid and name.
-        reporter.observe(&scan(t0, vec![sample(42, 7, 100)]));
+        reporter.observe(&Scan::example(t0, vec![ProcessSample::example(42, 7, 100)]));
         let ids: Vec<&str> = reporter.nodes().iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["h1;42", "h1;77"]);
         let exited = &reporter.nodes()[1];
@@ -256,7 +238,10 @@ mod tests {
         assert_eq!(exited.latest(keys::PID), Some("77"));
         assert_eq!(exited.parents[keys::HOST], ["h1;<host>"]);
 
-        reporter.observe(&scan(t0 + EXITED_TTL, vec![sample(42, 7, 100)]));
+        reporter.observe(&Scan::example(
+            t0 + EXITED_TTL,
+            vec![ProcessSample::example(42, 7, 100)],
+        ));
         let ids: Vec<&str> = reporter.nodes().iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["h1;42"]);
     }

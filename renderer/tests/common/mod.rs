@@ -493,6 +493,17 @@ pub fn nodes(
         .collect()
 }
 
+/// How a node looks: label, minor label, rank, shape and whether it is a pseudo node.
+pub fn look(node: &scope_schemas::RenderedNode) -> (&str, &str, &str, &str, bool) {
+    (
+        node.label.as_str(),
+        node.label_minor.as_str(),
+        node.rank.as_str(),
+        node.shape.as_str(),
+        node.pseudo,
+    )
+}
+
 /// Rows of `sql` over `data_dir` as CSV lines without the header, for comparing.
 pub async fn rows(data_dir: &Path, sql: &str) -> Vec<String> {
     let batches = scope_renderer::sql::query(data_dir, &[], sql)

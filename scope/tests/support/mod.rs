@@ -112,6 +112,35 @@ pub fn sql_value(data_dir: &Path, query: &str) -> Option<String> {
     .filter(|v| !v.is_empty())
 }
 
+/// Runs `command` (a binary this workspace builds, then its arguments) with `--check-config`
+/// in exactly `environment` (and `PATH`), failing the test with its output if it rejects it:
+/// how deployment files are kept in step with the flags. `source` names where the command
+/// line comes from.
+pub fn assert_config_accepted(command: &[String], environment: &[(String, String)], source: &str) {
+    let binary = Path::new(SCOPE).parent().unwrap().join(&command[0]);
+    assert!(
+        binary.exists(),
+        "{source} runs {}, which this workspace does not build ({})",
+        command[0],
+        binary.display()
+    );
+    let out = Command::new(&binary)
+        .args(&command[1..])
+        .arg("--check-config")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(environment.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{source}: `{}` rejected its command line:\n{}{}",
+        command.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
