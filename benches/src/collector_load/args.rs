@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+/// Above this, starting the containers would take longer than measuring them.
+const MAX_CONTAINERS: u32 = 500;
+
 /// How the collector under test learns connections (its `--tracker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Mode {
@@ -53,6 +56,12 @@ pub struct CollectorLoadArgs {
     /// Modes to measure, in order (comma-separated). procfs is the baseline of the ratios.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "procfs,ebpf")]
     pub modes: Vec<Mode>,
+    /// Containers running beside the collector, comma-separated: each count is measured at
+    /// every mode and rate, in this order (`0,50`: none, then 50 busybox containers that sleep).
+    /// A count above 0 starts dockerd if none answers (root), builds the busybox image if
+    /// missing, and points every cell's collector at the Docker socket.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub containers: Vec<u32>,
     /// Give up on any single wait (collector up, collector stopped, events consumed) after this
     /// long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -77,10 +86,23 @@ impl CollectorLoadArgs {
         if self.modes.is_empty() {
             return Err("--modes needs at least one mode".into());
         }
+        if self.containers.is_empty() {
+            return Err("--containers needs at least one count (0 for none)".into());
+        }
+        if let Some(count) = self.containers.iter().find(|n| **n > MAX_CONTAINERS) {
+            return Err(format!(
+                "--containers {count}: at most {MAX_CONTAINERS} (each takes a docker run)"
+            ));
+        }
         if self.timeout < Duration::from_secs(1) {
             return Err("--timeout must be at least 1s".into());
         }
         Ok(())
+    }
+
+    /// Whether any cell runs containers, so Docker must be up for the whole run.
+    pub fn wants_docker(&self) -> bool {
+        self.containers.iter().any(|n| *n > 0)
     }
 
     /// The collector binary: `--collector`, else `scope-collector` beside this executable.
@@ -135,6 +157,8 @@ mod tests {
         assert_eq!(defaults.long_lived, 20);
         assert_eq!(defaults.modes, [Mode::Procfs, Mode::Ebpf]);
         assert_eq!(defaults.collector, None);
+        assert_eq!(defaults.containers, [0]);
+        assert!(!defaults.wants_docker());
         defaults.validate().unwrap();
 
         let args = parse(&[
@@ -150,6 +174,8 @@ mod tests {
             "/x/scope-collector",
             "--modes",
             "ebpf",
+            "--containers",
+            "0,50",
         ])
         .unwrap();
         assert_eq!(args.duration, Duration::from_secs(3));
@@ -157,6 +183,10 @@ mod tests {
         assert_eq!(args.rates, [10, 20]);
         assert_eq!(args.long_lived, 0);
         assert_eq!(args.modes, [Mode::Ebpf]);
+        assert_eq!(args.containers, [0, 50]);
+        assert!(args.wants_docker());
+        args.validate().unwrap();
+        assert!(parse(&["--containers", "many"]).is_err());
         assert!(parse(&["--rates", "fast"]).is_err());
         assert!(parse(&["--modes", "kprobe"]).is_err());
     }
@@ -175,6 +205,14 @@ mod tests {
             },
             CollectorLoadArgs {
                 modes: vec![],
+                ..ok.clone()
+            },
+            CollectorLoadArgs {
+                containers: vec![],
+                ..ok.clone()
+            },
+            CollectorLoadArgs {
+                containers: vec![0, 501],
                 ..ok.clone()
             },
         ] {

@@ -25,9 +25,16 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts `path --brokers <bootstrap> --host-id <host_id> --tracker <mode>`, RUST_LOG=warn.
-    /// The child is killed if this value is dropped before [`Collector::stop`].
-    pub fn spawn(path: &Path, mode: Mode, bootstrap: &str, host_id: &str) -> anyhow::Result<Self> {
+    /// Starts `path --brokers <bootstrap> --host-id <host_id> --tracker <mode>`, plus
+    /// `--docker-socket` if given, RUST_LOG=warn. The child is killed if this value is dropped
+    /// before [`Collector::stop`].
+    pub fn spawn(
+        path: &Path,
+        mode: Mode,
+        bootstrap: &str,
+        host_id: &str,
+        docker_socket: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(path);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SCOPE_") {
@@ -37,6 +44,11 @@ impl Collector {
         command
             .args(["--brokers", bootstrap, "--host-id", host_id])
             .args(["--tracker", mode.as_str()])
+            .args(
+                docker_socket
+                    .iter()
+                    .flat_map(|socket| [Path::new("--docker-socket"), socket]),
+            )
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -5,7 +5,8 @@
 //!
 //! Of the connection events it keeps only the `connect`s to the load server that are not
 //! refreshes (a full publish re-announces open connections): the client ports the collector
-//! saw opening, which [`seen`] matches against the ports the load used.
+//! saw opening, which [`seen`] matches against the ports the load used. Of the reports it keeps
+//! the container nodes, to tell whether the collector saw the bench's containers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
-use scope_schemas::{ConnectionEvent, ConnectionEventKind, Record as _, topics};
+use scope_schemas::report::keys;
+use scope_schemas::{ConnectionEvent, ConnectionEventKind, Record as _, ReportDelta, topics};
 
 /// A `connect` event to the load server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub struct HostEvents {
     /// Other non-refresh `connect`s (not the load's), by process name and remote port: what
     /// else on the machine opened connections while the collector ran.
     pub other_connects: BTreeMap<(String, i32), u64>,
+    /// Container node ids in this host's container reports: (named, with memory usage), each
+    /// true once any report carried it.
+    pub containers: HashMap<String, (bool, bool)>,
 }
 
 #[derive(Debug, Default)]
@@ -122,7 +127,7 @@ impl Events {
             .unwrap_or_default()
     }
 
-    /// Connection records that did not decode, over the whole run.
+    /// Records that did not decode, over the whole run.
     pub fn malformed(&self) -> u64 {
         self.shared.malformed.load(Ordering::SeqCst)
     }
@@ -190,24 +195,32 @@ impl Shared {
         let Some(host_id) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
         };
-        let event = if topic == topics::CONNECTIONS {
-            match ConnectionEvent::decode(payload.unwrap_or_default()) {
-                Ok(event) => Some(event),
-                Err(error) => {
-                    if self.malformed.fetch_add(1, Ordering::SeqCst) == 0 {
-                        tracing::warn!(%error, host_id, "events reader: undecodable connection event");
-                    }
-                    None
-                }
-            }
+        let payload = payload.unwrap_or_default();
+        let decoded = if topic == topics::CONNECTIONS {
+            ConnectionEvent::decode(payload).map(|event| (Some(event), None))
         } else {
-            None
+            ReportDelta::decode(payload).map(|delta| (None, Some(delta)))
         };
+        let (event, delta) = decoded.unwrap_or_else(|error| {
+            if self.malformed.fetch_add(1, Ordering::SeqCst) == 0 {
+                tracing::warn!(%error, host_id, topic, "events reader: undecodable record");
+            }
+            (None, None)
+        });
         let Ok(mut hosts) = self.hosts.lock() else {
             return;
         };
         let host = hosts.entry(host_id.to_owned()).or_default();
         host.records += 1;
+        for node in delta
+            .into_iter()
+            .filter(|d| d.reporter == keys::CONTAINER)
+            .flat_map(|d| d.upserts)
+        {
+            let seen = host.containers.entry(node.id).or_default();
+            seen.0 |= node.latest.contains_key(keys::CONTAINER_NAME);
+            seen.1 |= node.metrics.contains_key(keys::MEMORY_USAGE_BYTES);
+        }
         let Some(event) = event else { return };
         *host
             .by_kind
@@ -315,10 +328,50 @@ mod tests {
             );
         }
         shared.take(topics::CONNECTIONS, 4, Some(b"h"), Some(b"junk"), 9000);
-        shared.take(topics::REPORTS, 0, Some(b"h"), Some(b"a report"), 9000);
+        shared.take(topics::REPORTS, 0, Some(b"h"), Some(b"junk"), 9000);
+        let container = |id: &str, named: bool, measured: bool| {
+            let mut node = scope_schemas::Node::new(keys::CONTAINER, id);
+            if named {
+                node = node.with_latest(keys::CONTAINER_NAME, "/c", 7);
+            }
+            if measured {
+                node.metrics.insert(
+                    keys::MEMORY_USAGE_BYTES.into(),
+                    scope_schemas::Metric::single(7, 4096.0),
+                );
+            }
+            node
+        };
+        for (i, (reporter, upserts)) in [
+            (keys::CONTAINER, vec![container("a", true, false)]),
+            (keys::CONTAINER, vec![container("a", false, true)]),
+            (keys::PROCESS, vec![container("b", true, true)]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let delta = ReportDelta {
+                host_id: "h".into(),
+                reporter: reporter.into(),
+                seq: i as i64,
+                full: false,
+                timestamp_us: 7,
+                upserts,
+                removals: vec![],
+            };
+            let bytes = delta.encode().unwrap();
+            shared.take(
+                topics::REPORTS,
+                1 + i as i64,
+                Some(b"h"),
+                Some(&bytes),
+                9000,
+            );
+        }
         let hosts = shared.hosts.lock().unwrap();
         let host = &hosts["h"];
-        assert_eq!(host.records, 6);
+        assert_eq!(host.records, 9);
+        assert_eq!(host.containers, HashMap::from([("a".into(), (true, true))]));
         assert_eq!(
             host.connects,
             [Connect {
@@ -328,7 +381,7 @@ mod tests {
         );
         assert_eq!(host.by_kind[&("connect", "ebpf")], 3);
         assert_eq!(host.other_connects[&("?".to_owned(), 9001)], 1);
-        assert_eq!(shared.malformed.load(Ordering::SeqCst), 1);
+        assert_eq!(shared.malformed.load(Ordering::SeqCst), 2);
         assert_eq!(shared.positions.lock().unwrap()[topics::CONNECTIONS], 5);
     }
 }

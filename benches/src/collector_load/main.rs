@@ -6,13 +6,16 @@
 //! long-lived connections to it and a paced load of short ones. The figures are the child's
 //! CPU (% of one core) and resident memory from /proc, and the share of the short connections
 //! it announced on `scope.connections`. procfs is the baseline: eBPF's CPU is given as a ratio
-//! to it at each rate. The markdown table goes to stdout, progress to stderr (`RUST_LOG`,
-//! default `warn`, for this process; the collector always runs with `RUST_LOG=warn`).
+//! to it at each rate. With `--containers 0,50` each mode and rate is measured without, then
+//! with 50 containers running, and the second's CPU and RSS are given as ratios to the
+//! first's. The markdown table goes to stdout, progress to stderr (`RUST_LOG`, default `warn`,
+//! for this process; the collector always runs with `RUST_LOG=warn`).
 //!
 //! # Layout
 //! - [`args`]: the command line and where the collector binary is found.
 //! - [`traffic`]: the load server, the long-lived connections and the paced short ones.
 //! - [`child`]: starting and stopping the collector.
+//! - [`containers`]: the Docker containers that run beside it (`--containers`).
 //! - [`procstat`]: CPU ticks and memory from /proc, and the run time of eBPF programs.
 //! - [`events`]: reading what the collectors publish, and counting what they saw.
 //! - [`run`]: the cells, in order.
@@ -23,6 +26,7 @@
 
 mod args;
 mod child;
+mod containers;
 mod events;
 mod procstat;
 mod report;

@@ -1,5 +1,7 @@
-//! The figures of one run and their markdown: one row per cell (mode × rate), then, per rate,
-//! eBPF's CPU over procfs's (the baseline measured in the same run), then notes.
+//! The figures of one run and their markdown: one row per cell (containers × mode × rate);
+//! then, per container count and rate, eBPF's CPU over procfs's (the baseline measured in the
+//! same run); then, with more than one container count, each count's CPU and RSS over the
+//! first count's (the baseline, e.g. 0); then notes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +29,9 @@ pub struct Measured {
     pub threads: Vec<(String, f64, usize)>,
     /// The collector's connection events over its whole life, by (kind, source).
     pub events: BTreeMap<(&'static str, &'static str), u64>,
+    /// Of the bench's containers, how many the collector reported; `None` when the run has
+    /// no Docker.
+    pub containers: Option<crate::containers::Reported>,
     /// The busiest other sources of `connect` events: process, remote port, count.
     pub other_connects: Vec<(String, i32, u64)>,
     /// How the collector exited after SIGTERM.
@@ -46,10 +51,11 @@ impl Measured {
     }
 }
 
-/// One mode at one rate, measured or failed.
+/// One mode at one rate with some containers running, measured or failed.
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub mode: Mode,
+    pub containers: u32,
     pub rate: u32,
     pub outcome: Result<Measured, String>,
 }
@@ -68,23 +74,21 @@ impl Report {
         self.cells.iter().filter(|c| c.outcome.is_err()).count()
     }
 
-    fn cpu(&self, mode: Mode, rate: u32) -> Option<f64> {
+    fn measured(&self, mode: Mode, containers: u32, rate: u32) -> Option<&Measured> {
         self.cells
             .iter()
-            .find(|c| c.mode == mode && c.rate == rate)
+            .find(|c| c.mode == mode && c.containers == containers && c.rate == rate)
             .and_then(|c| c.outcome.as_ref().ok())
-            .map(|m| m.cpu_percent)
     }
 
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         out.push_str(
-            "| mode | new connections/s | collector CPU (% of one core) | RSS MiB (peak) \
-             | connections made | seen |\n|---|---|---|---|---|---|\n",
+            "| mode | containers | new connections/s | collector CPU (% of one core) \
+             | RSS MiB (peak) | connections made | seen |\n|---|---|---|---|---|---|---|\n",
         );
         for cell in &self.cells {
-            let mode = cell.mode.as_str();
-            let rate = cell.rate;
+            let (mode, containers, rate) = (cell.mode.as_str(), cell.containers, cell.rate);
             match &cell.outcome {
                 Ok(m) => {
                     let seen = m.seen_percent().map_or("n/a".to_owned(), |p| {
@@ -92,7 +96,7 @@ impl Report {
                     });
                     let _ = writeln!(
                         out,
-                        "| {mode} | {rate} | {:.2} % | {:.1} ({:.1}) | {} | {seen} |",
+                        "| {mode} | {containers} | {rate} | {:.2} % | {:.1} ({:.1}) | {} | {seen} |",
                         m.cpu_percent,
                         m.rss as f64 / MIB,
                         m.peak as f64 / MIB,
@@ -100,35 +104,72 @@ impl Report {
                     );
                 }
                 Err(_) => {
-                    let _ = writeln!(out, "| {mode} | {rate} | failed (see notes) | | | |");
+                    let _ = writeln!(
+                        out,
+                        "| {mode} | {containers} | {rate} | failed (see notes) | | | |"
+                    );
                 }
             }
         }
 
-        let mut rates: Vec<u32> = Vec::new();
-        for cell in &self.cells {
-            if !rates.contains(&cell.rate) {
-                rates.push(cell.rate);
-            }
-        }
-        let both = |rate: u32| self.cpu(Mode::Procfs, rate).zip(self.cpu(Mode::Ebpf, rate));
-        if rates.iter().any(|&r| both(r).is_some()) {
-            out.push_str(
-                "\n| new connections/s | procfs CPU | eBPF CPU | eBPF / procfs |\n|---|---|---|---|\n",
-            );
+        let rates = distinct(&self.cells, |c| c.rate);
+        let counts = distinct(&self.cells, |c| c.containers);
+        let modes = distinct(&self.cells, |c| c.mode);
+
+        let mut rows = String::new();
+        for &containers in &counts {
             for &rate in &rates {
-                let Some((procfs, ebpf)) = both(rate) else {
+                let cpu = |mode| self.measured(mode, containers, rate).map(|m| m.cpu_percent);
+                let Some((procfs, ebpf)) = cpu(Mode::Procfs).zip(cpu(Mode::Ebpf)) else {
                     continue;
                 };
-                let ratio = if procfs > 0.0 {
-                    format!("{:.2}", ebpf / procfs)
-                } else {
-                    "n/a (procfs used no measurable CPU)".to_owned()
-                };
-                let _ = writeln!(out, "| {rate} | {procfs:.2} % | {ebpf:.2} % | {ratio} |");
+                let _ = writeln!(
+                    rows,
+                    "| {containers} | {rate} | {procfs:.2} % | {ebpf:.2} % | {} |",
+                    ratio(ebpf, procfs)
+                );
             }
         }
+        if !rows.is_empty() {
+            out.push_str(
+                "\n| containers | new connections/s | procfs CPU | eBPF CPU | eBPF / procfs |\n\
+                 |---|---|---|---|---|\n",
+            );
+            out.push_str(&rows);
+        }
 
+        let (base, others) = counts.split_first().map_or((0, &[][..]), |(b, o)| (*b, o));
+        for &count in others {
+            let _ = write!(
+                out,
+                "\n| mode | new connections/s | CPU, {base} containers | CPU, {count} \
+                 | {count} / {base} | RSS MiB (peak), {base} | RSS MiB (peak), {count} \
+                 | {count} / {base} |\n|---|---|---|---|---|---|---|---|\n"
+            );
+            for &mode in &modes {
+                for &rate in &rates {
+                    let (Some(a), Some(b)) = (
+                        self.measured(mode, base, rate),
+                        self.measured(mode, count, rate),
+                    ) else {
+                        continue;
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {} | {rate} | {:.2} % | {:.2} % | {} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} |",
+                        mode.as_str(),
+                        a.cpu_percent,
+                        b.cpu_percent,
+                        ratio(b.cpu_percent, a.cpu_percent),
+                        a.rss as f64 / MIB,
+                        a.peak as f64 / MIB,
+                        b.rss as f64 / MIB,
+                        b.peak as f64 / MIB,
+                        ratio(b.rss as f64, a.rss as f64),
+                    );
+                }
+            }
+        }
         out.push('\n');
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
@@ -140,8 +181,34 @@ impl Report {
     }
 }
 
+/// Each value of `of` over `cells` once, in the order first seen.
+fn distinct<T: PartialEq>(cells: &[Cell], of: impl Fn(&Cell) -> T) -> Vec<T> {
+    let mut values = Vec::new();
+    for cell in cells {
+        let value = of(cell);
+        if !values.contains(&value) {
+            values.push(value);
+        }
+    }
+    values
+}
+
+/// `part / whole` to two decimals, or why there is none.
+fn ratio(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.2}", part / whole)
+    } else {
+        "n/a (baseline not measurable)".to_owned()
+    }
+}
+
 fn cell_note(cell: &Cell) -> String {
-    let name = format!("{} at {}/s", cell.mode.as_str(), cell.rate);
+    let name = format!(
+        "{} with {} containers at {}/s",
+        cell.mode.as_str(),
+        cell.containers,
+        cell.rate
+    );
     let m = match &cell.outcome {
         Ok(m) => m,
         Err(reason) => return format!("{name}: FAILED: {reason}"),
@@ -201,6 +268,14 @@ fn cell_note(cell: &Cell) -> String {
             );
         }
     }
+    if let Some(c) = &m.containers {
+        let _ = write!(
+            note,
+            "; of its {} containers running, the collector reported {} named (Engine API) and \
+             {} with cgroup memory, and {} other container nodes",
+            c.running, c.named, c.measured, c.others
+        );
+    }
     let others: Vec<String> = m
         .other_connects
         .iter()
@@ -240,6 +315,7 @@ mod tests {
             seen,
             threads: vec![("rdk:broker".into(), 0.5, 2), ("idle".into(), 0.0, 1)],
             events: BTreeMap::from([(("connect", "ebpf"), 3)]),
+            containers: None,
             other_connects: vec![("cargo".into(), 443, 7)],
             exit: "exit status: 0".into(),
             machine: (0.5, 70),
@@ -260,16 +336,19 @@ mod tests {
             cells: vec![
                 Cell {
                     mode: Mode::Procfs,
+                    containers: 0,
                     rate: 1000,
                     outcome: Ok(measured(2.0, 20_000, 10)),
                 },
                 Cell {
                     mode: Mode::Ebpf,
+                    containers: 0,
                     rate: 1000,
                     outcome: Ok(measured(3.0, 20_000, 20_000)),
                 },
                 Cell {
                     mode: Mode::Ebpf,
+                    containers: 0,
                     rate: 0,
                     outcome: Err("the collector exited (exit status: 1)".into()),
                 },
@@ -278,14 +357,17 @@ mod tests {
         };
         let md = report.to_markdown();
         assert!(
-            md.contains("| procfs | 1000 | 2.00 % | 20.0 (24.0) | 20000 | 0.1 % (10 of 20000) |"),
+            md.contains(
+                "| procfs | 0 | 1000 | 2.00 % | 20.0 (24.0) | 20000 | 0.1 % (10 of 20000) |"
+            ),
             "{md}"
         );
-        assert!(md.contains("| ebpf | 1000 | 3.00 % |"), "{md}");
-        assert!(md.contains("| 1000 | 2.00 % | 3.00 % | 1.50 |"), "{md}");
-        assert!(md.contains("| ebpf | 0 | failed (see notes) |"), "{md}");
+        assert!(md.contains("| ebpf | 0 | 1000 | 3.00 % |"), "{md}");
+        assert!(md.contains("| 0 | 1000 | 2.00 % | 3.00 % | 1.50 |"), "{md}");
+        assert!(md.contains("| ebpf | 0 | 0 | failed (see notes) |"), "{md}");
+        assert!(!md.contains("CPU, 0 containers"), "{md}");
         assert!(
-            md.contains("ebpf at 0/s: FAILED: the collector exited"),
+            md.contains("ebpf with 0 containers at 0/s: FAILED: the collector exited"),
             "{md}"
         );
         assert!(md.contains("rdk:broker x2 0.50 %"), "{md}");
@@ -297,5 +379,51 @@ mod tests {
         );
         assert_eq!(report.failed(), 1);
         assert_eq!(measured(1.0, 0, 0).seen_percent(), None);
+    }
+
+    #[test]
+    fn containers_against_the_first_count() {
+        let cell = |containers, cpu, rss_mib: u64, reported| Cell {
+            mode: Mode::Ebpf,
+            containers,
+            rate: 1000,
+            outcome: Ok(Measured {
+                rss: rss_mib << 20,
+                containers: Some(reported),
+                ..measured(cpu, 20_000, 20_000)
+            }),
+        };
+        let reported = |running, named| crate::containers::Reported {
+            running,
+            named,
+            measured: named,
+            others: 1,
+        };
+        let report = Report {
+            cells: vec![
+                cell(0, 1.6, 14, reported(0, 0)),
+                cell(50, 2.4, 21, reported(50, 49)),
+            ],
+            notes: vec![],
+        };
+        let md = report.to_markdown();
+        assert!(
+            md.contains(
+                "| ebpf | 1000 | 1.60 % | 2.40 % | 1.50 | 14.0 (24.0) | 21.0 (24.0) | 1.50 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| CPU, 0 containers | CPU, 50 | 50 / 0 |"),
+            "{md}"
+        );
+        assert!(!md.contains("eBPF / procfs"), "{md}");
+        assert!(
+            md.contains(
+                "of its 50 containers running, the collector reported 49 named (Engine API) and \
+                 49 with cgroup memory, and 1 other container nodes"
+            ),
+            "{md}"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! One run: the broker, the load server and the events reader are shared; each cell (mode ×
-//! rate) gets a fresh collector with its own host id.
+//! One run: the broker, the load server and the events reader are shared; each cell
+//! (containers × mode × rate) gets a fresh collector with its own host id. The containers of a
+//! count are started before its cells and kept through them, so each count is measured back to
+//! back at every mode and rate; Docker runs for the whole run if any count is above 0.
 //!
 //! A cell, in order:
 //! 1. open `--long-lived` connections to the load server;
@@ -11,7 +13,8 @@
 //!    `BPF_ENABLE_STATS` for the whole run), which the kernel charges to the processes making
 //!    the connections, not to the collector;
 //! 5. stop the load, SIGTERM the collector (it flushes), close the long-lived connections;
-//! 6. read `scope.connections` to its end and count the measured connections announced.
+//! 6. read `scope.connections` to its end and count the measured connections announced, and
+//!    how many of the running containers the collector reported.
 //!
 //! A cell that fails (a collector that cannot start, typically eBPF without the rights) is
 //! reported as failed and the run goes on to the next cell.
@@ -27,6 +30,7 @@ use scope_schemas::topics;
 
 use crate::args::{CollectorLoadArgs, Mode};
 use crate::child::Collector;
+use crate::containers::Fleet;
 use crate::events::{self, Events};
 use crate::procstat;
 use crate::report::{Cell, Measured, Report};
@@ -80,42 +84,66 @@ pub async fn run(args: &CollectorLoadArgs, collector: &Path) -> anyhow::Result<R
         args.long_lived,
         ticks_per_second
     ));
-    for &mode in &args.modes {
-        for &rate in &args.rates {
-            eprintln!(
-                "scope-collector-load: {} at {rate} new connections/s",
-                mode.as_str()
-            );
-            let outcome = bench
-                .cell(mode, rate)
-                .await
-                .map_err(|error| format!("{error:#}"));
-            match &outcome {
-                Ok(m) => eprintln!(
-                    "scope-collector-load: {} at {rate}/s: CPU {:.2} %, RSS {:.1} MiB, seen {} of {}",
-                    mode.as_str(),
-                    m.cpu_percent,
-                    m.rss as f64 / 1_048_576.0,
-                    m.seen,
-                    m.made
-                ),
-                Err(reason) => eprintln!(
-                    "scope-collector-load: {} at {rate}/s FAILED: {reason}",
-                    mode.as_str()
-                ),
+    let mut fleet = args.wants_docker().then(Fleet::start).transpose()?;
+    if let Some(fleet) = &fleet {
+        report.notes.push(format!(
+            "containers: `{}` running `sleep 86400` on Docker's default bridge; every collector \
+             gets --docker-socket {} and the default --cgroup-root",
+            scope_testkit::docker::BUSYBOX_IMAGE,
+            fleet.socket().display()
+        ));
+    }
+    for &containers in &args.containers {
+        let resized = match fleet.as_mut() {
+            Some(fleet) => {
+                eprintln!("scope-collector-load: {containers} containers");
+                fleet.resize(containers as usize)
             }
-            report.cells.push(Cell {
-                mode,
-                rate,
-                outcome,
-            });
+            None => Ok(()),
         }
+        .map_err(|error| format!("{error:#}"));
+        for &mode in &args.modes {
+            for &rate in &args.rates {
+                let name = format!("{} with {containers} containers at {rate}/s", mode.as_str());
+                eprintln!("scope-collector-load: {name}");
+                let outcome = match &resized {
+                    Ok(()) => bench
+                        .cell(mode, rate, containers, fleet.as_ref())
+                        .await
+                        .map_err(|error| format!("{error:#}")),
+                    Err(reason) => Err(reason.clone()),
+                };
+                match &outcome {
+                    Ok(m) => eprintln!(
+                        "scope-collector-load: {name}: CPU {:.2} %, RSS {:.1} MiB, seen {} of {}",
+                        m.cpu_percent,
+                        m.rss as f64 / 1_048_576.0,
+                        m.seen,
+                        m.made
+                    ),
+                    Err(reason) => eprintln!("scope-collector-load: {name} FAILED: {reason}"),
+                }
+                report.cells.push(Cell {
+                    mode,
+                    containers,
+                    rate,
+                    outcome,
+                });
+            }
+        }
+    }
+    if let Some(fleet) = fleet.as_mut()
+        && let Err(error) = fleet.resize(0)
+    {
+        report
+            .notes
+            .push(format!("removing the containers: {error:#}"));
     }
     let malformed = bench.events.malformed();
     if malformed > 0 {
         report
             .notes
-            .push(format!("{malformed} connection events did not decode"));
+            .push(format!("{malformed} records did not decode"));
     }
     bench.events.stop().await;
     drop(broker);
@@ -123,15 +151,27 @@ pub async fn run(args: &CollectorLoadArgs, collector: &Path) -> anyhow::Result<R
 }
 
 impl Bench<'_> {
-    async fn cell(&self, mode: Mode, rate: u32) -> anyhow::Result<Measured> {
+    async fn cell(
+        &self,
+        mode: Mode,
+        rate: u32,
+        containers: u32,
+        fleet: Option<&Fleet>,
+    ) -> anyhow::Result<Measured> {
         let args = self.args;
         let host_id = format!(
-            "collector-load-{}-{}-{rate}",
+            "collector-load-{}-{}-{containers}c-{rate}",
             std::process::id(),
             mode.as_str()
         );
         let held = traffic::hold_open(self.server.addr, args.long_lived).await?;
-        let mut collector = Collector::spawn(self.collector, mode, &self.bootstrap, &host_id)?;
+        let mut collector = Collector::spawn(
+            self.collector,
+            mode,
+            &self.bootstrap,
+            &host_id,
+            fleet.map(Fleet::socket),
+        )?;
         let pid = collector.pid;
 
         let deadline = Instant::now() + args.timeout;
@@ -193,6 +233,8 @@ impl Bench<'_> {
             to_us + ANNOUNCE_SLACK_US,
         );
 
+        let containers = fleet.map(|fleet| fleet.reported(&host));
+
         let per_core = |ticks| procstat::percent_of_core(ticks, self.ticks_per_second, elapsed);
         let kernel = (mode == Mode::Ebpf).then(|| {
             let (before, after) = (bpf_before?, bpf_after?);
@@ -218,6 +260,7 @@ impl Bench<'_> {
                 .map(|(name, ticks, n)| (name, per_core(ticks), n))
                 .collect(),
             events: host.by_kind,
+            containers,
             other_connects: busiest(host.other_connects, 3),
             exit: status.to_string(),
             machine,
