@@ -17,7 +17,10 @@ use std::{
 };
 
 use arrow::{
-    array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray},
+    array::{
+        Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, MapArray, RecordBatch,
+        StringArray,
+    },
     compute::cast,
     datatypes::{DataType, SchemaRef},
     error::ArrowError,
@@ -395,6 +398,57 @@ pub(crate) fn conform(
         .collect()
 }
 
+/// A `MAP(VARCHAR, VARCHAR)` column of a node query whose entries become metadata
+/// `<prefix><key>` ([`view::META_MAP_SUFFIX`]).
+struct MetaMap {
+    prefix: String,
+    map: MapArray,
+    /// Every row's keys and values, as plain strings whatever string type the plan produced.
+    keys: StringArray,
+    values: StringArray,
+}
+
+impl MetaMap {
+    fn new(batch: &RecordBatch, name: &str, prefix: &str, table: &str) -> Result<Self, Error> {
+        let schema_error = |message: String| Error::Schema {
+            table: table.to_owned(),
+            source: ArrowError::SchemaError(message),
+        };
+        let map = batch
+            .column_by_name(name)
+            .and_then(|column| column.as_map_opt())
+            .ok_or_else(|| schema_error(format!("{name} is not a map")))?
+            .clone();
+        let text = |array: &ArrayRef| -> Result<StringArray, Error> {
+            cast(array, &DataType::Utf8)
+                .map(|array| array.as_string::<i32>().clone())
+                .map_err(|e| schema_error(format!("{name}: {e}")))
+        };
+        Ok(MetaMap {
+            prefix: prefix.to_owned(),
+            keys: text(map.keys())?,
+            values: text(map.values())?,
+            map,
+        })
+    }
+
+    /// Row `row`'s entries with a value, as metadata.
+    fn entries(&self, row: usize) -> impl Iterator<Item = (String, String)> + '_ {
+        let offsets = self.map.value_offsets();
+        let range = if self.map.is_null(row) {
+            0..0
+        } else {
+            offsets[row] as usize..offsets[row + 1] as usize
+        };
+        range
+            .filter(|&i| !self.keys.is_null(i) && !self.values.is_null(i))
+            .map(|i| {
+                let key = format!("{}{}", self.prefix, self.keys.value(i));
+                (key, self.values.value(i).to_owned())
+            })
+    }
+}
+
 fn string_column(batch: &RecordBatch, name: &str, table: &str) -> Result<StringArray, Error> {
     typed_column(batch, name, table, DataType::Utf8)
 }
@@ -457,8 +511,14 @@ fn rendered_nodes(
         let shape = string_column(batch, "shape", t)?;
         let pseudo = bool_column(batch, "pseudo", t)?;
         let mut metas = Vec::new();
+        let mut meta_maps = Vec::new();
         for field in batch.schema().fields() {
-            if let Some(key) = field.name().strip_prefix(view::META_PREFIX) {
+            let Some(key) = field.name().strip_prefix(view::META_PREFIX) else {
+                continue;
+            };
+            if let Some(prefix) = key.strip_suffix(view::META_MAP_SUFFIX) {
+                meta_maps.push(MetaMap::new(batch, field.name(), prefix, t)?);
+            } else {
                 metas.push((key.to_owned(), string_column(batch, field.name(), t)?));
             }
         }
@@ -474,11 +534,14 @@ fn rendered_nodes(
                     column.value(row).to_owned()
                 }
             };
-            let metadata = metas
+            let mut metadata: BTreeMap<String, String> = metas
                 .iter()
                 .filter(|(_, column)| !column.is_null(row))
                 .map(|(key, column)| (key.clone(), column.value(row).to_owned()))
                 .collect();
+            for map in &meta_maps {
+                metadata.extend(map.entries(row));
+            }
             let node = RenderedNode {
                 view: view.name().to_owned(),
                 adjacency: adjacency

@@ -6,14 +6,13 @@ mod common;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use common::{Snapshot, recent_time};
-use scope_renderer::{
-    api::{ApiArgs, Snapshots},
-    render::render,
+use common::{
+    Snapshot, recent_time,
+    served::{Served, get_json, node_ids, request, serve},
 };
+use scope_renderer::{api::ApiArgs, render::render};
 use scope_testkit::{Process, http_request, scope_api_script};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -37,36 +36,6 @@ fn snapshot(t: i64, client_connected: bool) -> Snapshot {
     s
 }
 
-/// A served API over `data_dir`; stops when dropped.
-struct Served {
-    base: String,
-    snapshots: Arc<Snapshots>,
-    stop: CancellationToken,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn serve(data_dir: &Path, token: Option<&str>) -> Served {
-    let args = ApiArgs {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        token: token.map(str::to_owned),
-    };
-    let snapshots = Snapshots::new(data_dir.to_path_buf(), &[]);
-    let bound = args.bind(Arc::clone(&snapshots)).await.unwrap().unwrap();
-    let base = format!("http://{}", bound.local_addr());
-    let stop = CancellationToken::new();
-    tokio::spawn(bound.serve(stop.clone()));
-    Served {
-        base,
-        snapshots,
-        stop,
-    }
-}
-
 /// A served API over one snapshot of [`snapshot`] with the client connected, taken now.
 async fn serve_connected() -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
@@ -75,28 +44,6 @@ async fn serve_connected() -> (tempfile::TempDir, Served) {
     render(dir.path(), t, &[]).await.unwrap();
     let served = serve(dir.path(), None).await;
     (dir, served)
-}
-
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
-    let (status, bytes) = http_request(method, url, headers, body);
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn get_json(url: &str) -> Value {
-    let (status, body) = request("GET", url, &[], None);
-    assert_eq!(status, 200, "GET {url}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
-}
-
-fn node_ids(listing: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = listing["nodes"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    ids.sort();
-    ids
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,9 +3,13 @@
 
 mod common;
 
-use common::{Snapshot, T1, edges, look, nodes, rows};
+use common::{
+    Snapshot, edges, look, nodes, recent_time, rows,
+    served::{get_json, node_ids, serve},
+};
 use scope_renderer::render::{Rendered, render};
 use scope_schemas::View;
+use serde_json::Value;
 
 fn cid(n: u8) -> String {
     format!("{:064x}", n)
@@ -25,6 +29,8 @@ fn node(uid: &str, topology: &str) -> String {
 /// container, connects to web-a-1.
 async fn rendered() -> (tempfile::TempDir, Rendered) {
     let dir = tempfile::tempdir().unwrap();
+    // Recent, so that the API serves it as the latest snapshot.
+    let t = recent_time(0);
     let pods = [
         (
             "web-a-1",
@@ -64,7 +70,7 @@ async fn rendered() -> (tempfile::TempDir, Rendered) {
         ),
         ("debug", "pz", "ops", None, "app=debug", 5, 105),
     ];
-    let mut s = Snapshot::new(T1)
+    let mut s = Snapshot::new(t)
         .host("h1", "h1")
         .network("h1", "10.0.0.1/24")
         .kube("namespace", "nshop", "", "shop", None, &[])
@@ -120,7 +126,7 @@ async fn rendered() -> (tempfile::TempDir, Rendered) {
         .outbound("h1", Some(300), ("10.0.0.1", 40005), ("10.0.0.1", 8080))
         .inbound("h1", Some(101), ("10.0.0.1", 8080), ("10.0.0.1", 40005))
         .write(dir.path(), "m1");
-    let rendered = render(dir.path(), T1, &[]).await.unwrap();
+    let rendered = render(dir.path(), t, &[]).await.unwrap();
     (dir, rendered)
 }
 
@@ -229,4 +235,142 @@ async fn services_draw_the_pods_their_selector_matches() {
         .await,
         vec!["web-a-1", "web-b-1"]
     );
+}
+
+/// The real (not pseudo) node ids of a view's listing.
+fn real_nodes(listing: &Value) -> Vec<String> {
+    node_ids(listing)
+        .into_iter()
+        .filter(|id| !id.starts_with("pseudo:"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_picks_namespaces_as_a_union() {
+    let (dir, _) = rendered().await;
+    let served = serve(dir.path(), None).await;
+    let controllers = |query: &str| {
+        let url = format!("{}/api/topology/kube-controllers?{query}", served.base);
+        real_nodes(&tokio::task::block_in_place(|| get_json(&url)))
+    };
+    let shop = vec![node("dd", "deployment"), node("dw", "deployment")];
+    let ops = vec![node("ds", "daemon_set"), node("pz", "pod")];
+    let mut both = [shop.clone(), ops.clone()].concat();
+    both.sort();
+    assert_eq!(controllers("namespace=shop,ops"), both);
+    assert_eq!(controllers("namespace=shop&namespace=ops"), both);
+    assert_eq!(controllers("namespace=shop"), shop);
+    assert_eq!(controllers("namespace=ops"), ops);
+    assert_eq!(controllers("namespace=nowhere"), Vec::<String>::new());
+
+    let topologies =
+        tokio::task::block_in_place(|| get_json(&format!("{}/api/topology", served.base)));
+    let pods = topologies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["url"] == "/api/topology/pods")
+        .expect("pods listed");
+    let namespace = pods["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "namespace")
+        .expect("a namespace option");
+    assert_eq!(namespace["selectType"], "union");
+    let values: Vec<&str> = namespace["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["ops", "shop"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_are_a_table_and_group_a_view() {
+    let (dir, _) = rendered().await;
+    let served = serve(dir.path(), None).await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", served.base);
+        tokio::task::block_in_place(|| get_json(&url))
+    };
+
+    let pods = get("/api/topology/pods");
+    let web = &pods["nodes"][node("pa", "pod")];
+    assert_eq!(
+        web["tables"],
+        serde_json::json!([{
+            "id": "kubernetes_labels_",
+            "label": "Kubernetes labels",
+            "type": "property-list",
+            "columns": null,
+            "rows": [{"id": "label_app", "entries": {"label": "app", "value": "web"}}],
+        }])
+    );
+    assert!(
+        !web["metadata"].to_string().contains("kubernetes_labels_"),
+        "labels are not metadata rows: {}",
+        web["metadata"]
+    );
+
+    let grouped = get("/api/topology/pods?group=app");
+    let group = |value: &str| format!("app={value};<group>");
+    assert_eq!(
+        real_nodes(&grouped),
+        [group("agent"), group("db"), group("debug"), group("web")],
+        "every pod has an app label: one node per value"
+    );
+    let web = &grouped["nodes"][group("web")];
+    assert_eq!(
+        (&web["label"], &web["labelMinor"], &web["stack"]),
+        (&"web".into(), &"2 pods".into(), &true.into())
+    );
+    assert_eq!(web["adjacency"], serde_json::json!([group("db")]));
+    assert_eq!(
+        grouped["nodes"][group("agent")]["adjacency"],
+        serde_json::json!([group("web")])
+    );
+
+    // The daemon set has no labels: it stays as it is among the deployments' groups.
+    let controllers = get("/api/topology/kube-controllers?group=app");
+    assert_eq!(
+        real_nodes(&controllers),
+        [
+            group("db"),
+            group("debug"),
+            group("web"),
+            node("ds", "daemon_set")
+        ]
+    );
+
+    let details = get("/api/topology/pods/app%3Dweb%3B%3Cgroup%3E");
+    let mut members: Vec<&str> = details["node"]["children"][0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["label"].as_str().unwrap())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["web-a-1", "web-b-1"]);
+
+    let topologies = get("/api/topology");
+    let pods = topologies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["url"] == "/api/topology/pods")
+        .unwrap();
+    let keys: Vec<&str> = pods["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "group")
+        .expect("a group option")["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["app"]);
 }

@@ -11,6 +11,7 @@
 //! Everything is read-only. Beyond loopback a token is required (`--http-token`), as a bearer
 //! token or as the password of basic auth, so a browser can log in too.
 
+mod grouping;
 mod samples;
 mod scope_json;
 mod snapshots;

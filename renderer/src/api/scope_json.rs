@@ -94,6 +94,9 @@ pub struct NodeSummary {
     pub shape: String,
     #[serde(skip_serializing_if = "is_false")]
     pub pseudo: bool,
+    /// Drawn as a stack: a node standing for several (a label group).
+    #[serde(skip_serializing_if = "is_false")]
+    pub stack: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metadata: Vec<MetadataRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -102,6 +105,34 @@ pub struct NodeSummary {
     pub metrics: Vec<MetricRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adjacency: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<Table>,
+}
+
+/// A table of a node, as Scope shows a container's Docker labels or a pod's Kubernetes
+/// labels: `property-list` rows of a label and a value.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Table {
+    /// The metadata prefix of its rows (`docker_label_`).
+    pub id: &'static str,
+    pub label: &'static str,
+    #[serde(rename = "type")]
+    pub table_type: &'static str,
+    pub columns: Option<()>,
+    pub rows: Vec<TableRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TableRow {
+    /// `label_<key>`, as Scope's rows.
+    pub id: String,
+    pub entries: TableEntries,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TableEntries {
+    pub label: String,
+    pub value: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use scope_schemas::{RenderedNode, View};
 
+use super::grouping::{
+    CONTAINER_LABELS, CONTROLLER_LABELS, GROUP_OPTION, Labels, POD_LABELS, SERVICE_LABELS,
+    parse_group_id,
+};
 use super::scope_json::{
     Column, Connection, ConnectionsSummary, MetadataRow, MetricRow, NodeDetails, NodeSummary,
     NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
@@ -27,6 +31,9 @@ struct Listing {
     options: &'static [Choice],
     /// Offers a union of the namespaces its nodes are in (Scope's Kubernetes views).
     namespaced: bool,
+    /// Where its nodes' labels are, for their table and `?group=`; none for views whose
+    /// nodes have no labels.
+    labels: Option<&'static Labels>,
 }
 
 /// One option of a view: `?<id>=<value>`.
@@ -96,6 +103,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[UNCONNECTED],
             namespaced: false,
+            labels: None,
         },
         View::ProcessesByName => Listing {
             view,
@@ -105,6 +113,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[UNCONNECTED],
             namespaced: false,
+            labels: None,
         },
         View::Hosts => Listing {
             view,
@@ -114,6 +123,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: false,
             options: &[PSEUDO],
             namespaced: false,
+            labels: None,
         },
         // Not listed by Weave Scope 1.13's API; ranked after its views.
         View::Endpoints => Listing {
@@ -124,6 +134,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[PSEUDO],
             namespaced: false,
+            labels: None,
         },
         View::Containers => Listing {
             view,
@@ -133,6 +144,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: false,
             options: CONTAINER_OPTIONS,
             namespaced: false,
+            labels: Some(&CONTAINER_LABELS),
         },
         View::ContainersByHostname => Listing {
             view,
@@ -142,6 +154,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: false,
             options: CONTAINER_OPTIONS,
             namespaced: false,
+            labels: None,
         },
         View::ContainersByImage => Listing {
             view,
@@ -151,6 +164,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: false,
             options: CONTAINER_OPTIONS,
             namespaced: false,
+            labels: None,
         },
         View::Pods => Listing {
             view,
@@ -160,6 +174,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[UNMANAGED],
             namespaced: true,
+            labels: Some(&POD_LABELS),
         },
         View::KubeControllers => Listing {
             view,
@@ -169,6 +184,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[UNMANAGED],
             namespaced: true,
+            labels: Some(&CONTROLLER_LABELS),
         },
         View::Services => Listing {
             view,
@@ -178,6 +194,7 @@ fn listing(view: View) -> Listing {
             hide_if_empty: true,
             options: &[UNMANAGED],
             namespaced: true,
+            labels: Some(&SERVICE_LABELS),
         },
     }
 }
@@ -201,6 +218,8 @@ pub struct Options {
     /// Kubernetes views: the namespaces picked (`?namespace=a,b` or repeated); none picked
     /// shows all. Pseudo nodes belong to no namespace and stay.
     namespaces: BTreeSet<String>,
+    /// Labelled views: the label whose values group the nodes (`?group=app`).
+    group: Option<String>,
 }
 
 impl Options {
@@ -227,6 +246,12 @@ impl Options {
                 .filter(|namespace| !namespace.is_empty())
                 .map(str::to_owned)
                 .collect();
+        }
+        if listing(view).labels.is_some() {
+            options.group = query
+                .iter()
+                .find(|(key, value)| key == GROUP_OPTION && !value.is_empty())
+                .map(|(_, value)| value.clone());
         }
         for choice in listing(view).options {
             match choice.id {
@@ -304,6 +329,11 @@ pub fn descriptions(rendered: Option<&Rendered>) -> Vec<TopologyDesc> {
                         .collect(),
                 })
                 .chain(listing.namespaced.then(|| namespace_group(rendered)))
+                .chain(
+                    listing
+                        .labels
+                        .map(|labels| label_group(rendered, listing.view, labels)),
+                )
                 .collect(),
             stats,
             sub_topologies: Vec::new(),
@@ -343,6 +373,31 @@ fn namespace_group(rendered: Option<&Rendered>) -> OptionGroup {
             .map(|namespace| OptionValue {
                 value: namespace.to_owned(),
                 label: namespace.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// Grouping by a label: every label key of the view's nodes, one of which may be picked.
+fn label_group(rendered: Option<&Rendered>, view: View, labels: &Labels) -> OptionGroup {
+    let nodes = rendered.and_then(|r| r.views.get(&view));
+    let keys = labels.keys(
+        nodes
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n.metadata.keys())
+            .map(String::as_str),
+    );
+    OptionGroup {
+        id: GROUP_OPTION,
+        default_value: "",
+        select_type: None,
+        none_label: Some("Not grouped"),
+        options: keys
+            .into_iter()
+            .map(|key| OptionValue {
+                value: key.to_owned(),
+                label: format!("By {key}"),
             })
             .collect(),
     }
@@ -389,13 +444,18 @@ pub fn summaries(
         })
         .collect();
     let labels = ParentLabels::new(rendered);
-    nodes
+    let own_labels = listing(view).labels;
+    let shown = nodes
         .iter()
         .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
         .filter(|n| !options.hide_pseudo || !n.pseudo)
         .filter(|n| options.shows_container(n))
-        .map(|n| (n.id.clone(), summary(n, graph, &labels)))
-        .collect()
+        .map(|n| (n.id.clone(), summary(n, graph, &labels, own_labels)))
+        .collect();
+    match (own_labels, &options.group) {
+        (Some(own_labels), Some(key)) => own_labels.group(shown, key),
+        _ => shown,
+    }
 }
 
 /// Labels of every node of every view, for parents' labels.
@@ -428,11 +488,17 @@ impl<'a> ParentLabels<'a> {
     }
 }
 
-fn summary(node: &RenderedNode, graph: Option<&Graph>, labels: &ParentLabels<'_>) -> NodeSummary {
+fn summary(
+    node: &RenderedNode,
+    graph: Option<&Graph>,
+    labels: &ParentLabels<'_>,
+    own_labels: Option<&Labels>,
+) -> NodeSummary {
+    let is_label = |key: &str| own_labels.is_some_and(|own| own.holds(key));
     let mut metadata: Vec<MetadataRow> = node
         .metadata
         .iter()
-        .filter(|(_, value)| !value.is_empty())
+        .filter(|(key, value)| !value.is_empty() && !is_label(key))
         .map(|(key, value)| {
             let (label, priority, data_type) = metadata_template(key);
             MetadataRow {
@@ -474,10 +540,21 @@ fn summary(node: &RenderedNode, graph: Option<&Graph>, labels: &ParentLabels<'_>
         rank: node.rank.clone(),
         shape: node.shape.clone(),
         pseudo: node.pseudo,
+        stack: false,
         metadata,
         parents,
         metrics,
         adjacency: node.adjacency.clone(),
+        tables: own_labels
+            .and_then(|own| {
+                own.table(
+                    node.metadata
+                        .iter()
+                        .map(|(key, value)| (key.as_str(), value.as_str())),
+                )
+            })
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -551,6 +628,9 @@ pub(super) fn metric_row(id: &str, value: f64, samples: Option<Vec<Sample>>) -> 
 
 /// `GET /api/topology/{view}/{node}` without its samples ([`super::samples`] adds them).
 pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails> {
+    if let Some((key, value)) = parse_group_id(id) {
+        return group_details(rendered, view, id, key, value);
+    }
     let all = summaries(rendered, view, &Options::default());
     let summary = all.get(id)?.clone();
     let graph = rendered.graphs.get(&view);
@@ -629,6 +709,37 @@ pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails>
             table("incoming-connections", "Inbound", inbound),
             table("outgoing-connections", "Outbound", outbound),
         ],
+        controls: Vec::new(),
+    })
+}
+
+/// A label group's details: the group, and its members as children.
+fn group_details(
+    rendered: &Rendered,
+    view: View,
+    id: &str,
+    key: &str,
+    value: &str,
+) -> Option<NodeDetails> {
+    let listing = listing(view);
+    let labels = listing.labels?;
+    let all = summaries(rendered, view, &Options::default());
+    let members: Vec<NodeSummary> = all
+        .values()
+        .filter(|node| labels.value(node, key) == Some(value))
+        .cloned()
+        .collect();
+    let summary = labels.group(all, key).remove(id)?;
+    Some(NodeDetails {
+        summary,
+        children: vec![NodeSummaryGroup {
+            id: String::new(),
+            label: listing.name,
+            topology_id: view.name(),
+            columns: Vec::new(),
+            nodes: members,
+        }],
+        connections: Vec::new(),
         controls: Vec::new(),
     })
 }

@@ -23,6 +23,7 @@ SELECT
     c.pod_name AS meta_kubernetes_pod_name,
     c.pod_namespace AS meta_kubernetes_namespace,
     CASE WHEN c.system THEN 'true' END AS meta_system,
+    c.labels AS "meta_docker_label_*",
     c.cpu_usage_percent AS metric_docker_cpu_total_usage,
     CAST(c.memory_usage_bytes AS DOUBLE) AS metric_docker_memory_usage,
     COALESCE(n.connections, 0.0) AS metric_connections_count,

@@ -110,6 +110,11 @@ pub fn samples(view: View) -> Option<(&'static str, &'static str)> {
 /// Prefix of node query columns that become metadata.
 pub const META_PREFIX: &str = "meta_";
 
+/// Ends the name of a metadata column that is a map (`MAP(VARCHAR, VARCHAR)`): each entry
+/// becomes metadata `<prefix><key>`, so `labels AS "meta_docker_label_*"` gives a container
+/// `docker_label_app`. Weave Scope shows such keys as a table of the node (its labels).
+pub const META_MAP_SUFFIX: &str = "*";
+
 /// Prefix of node query columns that are a metric of the node (`DOUBLE`), by Weave Scope's
 /// metric id: `metric_process_cpu_usage_percent`.
 pub const METRIC_PREFIX: &str = "metric_";

@@ -31,6 +31,7 @@ SELECT
             END,
             lower(controller_kind)) || '>',
         id) AS controller_id,
+    COALESCE(controller_uid, uid) AS controller_uid,
     COALESCE(controller_name, label) AS controller_label,
     COALESCE(controller_kind, 'Pod') AS controller_kind
 FROM (

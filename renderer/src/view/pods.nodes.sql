@@ -17,6 +17,7 @@ SELECT
     p.node_name AS meta_kubernetes_node,
     p.controller_kind AS meta_kubernetes_controller_kind,
     p.controller_label AS meta_kubernetes_controller,
+    p.labels AS "meta_kubernetes_labels_*",
     COALESCE(n.connections, 0.0) AS metric_connections_count,
     p.node_name || ';<host>' AS parent_hosts,
     p.controller_id AS "parent_kube-controllers"

@@ -16,6 +16,7 @@ SELECT
     s.name AS meta_kubernetes_name,
     s.cluster_ip AS meta_kubernetes_ip,
     array_to_string(s.ports, ', ') AS meta_kubernetes_ports,
+    s.labels AS "meta_kubernetes_labels_*",
     COALESCE(n.connections, 0.0) AS metric_connections_count
 FROM kubernetes_objects s
 LEFT JOIN view_node_connections n

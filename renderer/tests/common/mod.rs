@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod served;
+
 use std::{path::Path, sync::Arc};
 
 use arrow::{
