@@ -1,4 +1,5 @@
-//! The host's local networks: the CIDR of every interface address, from `getifaddrs(3)`.
+//! The host's local networks: the CIDR of every interface address, with its interface's name,
+//! from `getifaddrs(3)`.
 //!
 //! The renderer uses them to tell a peer inside the host's networks from one on the
 //! Internet. Each entry is the interface address with its prefix length, as Weave Scope
@@ -11,8 +12,9 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-/// `address/prefix` of every IPv4 and IPv6 interface address, sorted, without duplicates.
-pub fn local_networks() -> io::Result<Vec<String>> {
+/// `(interface name, address/prefix)` of every IPv4 and IPv6 interface address, sorted,
+/// without duplicates.
+pub fn interface_networks() -> io::Result<Vec<(String, String)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head into `head` and reports failure by -1.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
@@ -29,7 +31,15 @@ pub fn local_networks() -> io::Result<Vec<String>> {
         if let Some(addr) = unsafe { sockaddr_ip(ifa.ifa_addr) } {
             // SAFETY: as above; the netmask has the address's family.
             let prefix = unsafe { netmask_prefix(ifa.ifa_netmask, &addr) };
-            networks.insert(cidr(addr, prefix));
+            let name = if ifa.ifa_name.is_null() {
+                String::new()
+            } else {
+                // SAFETY: a non-null ifa_name is a NUL-terminated string valid as long as
+                // the list.
+                let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+                name.to_string_lossy().into_owned()
+            };
+            networks.insert((name, cidr(addr, prefix)));
         }
         cursor = ifa.ifa_next;
     }
@@ -118,7 +128,12 @@ mod tests {
 
     #[test]
     fn loopback_is_a_local_network() {
-        let networks = local_networks().unwrap();
-        assert!(networks.iter().any(|n| n == "127.0.0.1/8"), "{networks:?}");
+        let networks = interface_networks().unwrap();
+        assert!(
+            networks
+                .iter()
+                .any(|(name, n)| name == "lo" && n == "127.0.0.1/8"),
+            "{networks:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::error::ArrowError;
@@ -192,6 +192,9 @@ pub fn record_batches(
         time(n.len()),
         text(n.iter().map(|r| r.host_id.as_str()).collect()),
         text(n.iter().map(|r| r.cidr.as_str()).collect()),
+        Arc::new(BooleanArray::from(
+            n.iter().map(|r| r.host_local).collect::<Vec<_>>(),
+        )),
     ];
 
     [
@@ -474,6 +477,7 @@ mod tests {
             local_networks: vec![LocalNetworkRow {
                 host_id: "h1".into(),
                 cidr: "::1/128".into(),
+                host_local: false,
             }],
             expired_sockets: 0,
         }

@@ -172,6 +172,10 @@ pub mod keys {
     // host: sets
     /// CIDRs of every interface address, IPv4 and IPv6, e.g. `10.0.0.5/24`.
     pub const LOCAL_NETWORKS: &str = "local_networks";
+    /// The CIDRs of `local_networks` whose network stays inside this host (a container
+    /// bridge: the same range may be on every host), so their addresses are scoped to it.
+    /// Absent from collectors older than the key: none of their networks is host-local.
+    pub const HOST_LOCAL_NETWORKS: &str = "host_local_networks";
     // host: metrics
     pub const LOAD1: &str = "load1";
     pub const CPU_USAGE_PERCENT: &str = "cpu_usage_percent";

@@ -211,8 +211,16 @@ pub static SOCKETS: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// `local_networks`: one row per (host, CIDR) of the host's interface addresses.
-pub static LOCAL_NETWORKS: LazyLock<SchemaRef> =
-    LazyLock::new(|| with_snapshot_time(vec![utf8("host_id", false), utf8("cidr", false)]));
+/// `host_local` is true for a network no other host reaches (a container bridge): its
+/// addresses name a machine only together with the host. Nullable because snapshots written
+/// before the column existed read it as null, which means false.
+pub static LOCAL_NETWORKS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    with_snapshot_time(vec![
+        utf8("host_id", false),
+        utf8("cidr", false),
+        Field::new("host_local", DataType::Boolean, true),
+    ])
+});
 
 /// `connections`: one row per TCP connection, its client and server ends joined from the
 /// `sockets` of both hosts; an end no host reported has null host, pid and process.

@@ -3,10 +3,12 @@
 //! Everything comes from procfs under `--proc-root` (so a containerised collector reports the
 //! host it has mounted), except the OS name, read from `os-release` beside that procfs first,
 //! and the local networks, which `getifaddrs` gives for the collector's own network
-//! namespace. Any file that cannot be read leaves its field out and is counted; the host
-//! node is still reported.
+//! namespace (with sysfs telling which of them stay inside the host, [`is_host_local`]). Any
+//! file that cannot be read leaves its field out and is counted; the host node is still
+//! reported.
 
 use std::{
+    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
 };
@@ -96,9 +98,23 @@ impl HostReporter {
             metric(keys::CPU_USAGE_PERCENT, percent);
             self.previous_cpu = Some(sample);
         }
-        match interfaces::local_networks() {
-            Ok(networks) => {
-                node.sets.insert(keys::LOCAL_NETWORKS.into(), networks);
+        match interfaces::interface_networks() {
+            Ok(addresses) => {
+                let sys_class_net = Path::new(SYS_CLASS_NET);
+                let mut networks = BTreeSet::new();
+                let mut host_local = BTreeSet::new();
+                for (interface, cidr) in addresses {
+                    if is_host_local(sys_class_net, &interface) {
+                        host_local.insert(cidr.clone());
+                    }
+                    networks.insert(cidr);
+                }
+                node.sets
+                    .insert(keys::LOCAL_NETWORKS.into(), networks.into_iter().collect());
+                node.sets.insert(
+                    keys::HOST_LOCAL_NETWORKS.into(),
+                    host_local.into_iter().collect(),
+                );
             }
             Err(error) => tracing::warn!(%error, "could not list interface addresses"),
         }
@@ -108,6 +124,46 @@ impl HostReporter {
     pub fn nodes(&self) -> &[Node] {
         self.node.as_slice()
     }
+}
+
+/// The interfaces of the collector's network namespace: sysfs lists those of the namespace it
+/// was mounted in, which `ip netns exec` and a host-network pod keep the same as getifaddrs'.
+const SYS_CLASS_NET: &str = "/sys/class/net";
+
+/// Whether the network on `interface` stays inside this host, so that the same range on
+/// another host is another network and its addresses name a machine only with the host.
+///
+/// The rule: a Linux bridge (docker0, cni0, podman0, virbr0, a Compose network's `br-…`) all
+/// of whose ports are virtual interfaces of this host (veth, tap: no `device`, no `DEVTYPE`).
+/// Such a bridge switches only between this host's containers and VMs; anything beyond it is
+/// reached through the host's routing or NAT, with the host's addresses. A bridge with a
+/// physical port (a NIC, or a VLAN or bond of one: a hypervisor's `br0`) or a tunnel port
+/// (vxlan, geneve, gretap: an overlay stretched across hosts) carries one network across
+/// machines, and no other kind of interface is host-local. Weave Scope scoped Docker's bridge
+/// only (`--probe.docker.bridge`), and nothing under Kubernetes, whose pod bridges are routed
+/// between nodes; here the renderer scopes a connection end only when both its addresses are
+/// inside one host-local network, so a routed pod bridge (a subnet of its own per node) still
+/// pairs across nodes and every such bridge can be marked. Anything unreadable is not
+/// host-local: unscoped is how every address was paired before.
+pub(crate) fn is_host_local(sys_class_net: &Path, interface: &str) -> bool {
+    let plain = |name: &str| !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+    if !plain(interface) || !sys_class_net.join(interface).join("bridge").is_dir() {
+        return false;
+    }
+    let Ok(ports) = fs::read_dir(sys_class_net.join(interface).join("brif")) else {
+        return false;
+    };
+    ports.into_iter().all(|port| {
+        let Ok(port) = port else { return false };
+        let Some(name) = port.file_name().to_str().map(str::to_owned) else {
+            return false;
+        };
+        let dir = sys_class_net.join(&name);
+        plain(&name)
+            && !dir.join("device").exists()
+            && fs::read_to_string(dir.join("uevent"))
+                .is_ok_and(|uevent| !uevent.lines().any(|l| l.starts_with("DEVTYPE=")))
+    })
 }
 
 /// `PRETTY_NAME` of the `os-release` beside `proc_root` (`/host/etc` for `/host/proc`), else
@@ -216,6 +272,64 @@ mod tests {
         assert_eq!(cpu_percent((1000, 850), (1000, 850)), None);
     }
 
+    /// A sysfs tree as the kernel lays it out: `<if>/bridge/` on a bridge, `<if>/brif/<port>`
+    /// per port, `device` on a physical interface, `DEVTYPE=` in `uevent` on a typed one.
+    fn sysfs(interfaces: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (name, kind) in interfaces {
+            let dir = root.path().join(name);
+            fs::create_dir_all(&dir).unwrap();
+            let devtype = match *kind {
+                "bridge" | "vxlan" => format!("DEVTYPE={kind}\n"),
+                _ => String::new(),
+            };
+            fs::write(dir.join("uevent"), format!("{devtype}INTERFACE={name}\n")).unwrap();
+            if *kind == "bridge" {
+                fs::create_dir_all(dir.join("bridge")).unwrap();
+                fs::create_dir_all(dir.join("brif")).unwrap();
+            }
+            if *kind == "nic" {
+                fs::create_dir_all(dir.join("device")).unwrap();
+            }
+        }
+        root
+    }
+
+    fn attach(root: &Path, bridge: &str, port: &str) {
+        fs::create_dir_all(root.join(bridge).join("brif").join(port)).unwrap();
+    }
+
+    #[test]
+    fn bridges_of_this_hosts_veths_and_taps_only_are_host_local() {
+        let root = sysfs(&[
+            ("docker0", "bridge"),
+            ("cni0", "bridge"),
+            ("br0", "bridge"),
+            ("overlay", "bridge"),
+            ("vethA", "veth"),
+            ("tap0", "tap"),
+            ("eth0", "nic"),
+            ("vx0", "vxlan"),
+        ]);
+        let root = root.path();
+        attach(root, "cni0", "vethA");
+        attach(root, "cni0", "tap0");
+        attach(root, "br0", "eth0");
+        attach(root, "overlay", "vx0");
+        assert!(is_host_local(root, "docker0"), "a bridge with no port yet");
+        assert!(is_host_local(root, "cni0"));
+        assert!(!is_host_local(root, "br0"), "a physical port");
+        assert!(!is_host_local(root, "overlay"), "a tunnel port");
+        for interface in ["eth0", "vethA", "lo", "missing", "..", "a/b", ""] {
+            assert!(!is_host_local(root, interface), "{interface}");
+        }
+        attach(root, "docker0", "gone");
+        assert!(
+            !is_host_local(root, "docker0"),
+            "a port that cannot be read"
+        );
+    }
+
     #[test]
     fn reports_this_host() {
         let stats = Stats::default();
@@ -241,6 +355,7 @@ mod tests {
         );
         assert!(node.metric(keys::LOAD1).is_some());
         assert!(node.sets[keys::LOCAL_NETWORKS].contains(&"127.0.0.1/8".to_owned()));
+        assert!(!node.sets[keys::HOST_LOCAL_NETWORKS].contains(&"127.0.0.1/8".to_owned()));
         assert_eq!(
             stats
                 .proc_read_errors

@@ -273,11 +273,15 @@ fn host_rows(host_id: &str, host: &Host, window_start: i64, out: &mut SnapshotTa
         tracker_mode: text(keys::TRACKER_MODE),
         last_seen_us: host.last_seen_us,
     });
-    if let Some(cidrs) = host_node.and_then(|n| n.sets.get(keys::LOCAL_NETWORKS)) {
+    if let Some(node) = host_node
+        && let Some(cidrs) = node.sets.get(keys::LOCAL_NETWORKS)
+    {
+        let host_local = node.sets.get(keys::HOST_LOCAL_NETWORKS);
         out.local_networks
             .extend(cidrs.iter().map(|cidr| LocalNetworkRow {
                 host_id: host_id.to_owned(),
                 cidr: cidr.clone(),
+                host_local: host_local.is_some_and(|set| set.contains(cidr)),
             }));
     }
 }
@@ -464,12 +468,19 @@ mod tests {
             T0 + 100,
             "the later of report and message time"
         );
-        let cidrs: Vec<&str> = tables
+        let cidrs: Vec<(&str, bool)> = tables
             .local_networks
             .iter()
-            .map(|n| n.cidr.as_str())
+            .map(|n| (n.cidr.as_str(), n.host_local))
             .collect();
-        assert_eq!(cidrs, vec!["10.0.0.1/24", "fe80::1/64"]);
+        assert_eq!(
+            cidrs,
+            vec![
+                ("10.0.0.1/24", false),
+                ("172.17.0.1/16", true),
+                ("fe80::1/64", false)
+            ]
+        );
     }
 
     #[test]

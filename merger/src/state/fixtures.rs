@@ -61,7 +61,15 @@ pub(super) fn host_node(host: &str, ts: i64, load: f64) -> Node {
         .insert(keys::MEMORY_TOTAL_BYTES.into(), Metric::single(ts, 8e9));
     node.sets.insert(
         keys::LOCAL_NETWORKS.into(),
-        vec!["10.0.0.1/24".into(), "fe80::1/64".into()],
+        vec![
+            "10.0.0.1/24".into(),
+            "172.17.0.1/16".into(),
+            "fe80::1/64".into(),
+        ],
+    );
+    node.sets.insert(
+        keys::HOST_LOCAL_NETWORKS.into(),
+        vec!["172.17.0.1/16".into()],
     );
     node
 }

@@ -151,4 +151,6 @@ impl SocketRow {
 pub struct LocalNetworkRow {
     pub host_id: String,
     pub cidr: String,
+    /// Its host named it host-local (`host_local_networks`): the network stays inside it.
+    pub host_local: bool,
 }

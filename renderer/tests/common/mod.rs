@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc};
 
 use arrow::{
     array::{
-        ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
         TimestampMicrosecondArray,
     },
     datatypes::SchemaRef,
@@ -74,7 +74,8 @@ pub struct Snapshot {
     containers: Vec<Container>,
     kube: Vec<KubeObject>,
     sockets: Vec<Socket>,
-    networks: Vec<(String, String)>,
+    /// (host, CIDR, host-local).
+    networks: Vec<(String, String, bool)>,
 }
 
 impl Snapshot {
@@ -99,7 +100,13 @@ impl Snapshot {
     }
 
     pub fn network(mut self, host: &str, cidr: &str) -> Self {
-        self.networks.push((host.into(), cidr.into()));
+        self.networks.push((host.into(), cidr.into(), false));
+        self
+    }
+
+    /// A network that stays inside `host` (a container bridge: `host_local`).
+    pub fn bridge(mut self, host: &str, cidr: &str) -> Self {
+        self.networks.push((host.into(), cidr.into(), true));
         self
     }
 
@@ -439,8 +446,11 @@ impl Snapshot {
             &tables::LOCAL_NETWORKS,
             vec![
                 ts(n, t),
-                strs(self.networks.iter().map(|(h, _)| some(h)).collect()),
-                strs(self.networks.iter().map(|(_, c)| some(c)).collect()),
+                strs(self.networks.iter().map(|(h, _, _)| some(h)).collect()),
+                strs(self.networks.iter().map(|(_, c, _)| some(c)).collect()),
+                Arc::new(BooleanArray::from(
+                    self.networks.iter().map(|(_, _, l)| *l).collect::<Vec<_>>(),
+                )),
             ],
         );
 
