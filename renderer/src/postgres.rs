@@ -631,7 +631,7 @@ fn refuse_writes(statement: &Statement) -> PgWireResult<()> {
         format!(
             "cannot execute {} in a read-only session: Scope's Postgres endpoint only answers \
              queries (SELECT, WITH, VALUES, EXPLAIN, SHOW)",
-            verb(statement)
+            sql::verb(statement)
         ),
     ))
 }
@@ -657,17 +657,6 @@ fn is_session_setting(set: &Set) -> bool {
         Set::SetTimeZone { .. } | Set::SetNames { .. } | Set::SetNamesDefault {} => true,
         Set::SetTransaction { modes, .. } => !read_write(modes),
         _ => false,
-    }
-}
-
-/// The command a refusal names, as Postgres names it (`DROP TABLE`, `INSERT`).
-fn verb(statement: &Statement) -> String {
-    let text = statement.to_string();
-    let mut words = text.split_whitespace().map(str::to_uppercase);
-    let first = words.next().unwrap_or_else(|| "an empty statement".into());
-    match (first.as_str(), words.next()) {
-        ("CREATE" | "DROP" | "ALTER", Some(second)) => format!("{first} {second}"),
-        _ => first,
     }
 }
 
@@ -1043,6 +1032,7 @@ mod tests {
             ("BEGIN READ WRITE", "BEGIN"),
             ("SET ROLE postgres", "SET"),
             ("TRUNCATE hosts", "TRUNCATE"),
+            ("SELECT * INTO t FROM processes", "SELECT INTO"),
         ] {
             let error = refuse_writes(&statement(bad)).expect_err(bad);
             let PgWireError::UserError(info) = &error else {

@@ -41,7 +41,7 @@ use datafusion::{
     prelude::SessionContext,
     sql::{
         parser::{DFParser, Statement as DfStatement},
-        sqlparser::ast::Statement,
+        sqlparser::ast::{Query, SetExpr, Statement},
     },
 };
 use futures_util::TryStreamExt;
@@ -497,21 +497,58 @@ fn check_read_only(sql: &str) -> Result<(), Error> {
     if allowed {
         Ok(())
     } else {
-        let text = statements[0].to_string();
-        let verb = text
-            .split_whitespace()
-            .next()
-            .unwrap_or("an empty statement");
-        Err(Error::ReadOnly(verb.to_uppercase()))
+        let verb = match &statements[0] {
+            DfStatement::Statement(statement) => verb(statement),
+            other => first_words(&other.to_string()),
+        };
+        Err(Error::ReadOnly(verb))
     }
 }
 
 /// A query, `EXPLAIN` of one, or `SHOW TABLES/COLUMNS`: what reads and never writes.
+/// `SELECT ... INTO t` parses as a query but creates a table, so it is not one.
 pub(crate) fn is_query(statement: &Statement) -> bool {
     match statement {
-        Statement::Query(_) | Statement::ShowTables { .. } | Statement::ShowColumns { .. } => true,
+        Statement::Query(query) => !selects_into(query),
+        Statement::ShowTables { .. } | Statement::ShowColumns { .. } => true,
         Statement::Explain { statement, .. } => is_query(statement),
         _ => false,
+    }
+}
+
+/// Whether a query, or a query it is made of (a CTE, a side of a `UNION`), is `SELECT INTO`.
+fn selects_into(query: &Query) -> bool {
+    fn body_selects_into(body: &SetExpr) -> bool {
+        match body {
+            SetExpr::Select(select) => select.into.is_some(),
+            SetExpr::Query(query) => selects_into(query),
+            SetExpr::SetOperation { left, right, .. } => {
+                body_selects_into(left) || body_selects_into(right)
+            }
+            _ => false,
+        }
+    }
+    let in_ctes = query
+        .with
+        .as_ref()
+        .is_some_and(|with| with.cte_tables.iter().any(|cte| selects_into(&cte.query)));
+    in_ctes || body_selects_into(&query.body)
+}
+
+/// What a refused statement is, for its error: `DELETE`, `CREATE TABLE`, `SELECT INTO`.
+pub(crate) fn verb(statement: &Statement) -> String {
+    match statement {
+        Statement::Query(query) if selects_into(query) => "SELECT INTO".into(),
+        other => first_words(&other.to_string()),
+    }
+}
+
+fn first_words(text: &str) -> String {
+    let mut words = text.split_whitespace().map(str::to_uppercase);
+    let first = words.next().unwrap_or_else(|| "an empty statement".into());
+    match (first.as_str(), words.next()) {
+        ("CREATE" | "DROP" | "ALTER", Some(second)) => format!("{first} {second}"),
+        _ => first,
     }
 }
 
@@ -574,6 +611,10 @@ mod tests {
             "DROP TABLE hosts",
             "SET datafusion.execution.batch_size = 1",
             "SELECT 1; SELECT 2",
+            "SELECT * INTO t FROM hosts",
+            "WITH x AS (SELECT 1 INTO t) SELECT * FROM x",
+            "SELECT 1 UNION ALL SELECT 2 INTO t",
+            "EXPLAIN SELECT * INTO t FROM hosts",
         ] {
             let error = check_read_only(bad).expect_err(bad);
             assert!(matches!(error, Error::ReadOnly(_)), "{bad}: {error}");

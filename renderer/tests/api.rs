@@ -46,6 +46,65 @@ async fn serve_connected() -> (tempfile::TempDir, Served) {
     (dir, served)
 }
 
+/// Every node a listing's adjacency names, that the listing does not have.
+fn dangling_edges(listing: &Value) -> Vec<String> {
+    let nodes = listing["nodes"].as_object().unwrap();
+    nodes
+        .values()
+        .flat_map(|node| node["adjacency"].as_array().into_iter().flatten())
+        .map(|peer| peer.as_str().unwrap().to_owned())
+        .filter(|peer| !nodes.contains_key(peer))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn options_hide_nodes_and_the_edges_to_them() {
+    let (_dir, served) = serve_connected().await;
+    let listing = |query: &str| {
+        let url = format!("{}/api/topology/{query}", served.base);
+        let listing = tokio::task::block_in_place(|| get_json(&url));
+        assert_eq!(dangling_edges(&listing), Vec::<String>::new(), "{query}");
+        listing
+    };
+
+    let all = node_ids(&listing("processes?unconnected=show"));
+    assert_eq!(all, ["cli;20", "cli;21", "out-theinternet", "srv;10"]);
+    let connected = node_ids(&listing("processes?unconnected=hide"));
+    assert_eq!(connected, ["cli;20", "out-theinternet", "srv;10"]);
+
+    let pseudo = |listing: &Value| -> Vec<String> {
+        let nodes = listing["nodes"].as_object().unwrap();
+        let mut ids: Vec<String> = nodes
+            .iter()
+            .filter(|(_, node)| node["pseudo"] == true)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let shown = listing("hosts?pseudo=show");
+    let internet = pseudo(&shown);
+    assert!(
+        !internet.is_empty(),
+        "the Internet is a pseudo node: {shown}"
+    );
+    assert!(
+        shown["nodes"]["cli;<host>"]["adjacency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|peer| internet.contains(&peer.as_str().unwrap().to_owned())),
+        "cli's edge to the Internet: {shown}"
+    );
+    let hidden = listing("hosts?pseudo=hide");
+    assert_eq!(pseudo(&hidden), Vec::<String>::new());
+    assert_eq!(
+        hidden["nodes"]["cli;<host>"]["adjacency"],
+        serde_json::json!(["srv;<host>"]),
+        "the edge to the hidden Internet goes with it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_answers_in_weave_scopes_shapes() {
     let (_dir, served) = serve_connected().await;
@@ -322,6 +381,7 @@ async fn sql_over_http_is_read_only() {
     for (statement, expected) in [
         ("DROP TABLE hosts", 403),
         ("INSERT INTO hosts SELECT * FROM hosts", 403),
+        ("SELECT * INTO t FROM processes", 403),
         ("this is not sql", 400),
     ] {
         let (status, body) = request("POST", &url, &[], Some(statement));

@@ -300,6 +300,7 @@ async fn psql_writes_are_refused_and_change_nothing() {
         "INSERT INTO hosts (host_id) VALUES ('x')",
         "DELETE FROM hosts",
         "CREATE TABLE t AS SELECT 1 AS a",
+        "SELECT * INTO t FROM processes",
         "COPY hosts TO STDOUT",
         "SET datafusion.execution.batch_size = 1",
         "SELECT 1; DROP TABLE hosts",
@@ -360,6 +361,7 @@ def run(label, sql, **params):
 run("hosts", "SELECT host_id FROM hosts WHERE host_id = :h", h="h2")
 run("drop", "DROP TABLE hosts")
 run("insert", "INSERT INTO hosts (host_id) VALUES ('x')")
+run("into", "SELECT * INTO t FROM processes")
 run("set", "SET datafusion.execution.batch_size = 1")
 run("garbage", "SELEC 1 FROM")
 run("session", "SET datestyle = 'ISO, MDY'")
@@ -390,6 +392,7 @@ async fn the_extended_protocol_is_read_only_too() {
         "hosts ok h2",
         "drop error 25006",
         "insert error 25006",
+        "into error 25006",
         "set error 25006",
         "garbage error 42601",
         "session ok -",

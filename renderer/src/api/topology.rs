@@ -6,7 +6,7 @@
 //! kept here in one table per kind: the label, priority and type of each metadata key and
 //! metric, Scope's own where Scope had the key.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use scope_schemas::{RenderedNode, View};
 
@@ -452,10 +452,16 @@ pub fn summaries(
         .filter(|n| options.shows_container(n))
         .map(|n| (n.id.clone(), summary(n, graph, &labels, own_labels)))
         .collect();
-    match (own_labels, &options.group) {
+    let mut shown = match (own_labels, &options.group) {
         (Some(own_labels), Some(key)) => own_labels.group(shown, key),
         _ => shown,
+    };
+    // As Scope's filters do: an edge to a node the options hid goes with it.
+    let ids: HashSet<String> = shown.keys().cloned().collect();
+    for node in shown.values_mut() {
+        node.adjacency.retain(|peer| ids.contains(peer));
     }
+    shown
 }
 
 /// Labels of every node of every view, for parents' labels.
