@@ -3,8 +3,6 @@
 //! publishing to an embedded broker. Needs root (it makes cgroups).
 
 use std::{
-    fs,
-    path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -19,69 +17,13 @@ use scope_schemas::{
     report::{container_node_id, host_node_id, keys, process_node_id},
     topics,
 };
-use scope_testkit::{Broker, Process, Running, wait_for_async};
+use scope_testkit::{
+    Broker, Cgroup, Process, Running,
+    cgroup::{container_id, pod_uid},
+    wait_for_async,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// A cgroup made by the test in every hierarchy the reporter reads, removed when dropped
-/// (after its processes are gone).
-struct Cgroup {
-    dirs: Vec<PathBuf>,
-}
-
-impl Cgroup {
-    /// Makes `path` in the unified hierarchy of a pure cgroup v2 host, else in the v1
-    /// `memory` and `cpuacct` hierarchies.
-    fn create(path: &str) -> Cgroup {
-        let root = Path::new(CGROUP_ROOT);
-        let mounts: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
-            vec![root.to_owned()]
-        } else {
-            let cpuacct = ["cpuacct", "cpu,cpuacct"]
-                .iter()
-                .map(|m| root.join(m))
-                .find(|m| m.join("cgroup.procs").exists())
-                .expect("a cpuacct hierarchy");
-            vec![root.join("memory"), cpuacct]
-        };
-        let dirs = mounts
-            .iter()
-            .map(|mount| {
-                let dir = mount.join(path.trim_start_matches('/'));
-                fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-                dir
-            })
-            .collect();
-        Cgroup { dirs }
-    }
-
-    fn add(&self, pid: u32) {
-        for dir in &self.dirs {
-            fs::write(dir.join("cgroup.procs"), pid.to_string())
-                .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", dir.display()));
-        }
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            // Only the leaf: its ancestors may be shared with other runs; an empty
-            // ancestor left behind is harmless.
-            let _ = fs::remove_dir(dir);
-        }
-    }
-}
-
-/// A container id unique to this run and `n`: 64 hex digits.
-fn container_id(n: u32) -> String {
-    format!("{:056x}{:08x}", std::process::id(), n)
-}
-
-fn pod_uid(n: u32) -> String {
-    format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), n)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_in_runtime_cgroups_are_their_containers() {

@@ -5,21 +5,11 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    convert::Infallible,
-    net::SocketAddr,
     path::Path,
     process::Command,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::State,
-    http::{StatusCode, Uri, header},
-    response::Response,
-};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
@@ -31,332 +21,48 @@ use scope_schemas::{
     report::{cluster_host_id, keys, kubernetes_node_id},
     topics,
 };
-use scope_testkit::{Broker, Process, free_port, http_request, wait_for_async};
+use scope_testkit::{
+    Broker, Process, free_port, http_request,
+    kube_api::{
+        self, ApiServer, Change, DAEMON_SETS, DEPLOYMENTS, NAMESPACES, NODES, PODS, REPLICA_SETS,
+        SERVICES, controlled_by, meta, namespace,
+    },
+    wait_for_async,
+};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CLUSTER: &str = "c1";
 
-const PODS: &str = "/api/v1/pods";
-const SERVICES: &str = "/api/v1/services";
-const REPLICA_SETS: &str = "/apis/apps/v1/replicasets";
+// The objects of this test, whose uids are made from their kind and name.
 
-/// Each collection the cluster collector watches: its path, kind and API version.
-const COLLECTIONS: [(&str, &str, &str); 10] = [
-    (PODS, "Pod", "v1"),
-    (SERVICES, "Service", "v1"),
-    ("/api/v1/namespaces", "Namespace", "v1"),
-    ("/api/v1/nodes", "Node", "v1"),
-    (REPLICA_SETS, "ReplicaSet", "apps/v1"),
-    ("/apis/apps/v1/deployments", "Deployment", "apps/v1"),
-    ("/apis/apps/v1/daemonsets", "DaemonSet", "apps/v1"),
-    ("/apis/apps/v1/statefulsets", "StatefulSet", "apps/v1"),
-    ("/apis/batch/v1/jobs", "Job", "batch/v1"),
-    ("/apis/batch/v1/cronjobs", "CronJob", "batch/v1"),
-];
-
-/// A change to a collection.
-enum Change {
-    Apply(Value),
-    Delete(&'static str),
-}
-
-/// One collection of the fake API server.
-struct Collection {
-    kind: &'static str,
-    api_version: &'static str,
-    /// By uid, as the API returns them in a list (without kind and apiVersion).
-    objects: BTreeMap<String, Value>,
-    /// Watch events (lines) after `compacted`, replayed to a watch resuming from a version
-    /// at or above it, as the API server serves them from its watch cache.
-    log: Vec<(u64, Bytes)>,
-    compacted: u64,
-    watchers: Vec<mpsc::UnboundedSender<Bytes>>,
-    lists: usize,
-    watches: usize,
-}
-
-#[derive(Default)]
-struct ApiState {
-    /// The cluster's resource version (etcd's revision), one counter for every collection.
-    version: u64,
-    collections: BTreeMap<&'static str, Collection>,
-}
-
-/// A local HTTP server serving the Kubernetes API's list and watch responses, stopped when
-/// dropped.
-struct ApiServer {
-    addr: SocketAddr,
-    state: Arc<Mutex<ApiState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl ApiServer {
-    async fn start() -> ApiServer {
-        let mut state = ApiState::default();
-        for (path, kind, api_version) in COLLECTIONS {
-            state.collections.insert(
-                path,
-                Collection {
-                    kind,
-                    api_version,
-                    objects: BTreeMap::new(),
-                    log: Vec::new(),
-                    compacted: 0,
-                    watchers: Vec::new(),
-                    lists: 0,
-                    watches: 0,
-                },
-            );
-        }
-        let state = Arc::new(Mutex::new(state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(serve).with_state(Arc::clone(&state));
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        ApiServer { addr, state, task }
-    }
-
-    /// A kubeconfig naming this server, written under `dir`.
-    fn kubeconfig(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
-             clusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-             users:\n- name: test\n  user: {{}}\n",
-            self.addr
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Applies `changes` to the collection at `path`, each sent to its watchers.
-    fn change(&self, path: &str, changes: Vec<Change>) {
-        let mut state = self.state.lock().unwrap();
-        for change in changes {
-            let (event_type, object) = apply(&mut state, path, change);
-            let collection = state.collections.get_mut(path).unwrap();
-            let line = event_line(event_type, collection, object);
-            let version = state.version;
-            let collection = state.collections.get_mut(path).unwrap();
-            collection.log.push((version, line.clone()));
-            collection
-                .watchers
-                .retain(|watcher| watcher.send(line.clone()).is_ok());
-        }
-    }
-
-    /// Applies `changes` unseen by any watcher, then expires every watch of the collection
-    /// (an ERROR event with code 410, as the API server sends when its watch cache moved
-    /// past a watcher): only a relist can learn them.
-    fn change_unseen_and_expire(&self, path: &str, changes: Vec<Change>) {
-        let mut state = self.state.lock().unwrap();
-        for change in changes {
-            apply(&mut state, path, change);
-        }
-        let version = state.version;
-        let collection = state.collections.get_mut(path).unwrap();
-        collection.compacted = version;
-        collection.log.clear();
-        let gone = gone_line(version);
-        for watcher in collection.watchers.drain(..) {
-            let _ = watcher.send(gone.clone());
-        }
-    }
-
-    /// Ends every watch of the collection cleanly, as the API server does at the watch's
-    /// timeout: a client resumes from the last version it saw.
-    fn close_watches(&self, path: &str) {
-        self.collection(path, |c| c.watchers.clear());
-    }
-
-    /// How many lists and watches of the collection were served.
-    fn requests(&self, path: &str) -> (usize, usize) {
-        self.collection(path, |c| (c.lists, c.watches))
-    }
-
-    fn collection<T>(&self, path: &str, f: impl FnOnce(&mut Collection) -> T) -> T {
-        f(self
-            .state
-            .lock()
-            .unwrap()
-            .collections
-            .get_mut(path)
-            .unwrap())
-    }
-}
-
-/// Applies one change under a new resource version; returns the watch event it makes.
-fn apply(state: &mut ApiState, path: &str, change: Change) -> (&'static str, Value) {
-    state.version += 1;
-    let version = state.version.to_string();
-    let collection = state.collections.get_mut(path).unwrap();
-    match change {
-        Change::Apply(mut object) => {
-            object["metadata"]["resourceVersion"] = json!(version);
-            let uid = object["metadata"]["uid"].as_str().unwrap().to_owned();
-            let event = match collection.objects.insert(uid, object.clone()) {
-                Some(_) => "MODIFIED",
-                None => "ADDED",
-            };
-            (event, object)
-        }
-        Change::Delete(uid) => {
-            let mut object = collection.objects.remove(uid).expect("a stored object");
-            object["metadata"]["resourceVersion"] = json!(version);
-            ("DELETED", object)
-        }
-    }
-}
-
-/// A watch event line: watch events carry their object's kind and apiVersion.
-fn event_line(event_type: &str, collection: &Collection, mut object: Value) -> Bytes {
-    object["kind"] = json!(collection.kind);
-    object["apiVersion"] = json!(collection.api_version);
-    line(&json!({"type": event_type, "object": object}))
-}
-
-fn gone_line(version: u64) -> Bytes {
-    line(&json!({"type": "ERROR", "object": {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("too old resource version: {version}"),
-        "reason": "Expired", "code": 410,
-    }}))
-}
-
-fn line(value: &Value) -> Bytes {
-    let mut text = value.to_string();
-    text.push('\n');
-    Bytes::from(text)
-}
-
-/// `GET <collection>` (a list) or `GET <collection>?watch=true&resourceVersion=N` (a
-/// watch), as kube-runtime's watcher sends them for every namespace.
-async fn serve(State(state): State<Arc<Mutex<ApiState>>>, uri: Uri) -> Response {
-    let query: BTreeMap<&str, &str> = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .collect();
-    let mut state = state.lock().unwrap();
-    let version = state.version;
-    let Some(collection) = state.collections.get_mut(uri.path()) else {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"});
-        return json_response(StatusCode::NOT_FOUND, Body::from(status.to_string()));
-    };
-    if matches!(query.get("watch"), Some(&"true" | &"1")) {
-        collection.watches += 1;
-        let from: u64 = query
-            .get("resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let (tx, rx) = mpsc::unbounded_channel();
-        if from < collection.compacted {
-            let _ = tx.send(gone_line(version));
-        } else {
-            for (_, line) in collection.log.iter().filter(|(v, _)| *v > from) {
-                let _ = tx.send(line.clone());
-            }
-            collection.watchers.push(tx);
-        }
-        let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|line| (Ok::<_, Infallible>(line), rx))
-        });
-        return json_response(StatusCode::OK, Body::from_stream(lines));
-    }
-    collection.lists += 1;
-    let list = json!({
-        "kind": format!("{}List", collection.kind),
-        "apiVersion": collection.api_version,
-        "metadata": {"resourceVersion": version.to_string()},
-        "items": collection.objects.values().collect::<Vec<_>>(),
-    });
-    json_response(StatusCode::OK, Body::from(list.to_string()))
-}
-
-fn json_response(status: StatusCode, body: Body) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .unwrap()
-}
-
-// Objects, in the API's JSON shapes.
-
-fn meta(namespace: &str, name: &str, uid: &str, labels: Value) -> Value {
-    json!({
-        "name": name, "namespace": namespace, "uid": uid, "labels": labels,
-        "creationTimestamp": "2026-12-01T10:00:00Z",
-        // Stripped before storing: the nodes never carry them.
-        "managedFields": [{"manager": "kube-controller-manager", "operation": "Update",
-                           "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}],
-    })
-}
-
-fn controlled_by(mut meta: Value, api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
-    meta["ownerReferences"] = json!([{
-        "apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
-        "controller": true, "blockOwnerDeletion": true,
-    }]);
-    meta
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"metadata": {"name": name, "uid": format!("ns-{name}")}, "status": {"phase": "Active"}})
-}
-
-fn kube_node() -> Value {
-    json!({
-        "metadata": {"name": "node-1", "uid": "node-1-uid"},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
-        },
-    })
+fn node_1() -> Value {
+    kube_api::kube_node("node-1", "10.0.0.5")
 }
 
 fn deployment(namespace: &str, name: &str, replicas: i32) -> Value {
-    json!({
-        "metadata": meta(namespace, name, &format!("dep-{name}"), json!({"app": name})),
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": {}},
-        "status": {"replicas": replicas, "readyReplicas": replicas},
-    })
-}
-
-fn replica_set(namespace: &str, deployment: &str, name: &str, replicas: i32) -> Value {
     let meta = meta(
         namespace,
         name,
-        &format!("rs-{name}"),
-        json!({"app": deployment}),
+        &format!("dep-{name}"),
+        json!({"app": name}),
     );
-    json!({
-        "metadata": controlled_by(meta, "apps/v1", "Deployment", deployment, &format!("dep-{deployment}")),
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": deployment}}},
-        "status": {"replicas": replicas, "readyReplicas": replicas},
-    })
+    kube_api::deployment(meta, replicas)
+}
+
+fn replica_set(namespace: &str, deployment: &str, name: &str, replicas: i32) -> Value {
+    // The deployment's replica count is not the replica set's concern.
+    let owner = self::deployment(namespace, deployment, 0);
+    kube_api::replica_set(&owner, name, &format!("rs-{name}"), replicas)
 }
 
 fn daemon_set(namespace: &str, name: &str) -> Value {
-    json!({
-        "metadata": meta(namespace, name, &format!("ds-{name}"), json!({"app": name})),
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {}},
-        "status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 1,
-                   "numberMisscheduled": 0, "numberReady": 1},
-    })
+    kube_api::daemon_set(meta(
+        namespace,
+        name,
+        &format!("ds-{name}"),
+        json!({"app": name}),
+    ))
 }
 
 /// A running pod on node-1; `owner` is its controller's (kind, name, uid).
@@ -365,23 +71,18 @@ fn pod(namespace: &str, name: &str, labels: Value, owner: Option<(&str, &str, &s
     if let Some((kind, owner_name, uid)) = owner {
         meta = controlled_by(meta, "apps/v1", kind, owner_name, uid);
     }
-    json!({
-        "metadata": meta,
-        "spec": {"nodeName": "node-1", "containers": [{"name": "main", "image": "busybox"}]},
-        "status": {
-            "phase": "Running", "hostIP": "10.0.0.5", "podIP": format!("10.244.0.{}", name.len()),
-            "containerStatuses": [{"name": "main", "image": "busybox", "imageID": "", "ready": true,
-                                   "restartCount": 0, "containerID": format!("containerd://c-{name}")}],
-        },
-    })
+    let ip = format!("10.244.0.{}", name.len());
+    kube_api::pod(meta, &node_1(), &ip, &format!("c-{name}"))
 }
 
 fn service(namespace: &str, name: &str, selector: Value) -> Value {
-    json!({
-        "metadata": meta(namespace, name, &format!("svc-{name}"), json!({"app": name})),
-        "spec": {"clusterIP": "10.96.0.10", "selector": selector,
-                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]},
-    })
+    let meta = meta(
+        namespace,
+        name,
+        &format!("svc-{name}"),
+        json!({"app": name}),
+    );
+    kube_api::service(meta, selector)
 }
 
 /// 2 namespaces; deployment `web` mid-rollout (replica sets `web-old` and `web-new`, a pod
@@ -390,12 +91,12 @@ fn service(namespace: &str, name: &str, selector: Value) -> Value {
 fn populate(server: &ApiServer) {
     use Change::Apply;
     server.change(
-        "/api/v1/namespaces",
+        NAMESPACES,
         vec![Apply(namespace("shop")), Apply(namespace("tools"))],
     );
-    server.change("/api/v1/nodes", vec![Apply(kube_node())]);
+    server.change(NODES, vec![Apply(node_1())]);
     server.change(
-        "/apis/apps/v1/deployments",
+        DEPLOYMENTS,
         vec![
             Apply(deployment("shop", "web", 2)),
             Apply(deployment("tools", "api", 1)),
@@ -409,10 +110,7 @@ fn populate(server: &ApiServer) {
             Apply(replica_set("tools", "api", "api-1", 1)),
         ],
     );
-    server.change(
-        "/apis/apps/v1/daemonsets",
-        vec![Apply(daemon_set("tools", "agent"))],
-    );
+    server.change(DAEMON_SETS, vec![Apply(daemon_set("tools", "agent"))]);
     server.change(
         PODS,
         vec![
@@ -798,16 +496,8 @@ async fn an_unreachable_api_server_is_said_once_and_retried() {
     let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
-    let kubeconfig = dir.path().join("kubeconfig");
     let closed = free_port();
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: http://127.0.0.1:{closed}\n\
-             contexts:\n- name: t\n  context:\n    cluster: t\n    user: t\nusers:\n- name: t\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kube_api::write_kubeconfig(dir.path(), &format!("http://127.0.0.1:{closed}"));
     let metrics = format!("127.0.0.1:{}", free_port());
     let log_path = dir.path().join("stderr");
     let mut command = cluster_collector(&kafka, &kubeconfig, &metrics);

@@ -13,6 +13,10 @@
 //! - [`docker`]: a real Docker daemon (started if need be), a locally built busybox image,
 //!   and containers removed when dropped.
 //! - [`netns`]: network namespaces that stand in for hosts, deleted when dropped.
+//! - [`cgroup`]: cgroups named as container runtimes name them (root only), removed when
+//!   dropped.
+//! - [`kube_api`]: a local server speaking the Kubernetes API (lists, watches, 410 Gone) and
+//!   the API's objects, for the cluster collector.
 //! - [`postgres`]: `psql` and pg8000 as a user runs them against the Postgres endpoint.
 //! - [`scope_api`]: Weave Scope's HTTP API as its clients use it (Python's urllib, a route
 //!   walk against Scope's recorded responses, a websocket reader).
@@ -21,8 +25,10 @@
 //! scope-kafka's own tests cannot use this crate (it depends on scope-kafka).
 
 pub mod broker;
+pub mod cgroup;
 pub mod component;
 pub mod docker;
+pub mod kube_api;
 pub mod netns;
 pub mod postgres;
 pub mod process;
@@ -30,6 +36,7 @@ pub mod scope_api;
 pub mod wait;
 
 pub use broker::Broker;
+pub use cgroup::Cgroup;
 pub use component::Running;
 pub use docker::{Container, Docker};
 pub use netns::Netns;
