@@ -120,6 +120,13 @@ async fn every_route_answers_in_weave_scopes_shapes() {
     );
     let report: Value = serde_json::from_str(&report).unwrap();
     assert!(report["fetched"].as_u64().unwrap() > 10, "{report}");
+    let reported = &report["report"]["Process"];
+    for id in ["srv;10", "cli;20", "cli;21"] {
+        assert!(
+            reported.as_array().unwrap().iter().any(|v| v == id),
+            "{id} not in the report's Process topology: {reported}"
+        );
+    }
     let processes = &report["views"]["/api/topology/processes"];
     for id in ["srv;10", "cli;20", "cli;21", "out-theinternet"] {
         assert!(

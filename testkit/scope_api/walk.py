@@ -159,5 +159,25 @@ for t in views:
             raise
         check(details["node"], details_shape(t["url"], details["node"]), f"{t['url']}/{node_id}")
 
-print(json.dumps({"problems": problems, "fetched": len(fetched), "views": walked}))
+# The report, as Scope's tooling reads it (`.Process.nodes`): each topology's nodes keyed by
+# their ids, shaped as the recorded report's nodes of that topology.
+report = get("/api/report")
+recorded_report = recorded("api_report.json")
+reported = {}
+for key in ("Endpoint", "Process", "Host"):
+    if key not in report:
+        problems.append(f"/api/report: no {key!r}")
+        continue
+    shape = merge(list(recorded_report[key]["nodes"].values()))
+    # Which keys a node's `latest` has is up to its reporter (Scope's probe had controls).
+    if shape["fields"].get("latest"):
+        shape["fields"]["latest"]["required"] = []
+    reported[key] = sorted(report[key]["nodes"])
+    for node_id, node in list(report[key]["nodes"].items())[:50]:
+        check(node, shape, f"/api/report {key} {node_id}")
+        if node.get("id") != node_id:
+            problems.append(f"/api/report {key}: node keyed {node_id} has id {node.get('id')}")
+check(report, {"kind": "object", "required": ["TS"], "fields": {}}, "/api/report")
+
+print(json.dumps({"problems": problems, "fetched": len(fetched), "views": walked, "report": reported}))
 sys.exit(1 if problems else 0)

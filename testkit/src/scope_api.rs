@@ -66,3 +66,43 @@ fn in_place<T>(call: impl FnOnce() -> T) -> T {
         _ => call(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recordings beside `walk.py` are copies of `../shared/reference/weave-scope-api/`
+    /// (kept in the repository so a clone without `../shared` runs its tests): equal, byte for
+    /// byte, wherever the reference is there, as it is in CI.
+    #[test]
+    fn recordings_are_the_references() {
+        let reference =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/weave-scope-api");
+        if !reference.is_dir() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{} is required under CI=true",
+                reference.display()
+            );
+            eprintln!("skipped: no {}", reference.display());
+            return;
+        }
+        let copies = std::fs::read_dir(scope_api_file("")).unwrap();
+        let mut compared = 0;
+        for copy in copies.map(Result::unwrap).map(|entry| entry.path()) {
+            if copy.extension().is_some_and(|e| e == "json") {
+                let name = copy.file_name().unwrap();
+                let original = std::fs::read(reference.join(name))
+                    .unwrap_or_else(|e| panic!("{name:?} is not a reference recording: {e}"));
+                assert!(
+                    std::fs::read(&copy).unwrap() == original,
+                    "{} differs from the reference: copy it again",
+                    copy.display()
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared >= 10, "{compared} recordings");
+    }
+}

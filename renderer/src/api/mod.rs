@@ -12,6 +12,7 @@
 //! token or as the password of basic auth, so a browser can log in too.
 
 mod grouping;
+mod report;
 mod samples;
 mod scope_json;
 mod snapshots;
@@ -409,29 +410,11 @@ async fn node_details(
     Ok(json(&Node { node: details }))
 }
 
-/// `GET /api/report`: the snapshot's nodes per view, keyed as Scope's report keys its
-/// topologies, for scripts that walked Scope's report.
+/// `GET /api/report`: the snapshot in Weave Scope's report shape ([`report`]), for the
+/// scripts and tools that read Scope's.
 async fn report(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer<Response> {
-    let parameters = parameters(&query);
-    let rendered = snapshot_for(&state.snapshots, &parameters).await?;
-    let mut report = serde_json::Map::new();
-    for view in View::ALL {
-        let nodes = rendered
-            .as_deref()
-            .map(|r| topology::summaries(r, view, &Options::default()))
-            .unwrap_or_default();
-        report.insert(
-            view.name().to_owned(),
-            serde_json::json!({ "nodes": nodes }),
-        );
-    }
-    if let Some(rendered) = rendered {
-        report.insert(
-            "TS".into(),
-            serde_json::Value::String(samples::rfc3339(rendered.snapshot_time_us)),
-        );
-    }
-    Ok(json(&report))
+    let rendered = snapshot_for(&state.snapshots, &parameters(&query)).await?;
+    Ok(json(&report::report(rendered.as_deref())))
 }
 
 /// `POST /api/sql`: the body is the query (text, or JSON `{"query": "..."}`); the answer is a
