@@ -177,10 +177,13 @@ fn read_process(
     let stat = fs::read_to_string(dir.join("stat"))?;
     let stat = parse_stat(&stat)
         .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "malformed stat"))?;
-    let cmdline = match fs::read(dir.join("cmdline")) {
-        Ok(bytes) => join_cmdline(&bytes),
-        Err(e) if gone(&e) => return Err(e),
-        Err(_) => {
+    // A kernel thread (a third of the processes of a small host) has no command line and no
+    // container: two reads of every spy saved.
+    let cmdline = match (!stat.kernel_thread).then(|| fs::read(dir.join("cmdline"))) {
+        None => String::new(),
+        Some(Ok(bytes)) => join_cmdline(&bytes),
+        Some(Err(e)) if gone(&e) => return Err(e),
+        Some(Err(_)) => {
             stats.proc_read_error();
             String::new()
         }
@@ -203,9 +206,10 @@ fn read_process(
             None
         }
     };
-    let container = match fs::read_to_string(dir.join("cgroup")) {
-        Ok(text) => cgroup::parse_proc_cgroup(&text),
-        Err(e) => {
+    let container = match (!stat.kernel_thread).then(|| fs::read_to_string(dir.join("cgroup"))) {
+        None => None,
+        Some(Ok(text)) => cgroup::parse_proc_cgroup(&text),
+        Some(Err(e)) => {
             if !gone(&e) {
                 stats.proc_read_error();
             }
@@ -233,6 +237,9 @@ fn gone(e: &io::Error) -> bool {
     e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
+/// `include/linux/sched.h`: the task is a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
 /// The fields of `/proc/<pid>/stat` the reporters use.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Stat {
@@ -242,6 +249,8 @@ pub(crate) struct Stat {
     pub threads: i64,
     pub start_ticks: u64,
     pub rss_pages: u64,
+    /// `PF_KTHREAD` in its flags.
+    pub kernel_thread: bool,
 }
 
 /// Parses `pid (comm) state ppid ...`. `comm` may hold spaces and parentheses, so the
@@ -263,6 +272,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
         start_ticks: field(22)?.parse().ok()?,
         // rss may be negative in odd kernels' accounting; treat that as 0.
         rss_pages: field(24)?.parse::<i64>().ok()?.max(0).unsigned_abs(),
+        kernel_thread: field(9)?.parse::<u32>().ok()? & PF_KTHREAD != 0,
     })
 }
 
@@ -279,6 +289,15 @@ fn join_cmdline(bytes: &[u8]) -> String {
 /// those that are sockets. A descriptor closed between listing and `readlink` is just not
 /// counted.
 fn read_fds(fd_dir: &Path, depth: Depth) -> io::Result<(u64, Vec<u64>)> {
+    // Since Linux 6.2 the size of `fd/` is the number of open descriptors: one stat instead
+    // of a listing that builds a dentry per descriptor. Older kernels say 0, as does a
+    // process with none: then list.
+    if depth == Depth::Processes {
+        let open = fs::metadata(fd_dir)?.len();
+        if open > 0 {
+            return Ok((open, Vec::new()));
+        }
+    }
     let mut count = 0;
     let mut sockets = Vec::new();
     for entry in fs::read_dir(fd_dir)? {
@@ -392,8 +411,12 @@ mod tests {
                 threads: 7,
                 start_ticks: 123456,
                 rss_pages: 2560,
+                kernel_thread: false,
             }
         );
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 4 0 0 20 0 1 0 1 0 0 \
+                        18446744073709551615 0 0 0";
+        assert!(parse_stat(kthreadd).unwrap().kernel_thread);
         assert_eq!(parse_stat("4242 (trunc) S 1 2"), None);
         assert_eq!(parse_stat("garbage"), None);
     }
@@ -441,6 +464,22 @@ mod tests {
         let process = shallow.processes.iter().find(|p| p.pid == me).unwrap();
         assert!(process.open_files.unwrap() >= 1 && process.sockets.is_empty());
         assert!(shallow.tcp.is_empty() && shallow.socket_owner.is_empty());
+    }
+
+    #[test]
+    fn counts_descriptors_by_size_as_by_listing() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let fd_dir = Path::new("/proc").join(child.id().to_string()).join("fd");
+        let (by_size, _) = read_fds(&fd_dir, Depth::Processes).unwrap();
+        let (listed, _) = read_fds(&fd_dir, Depth::Connections).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(by_size >= 3, "{by_size}");
+        assert_eq!(by_size, listed);
     }
 
     #[test]
