@@ -288,6 +288,15 @@ async fn a_timestamp_answers_from_the_snapshot_in_force_then() {
         details["node"]["connections"][0]["connections"][0]["nodeId"],
         "cli;20"
     );
+    // The server's samples now span both snapshots, two minutes apart.
+    let details = get_json(&format!("{}/api/topology/processes/srv%3B10", served.base));
+    let dates: Vec<&str> = details["node"]["metrics"][0]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sample| sample["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, [rfc3339(then), rfc3339(now)], "{details}");
     // Before the first snapshot there was nothing.
     let before = get_json(&url(&format!("&timestamp={}", rfc3339(then - 1_000_000))));
     assert_eq!(node_ids(&before), Vec::<String>::new());

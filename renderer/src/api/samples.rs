@@ -1,6 +1,6 @@
-//! The metric samples of a node's details: its metrics in each of the last snapshots up to the
-//! one shown, read from the merged tables with the view's samples query
-//! ([`crate::view::samples`]).
+//! The metric samples of a node's details: its metrics over every retained snapshot up to the
+//! one shown (Scope kept 15 s), read from the merged tables with the view's samples query
+//! ([`crate::view::samples`]), downsampled to a number of points a sparkline can draw.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -14,8 +14,8 @@ use scope_schemas::{View, snapshot::table};
 use super::{scope_json::NodeDetails, snapshots::Snapshots, topology};
 use crate::{Error, render, store};
 
-/// Snapshots a node's samples span at most: five minutes of 1 s ticks, which a sparkline can
-/// still draw. (Scope kept 15 s.)
+/// Samples a metric has at most, spread over the retention: one hour of 1 s ticks (the default
+/// retention) is one point every 12 s.
 const MAX_SAMPLES: usize = 300;
 
 /// Replaces the metrics of `details` (of `view`, in the snapshot at `snapshot_time_us`) with
@@ -37,7 +37,7 @@ pub async fn add(
         .into_iter()
         .filter(|&t| t <= snapshot_time_us)
         .collect();
-    let wanted: BTreeSet<i64> = times.iter().rev().take(MAX_SAMPLES).copied().collect();
+    let wanted = spread(&times, MAX_SAMPLES);
     let ctx = render::context();
     // The view's merged table, and the edges its connection counts come from.
     for name in [table, table::GRAPH_EDGES] {
@@ -77,8 +77,51 @@ pub async fn add(
     Ok(())
 }
 
+/// At most `count` of `times` (sorted), evenly spread from the first to the last, both kept:
+/// a downsampled history reads only the snapshots it shows. A point stands for its moment, not
+/// for the ones between (a spike between two points is not drawn).
+fn spread(times: &[i64], count: usize) -> BTreeSet<i64> {
+    if times.len() <= count {
+        return times.iter().copied().collect();
+    }
+    let last = times.len() - 1;
+    match count {
+        0 => BTreeSet::new(),
+        1 => BTreeSet::from([times[last]]),
+        _ => (0..count).map(|i| times[i * last / (count - 1)]).collect(),
+    }
+}
+
 /// Microseconds since the epoch as RFC 3339 UTC, as Scope dates its samples.
 pub fn rfc3339(time_us: i64) -> String {
     let at = std::time::UNIX_EPOCH + Duration::from_micros(time_us.max(0).unsigned_abs());
     humantime::format_rfc3339_micros(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::spread;
+
+    #[test]
+    fn samples_spread_over_the_whole_history() {
+        let hour: Vec<i64> = (0..3600).collect();
+        let points = spread(&hour, 300);
+        assert_eq!(points.len(), 300);
+        assert_eq!(points.first(), Some(&0), "the oldest snapshot");
+        assert_eq!(points.last(), Some(&3599), "the one shown");
+        let gaps: BTreeSet<i64> = points
+            .iter()
+            .zip(points.iter().skip(1))
+            .map(|(a, b)| b - a)
+            .collect();
+        assert_eq!(gaps, BTreeSet::from([12, 13]), "evenly spread");
+        assert_eq!(
+            spread(&hour[..5], 300).len(),
+            5,
+            "fewer than the bound: all"
+        );
+        assert_eq!(spread(&hour, 1), BTreeSet::from([3599]));
+    }
 }
