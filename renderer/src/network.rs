@@ -52,6 +52,8 @@ pub const IS_LOCAL: &str = "scope_is_local";
 pub const LOCAL_NETWORK: &str = "scope_local_network";
 /// SQL name of the loopback test.
 pub const IS_LOOPBACK: &str = "scope_is_loopback";
+/// SQL name of the function returning the host-local network of a host an address is in.
+pub const HOST_LOCAL_NETWORK: &str = "scope_host_local_network";
 
 /// Command-line settings of network membership.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -89,8 +91,12 @@ pub struct LocalNetworks {
 impl LocalNetworks {
     /// Loopback plus `networks`.
     pub fn new(networks: impl IntoIterator<Item = IpNetwork>) -> Self {
-        let mut networks: Vec<IpNetwork> =
-            loopback_networks().into_iter().chain(networks).collect();
+        Self::exactly(loopback_networks().into_iter().chain(networks))
+    }
+
+    /// `networks` and nothing else.
+    fn exactly(networks: impl IntoIterator<Item = IpNetwork>) -> Self {
+        let mut networks: Vec<IpNetwork> = networks.into_iter().collect();
         // Sorting once instead of inserting in order: a history can hold many thousands.
         networks.sort_unstable();
         networks.dedup();
@@ -249,6 +255,147 @@ impl Networks {
     /// The most specific local network of snapshot `snapshot_time_us` containing `addr`.
     pub fn network_of(&self, snapshot_time_us: i64, addr: &str) -> Option<IpNetwork> {
         self.at(snapshot_time_us).network_of(addr)
+    }
+}
+
+/// The host-local networks of each (snapshot time, host): networks that stay inside their host
+/// (a container bridge, `local_networks.host_local`), whose range another host may use too.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostLocalNetworks {
+    by_host: BTreeMap<(i64, String), LocalNetworks>,
+}
+
+impl HostLocalNetworks {
+    /// Groups `(snapshot_time_us, host_id, cidr)` rows; CIDRs that do not parse are returned
+    /// with the reason, once each.
+    pub fn from_rows<I, H, S>(rows: I) -> (Self, Vec<(String, String)>)
+    where
+        I: IntoIterator<Item = (i64, H, S)>,
+        H: Into<String>,
+        S: AsRef<str>,
+    {
+        let mut parsed: BTreeMap<(i64, String), Vec<IpNetwork>> = BTreeMap::new();
+        let mut rejected = Vec::new();
+        for (time, host, cidr) in rows {
+            match parse_cidr(cidr.as_ref()) {
+                Ok(network) => parsed.entry((time, host.into())).or_default().push(network),
+                Err(reason) => rejected.push((cidr.as_ref().to_owned(), reason)),
+            }
+        }
+        rejected.sort();
+        rejected.dedup();
+        let by_host = parsed
+            .into_iter()
+            .map(|(key, networks)| (key, LocalNetworks::exactly(networks)))
+            .collect();
+        (HostLocalNetworks { by_host }, rejected)
+    }
+}
+
+/// `scope_host_local_network(snapshot_time, host_id, addr) -> varchar`: the CIDR of the most
+/// specific host-local network of that host in that snapshot containing `addr`, null when
+/// none. An address there is on that host, whoever else uses the same range.
+pub fn host_local_network_udf(networks: impl Into<Arc<HostLocalNetworks>>) -> ScalarUDF {
+    ScalarUDF::from(HostLocalFunction {
+        networks: networks.into(),
+        signature: Signature::any(3, Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HostLocalFunction {
+    networks: Arc<HostLocalNetworks>,
+    signature: Signature,
+}
+
+impl HostLocalFunction {
+    /// `arrays` all have the same length (scalars expanded by the caller).
+    fn eval(&self, arrays: &[ArrayRef]) -> DfResult<ArrayRef> {
+        let [times, hosts, addrs] = arrays else {
+            return exec_err!("{HOST_LOCAL_NETWORK}: expected 3 arguments");
+        };
+        let rows = addrs.len();
+        // Most snapshots have no host-local network: no lookups at all.
+        if self.networks.by_host.is_empty() {
+            return Ok(arrow::array::new_null_array(&DataType::Utf8, rows));
+        }
+        let times = snapshot_times(HOST_LOCAL_NETWORK, times)?;
+        let (hosts, addrs) = (cast(hosts, &DataType::Utf8)?, cast(addrs, &DataType::Utf8)?);
+        let (Some(hosts), Some(addrs)) = (
+            hosts.as_any().downcast_ref::<StringArray>(),
+            addrs.as_any().downcast_ref::<StringArray>(),
+        ) else {
+            return exec_err!("{HOST_LOCAL_NETWORK}: expected a string host id and address");
+        };
+        let mut out = StringBuilder::with_capacity(rows, rows * 4);
+        let mut last: Option<(i64, &str, Option<&LocalNetworks>)> = None;
+        for row in 0..rows {
+            if !(times.is_valid(row) && hosts.is_valid(row) && addrs.is_valid(row)) {
+                out.append_null();
+                continue;
+            }
+            let (time, host) = (times.value(row), hosts.value(row));
+            // Rows come grouped by snapshot and often by host: remember the last set.
+            let set = match last {
+                Some((t, h, set)) if t == time && h == host => set,
+                _ => {
+                    let set = self.networks.by_host.get(&(time, host.to_owned()));
+                    last = Some((time, host, set));
+                    set
+                }
+            };
+            match set.and_then(|set| set.network_of(addrs.value(row))) {
+                Some(network) => {
+                    let _ = write!(out, "{network}");
+                    out.append_value("");
+                }
+                None => out.append_null(),
+            }
+        }
+        Ok(Arc::new(out.finish()))
+    }
+}
+
+impl ScalarUDFImpl for HostLocalFunction {
+    fn name(&self) -> &str {
+        HOST_LOCAL_NETWORK
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        invoke_on_arrays(&args, |arrays| self.eval(arrays))
+    }
+}
+
+/// Runs `eval` over the arguments as arrays of equal length; all scalars in, a scalar out.
+fn invoke_on_arrays(
+    args: &ScalarFunctionArgs,
+    eval: impl FnOnce(&[ArrayRef]) -> DfResult<ArrayRef>,
+) -> DfResult<ColumnarValue> {
+    let all_scalar = args
+        .args
+        .iter()
+        .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
+    let rows = if all_scalar { 1 } else { args.number_rows };
+    let arrays = args
+        .args
+        .iter()
+        .map(|arg| arg.to_array(rows))
+        .collect::<DfResult<Vec<_>>>()?;
+    let result = eval(&arrays)?;
+    if all_scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?))
+    } else {
+        Ok(ColumnarValue::Array(result))
     }
 }
 
@@ -527,24 +674,7 @@ impl ScalarUDFImpl for AddrFunction {
                 args.args.len()
             );
         }
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
-        let rows = if all_scalar { 1 } else { args.number_rows };
-        let arrays = args
-            .args
-            .iter()
-            .map(|arg| arg.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
-        let result = self.eval(&arrays)?;
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(result))
-        }
+        invoke_on_arrays(&args, |arrays| self.eval(arrays))
     }
 }
 
@@ -560,6 +690,56 @@ mod tests {
 
     fn net(cidr: &str) -> IpNetwork {
         parse_cidr(cidr).unwrap()
+    }
+
+    #[test]
+    fn host_local_networks_are_per_snapshot_and_host() {
+        let (set, rejected) = HostLocalNetworks::from_rows([
+            (1, "h1", "172.17.0.1/16"),
+            (1, "h1", "172.17.5.1/24"),
+            (2, "h2", "172.17.0.1/16"),
+            (1, "h1", "bad"),
+        ]);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        let strings = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let args = [
+            Arc::new(Int64Array::from(vec![1, 1, 1, 2, 2, 1, 1])) as ArrayRef,
+            strings(vec![
+                Some("h1"),
+                Some("h1"),
+                Some("h2"),
+                Some("h2"),
+                None,
+                Some("h1"),
+                Some("h1"),
+            ]),
+            strings(vec![
+                Some("172.17.5.9"),
+                Some("172.17.0.2"),
+                Some("172.17.0.2"),
+                Some("172.17.0.2"),
+                Some("172.17.0.2"),
+                Some("10.0.0.1"),
+                Some("127.0.0.1"),
+            ]),
+        ];
+        let found = invoke(&host_local_network_udf(set), &args).unwrap();
+        let found = found.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(
+            found.iter().collect::<Vec<_>>(),
+            [
+                Some("172.17.5.0/24"),
+                Some("172.17.0.0/16"),
+                None,
+                Some("172.17.0.0/16"),
+                None,
+                None,
+                None
+            ],
+            "the most specific network of that host in that snapshot; loopback is not one"
+        );
+        let none = invoke(&host_local_network_udf(HostLocalNetworks::default()), &args).unwrap();
+        assert_eq!(none.null_count(), 7);
     }
 
     #[test]

@@ -231,7 +231,8 @@ async fn compute_tables(
 /// `scope_selects(selector, labels)`, and
 /// `scope_is_local([snapshot_time,] addr)` and `scope_local_network([snapshot_time,] addr)`
 /// over the networks of every snapshot in `local_networks` (a table name: one snapshot's, or
-/// `history.local_networks`) plus `configured` (`--local-networks`, local in every snapshot).
+/// `history.local_networks`) plus `configured` (`--local-networks`, local in every snapshot),
+/// and `scope_host_local_network(snapshot_time, host_id, addr)` over its host-local ones.
 /// Returns the CIDRs that did not parse, with the reason.
 pub(crate) async fn register_functions(
     ctx: &SessionContext,
@@ -259,6 +260,32 @@ pub(crate) async fn register_functions(
     let networks = Arc::new(networks);
     ctx.register_udf(network::is_local_udf(Arc::clone(&networks)));
     ctx.register_udf(network::local_network_udf(networks));
+    // `host_local` is null in snapshots written before it existed: not host-local.
+    let (_, batches) = run(
+        ctx,
+        "host-local networks",
+        &format!(
+            "SELECT DISTINCT CAST(snapshot_time AS BIGINT) AS t, host_id, cidr \
+             FROM {local_networks} WHERE host_local"
+        ),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let times = typed_column::<Int64Array>(batch, "t", table::LOCAL_NETWORKS, DataType::Int64)?;
+        let hosts = string_column(batch, "host_id", table::LOCAL_NETWORKS)?;
+        let cidrs = string_column(batch, "cidr", table::LOCAL_NETWORKS)?;
+        rows.extend(
+            times
+                .iter()
+                .zip(hosts.iter())
+                .zip(cidrs.iter())
+                .filter_map(|((t, host), cidr)| Some((t?, host?.to_owned(), cidr?.to_owned()))),
+        );
+    }
+    // Its CIDRs are among those above: any that does not parse is rejected there already.
+    let (host_local, _) = network::HostLocalNetworks::from_rows(rows);
+    ctx.register_udf(network::host_local_network_udf(host_local));
     ctx.register_udf(network::is_loopback_udf());
     ctx.register_udf(crate::selector::selects_udf());
     Ok(rejected)

@@ -5,7 +5,10 @@
 -- host's: its host is known, its process is not. The hosts and endpoints views draw it as
 -- the host's; the process views drop the edge, as they drop any end without a known process.
 -- An unreported loopback end is the other end's host's: loopback ends pair only within one
--- host (see connections.sql), so its peer cannot be anywhere else.
+-- host (see connections.sql), so its peer cannot be anywhere else. So is an unreported end
+-- inside a host-local network of the other end's host (a container on its bridge that no
+-- process was seen for): nothing outside that host has the address, and another host's
+-- container with the same address (`host_addrs` leaves those out) is another machine.
 -- Any other unreported address inside a local network of the snapshot is a pseudo node for
 -- that network, `;<cidr>` (its most specific network, `scope_local_network`): a machine
 -- without a collector is a member of a network the user knows, not the Internet (Weave
@@ -34,15 +37,23 @@ SELECT
 FROM (
     SELECT
         c.snapshot_time,
-        COALESCE(c.client_host_id, ca.host_id,
-                 CASE WHEN scope_is_loopback(c.client_addr) THEN c.server_host_id END)
+        COALESCE(c.client_host_id,
+                 CASE WHEN scope_is_loopback(c.client_addr)
+                        OR scope_host_local_network(c.snapshot_time, c.server_host_id,
+                                                    c.client_addr) IS NOT NULL
+                      THEN c.server_host_id END,
+                 ca.host_id)
             AS client_host_id,
         c.client_pid,
         c.client_process,
         c.client_addr,
         c.client_port,
-        COALESCE(c.server_host_id, sa.host_id,
-                 CASE WHEN scope_is_loopback(c.server_addr) THEN c.client_host_id END)
+        COALESCE(c.server_host_id,
+                 CASE WHEN scope_is_loopback(c.server_addr)
+                        OR scope_host_local_network(c.snapshot_time, c.client_host_id,
+                                                    c.server_addr) IS NOT NULL
+                      THEN c.client_host_id END,
+                 sa.host_id)
             AS server_host_id,
         c.server_pid,
         c.server_process,

@@ -10,7 +10,13 @@
 -- gives each snapshot's connections.
 --
 -- Loopback tuples repeat on every host and in every network namespace, so a loopback end only
--- pairs with an end of the same host and namespace (`addr_scope`); other addresses pair across
+-- pairs with an end of the same host and namespace (`addr_scope`). Host-local networks (a
+-- container bridge, `local_networks.host_local`) repeat across hosts too: two Docker hosts
+-- both run 172.17.0.2 -> 172.17.0.3. An end whose two addresses are inside one host-local
+-- network of its host never left that host, so it only pairs with an end of the same host
+-- (as Weave Scope scoped its Docker bridge's addresses by host). Both addresses, not the local
+-- one alone: a pod bridge routed between nodes (a subnet per node) is host-local too, and a
+-- connection from one node's pods to another's must still pair. Other addresses pair across
 -- hosts.
 --
 -- One four-tuple can carry several connections in a window, one after another: a client may
@@ -31,6 +37,9 @@ WITH ends AS (
         MIN(state) AS state, -- 'closed' < 'open'
         CASE WHEN scope_is_loopback(local_addr)
              THEN host_id || '/' || CAST(netns AS VARCHAR)
+             WHEN scope_host_local_network(snapshot_time, host_id, local_addr)
+                  = scope_host_local_network(snapshot_time, host_id, remote_addr)
+             THEN host_id
              ELSE '' END AS addr_scope
     FROM sockets
     GROUP BY snapshot_time, host_id, netns, direction, family,

@@ -15,11 +15,13 @@
 //! `scope_selects(selector, labels)` ([`crate::selector`]) matches a service's selector. Scalar
 //! functions from [`crate::network`] are available too: `scope_is_loopback(addr)`,
 //! `scope_is_local(snapshot_time, addr)` (inside a local network of that snapshot, or
-//! loopback) and `scope_local_network(snapshot_time, addr)` (the CIDR of its most specific
-//! local network: the id of the pseudo node for an unreported peer there); `scope sql`
-//! registers them too. Every join matches `snapshot_time`, so each query
-//! reruns unchanged over `history.*` (tables and derived relations pointed there), one answer
-//! per snapshot, as `renderer/tests/sql.rs` checks.
+//! loopback), `scope_local_network(snapshot_time, addr)` (the CIDR of its most specific
+//! local network: the id of the pseudo node for an unreported peer there) and
+//! `scope_host_local_network(snapshot_time, host_id, addr)` (the host-local network of that
+//! host, such as a container bridge, that the address is in); `scope sql` registers them too.
+//! Every join matches `snapshot_time`, so each query reruns unchanged over `history.*` (tables
+//! and derived relations pointed there), one answer per snapshot, as `renderer/tests/sql.rs`
+//! checks.
 //!
 //! Edge queries return `graph_edges`' columns plus `src_pseudo` and `dst_pseudo`; node queries
 //! return `graph_nodes`' columns plus any `meta_<key>` columns, which become the published
