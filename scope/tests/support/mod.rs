@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use scope_testkit::wait_for;
+use scope_testkit::{http_request, wait_for};
 
 pub const SCOPE: &str = env!("CARGO_BIN_EXE_scope");
 
@@ -150,4 +150,12 @@ pub fn hostname() -> String {
 
 pub fn latest_snapshot_time(data_dir: &Path) -> Option<String> {
     sql_value(data_dir, "select max(snapshot_time) as t from hosts")
+}
+
+/// The JSON body of `GET url` when it answers 200 with JSON; `None` otherwise (not yet up).
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_request("GET", url, &[], None);
+    (status == 200)
+        .then(|| serde_json::from_slice(&body).ok())
+        .flatten()
 }
