@@ -46,6 +46,12 @@ pub struct CollectorArgs {
     /// is not there is said once and retried in the background, at most every 30 s.
     #[arg(long, env = "SCOPE_DOCKER_SOCKET", default_value = DEFAULT_DOCKER_SOCKET)]
     pub docker_socket: PathBuf,
+    /// The CRI socket of containerd or CRI-O, watched for Kubernetes containers' names,
+    /// images, labels, states and pods [default: /run/containerd/containerd.sock, else
+    /// /var/run/crio/crio.sock if that exists]. Not there: said once, retried as the Docker
+    /// socket is.
+    #[arg(long, env = "SCOPE_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
     /// Where the host's cgroup filesystem is mounted, for containers' CPU and memory (e.g.
     /// /host/sys/fs/cgroup in a container).
     #[arg(long, env = "SCOPE_CGROUP_ROOT", default_value = DEFAULT_CGROUP_ROOT)]
@@ -94,6 +100,7 @@ impl CollectorArgs {
             full_every: DEFAULT_FULL_EVERY,
             proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
             docker_socket: PathBuf::from(DEFAULT_DOCKER_SOCKET),
+            cri_socket: None,
             cgroup_root: PathBuf::from(DEFAULT_CGROUP_ROOT),
             tracker: TrackerChoice::Auto,
             ebpf_ring_buffer_bytes: scope_ebpf::DEFAULT_RING_BUFFER_BYTES,
@@ -207,6 +214,8 @@ mod tests {
             "/host/proc",
             "--docker-socket",
             "/run/podman/podman.sock",
+            "--cri-socket",
+            "/run/k3s/containerd/containerd.sock",
             "--tracker",
             "procfs",
             "--ebpf-ring-buffer-bytes",
@@ -225,6 +234,10 @@ mod tests {
         assert_eq!(args.full_every, 3);
         assert_eq!(args.proc_root, PathBuf::from("/host/proc"));
         assert_eq!(args.docker_socket, PathBuf::from("/run/podman/podman.sock"));
+        assert_eq!(
+            args.cri_socket.as_deref(),
+            Some(std::path::Path::new("/run/k3s/containerd/containerd.sock"))
+        );
         assert_eq!(args.tracker, TrackerChoice::Procfs);
         assert_eq!(args.ebpf_ring_buffer_bytes, 65536);
         assert_eq!(args.role, Role::Cluster);
@@ -261,6 +274,7 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["scope", "--spy-interval", "soon"]).is_err());
         assert_eq!(defaults.docker_socket, expected.docker_socket);
+        assert_eq!(defaults.cri_socket, expected.cri_socket);
     }
 
     #[test]

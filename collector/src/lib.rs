@@ -21,7 +21,8 @@
 //! - `reporter`: `endpoint` (connection events), `process`, `host` and `container` (report
 //!   nodes).
 //! - `container`: each process's container from its cgroup path (Docker, containerd/CRI,
-//!   CRI-O, Podman), and the Docker Engine API watcher for their names, images and labels.
+//!   CRI-O, Podman), and the Docker Engine API and CRI watchers for their names, images,
+//!   labels and pods.
 //! - `interfaces`: the host's local networks from `getifaddrs`.
 //! - `delta`: report deltas (changed nodes, removals, full every N) and sequence numbers.
 //! - `spy`: the reporters' state, advanced per spy and summarised per publish.
@@ -56,9 +57,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CollectorArgs, Role};
-/// The Docker Engine API watcher, for its tests and for embedding it elsewhere.
+/// The Docker Engine API and CRI watchers, for their tests and for embedding them elsewhere.
 pub use container::{
-    ContainerMeta, MetaCache,
+    ContainerMeta, MetaCache, Runtime as ContainerRuntime,
+    cri::{CriStats, connect as connect_cri},
     docker::{DockerStats, watch as watch_docker},
 };
 pub use error::Error;
@@ -123,8 +125,8 @@ struct Collector {
     lost_seen: u64,
     /// The buffer kernel events are read into, reused from batch to batch.
     kernel_events: Vec<scope_ebpf::Event>,
-    /// Stops the Docker watcher when the collector is dropped, however its run ended.
-    _docker_watch: tokio_util::sync::DropGuard,
+    /// Stops the Docker and CRI watchers when the collector is dropped, however its run ended.
+    _runtime_watch: tokio_util::sync::DropGuard,
 }
 
 impl Collector {
@@ -152,12 +154,18 @@ impl Collector {
         )
         .map_err(Error::StartEndpoints)?;
         let containers = container::MetaCache::default();
-        let docker_watch = CancellationToken::new();
+        let runtime_watch = CancellationToken::new();
         tokio::spawn(container::docker::watch(
             args.docker_socket.clone(),
             containers.clone(),
             stats.docker.clone(),
-            docker_watch.clone(),
+            runtime_watch.clone(),
+        ));
+        tokio::spawn(container::cri::watch(
+            args.cri_socket.clone(),
+            containers.clone(),
+            stats.cri.clone(),
+            runtime_watch.clone(),
         ));
         let spy = Spy::new(
             &host_id,
@@ -193,7 +201,7 @@ impl Collector {
             read_connections: true,
             lost_seen: 0,
             kernel_events: Vec::new(),
-            _docker_watch: docker_watch.drop_guard(),
+            _runtime_watch: runtime_watch.drop_guard(),
         })
     }
 

@@ -9,7 +9,10 @@ use std::sync::{
 use scope_ebpf::EventKind;
 use scope_kafka::metrics::Families;
 
-use crate::{container::docker::DockerStats, tracker::TrackerMode};
+use crate::{
+    container::{cri::CriStats, docker::DockerStats},
+    tracker::TrackerMode,
+};
 
 /// The collector's counters. Cheap to bump from any thread.
 #[derive(Debug, Default)]
@@ -38,6 +41,8 @@ pub struct Stats {
     pub ebpf_mode: AtomicBool,
     /// The Docker Engine API watcher's counters.
     pub docker: Arc<DockerStats>,
+    /// The CRI watcher's counters.
+    pub cri: Arc<CriStats>,
 }
 
 impl Stats {
@@ -90,6 +95,7 @@ impl Stats {
     /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
     pub fn write_metrics(&self, out: &mut Families) {
         self.docker.write_metrics(out);
+        self.cri.write_metrics(out);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.counter(
             "scope_collector_events_published_total",
@@ -189,6 +195,10 @@ mod metrics_tests {
             "scope_collector_docker_events",
             "scope_collector_docker_events_skipped",
             "scope_collector_docker_inspect_failures",
+            "scope_collector_cri_api_failures",
+            "scope_collector_cri_events",
+            "scope_collector_cri_polls",
+            "scope_collector_cri_status_failures",
         ];
         for family in counters {
             let value = if family == "scope_collector_spies" {

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use scope_collector::{ContainerMeta, DockerStats, MetaCache, test_support, watch_docker};
+use scope_collector::{
+    ContainerMeta, ContainerRuntime, DockerStats, MetaCache, test_support, watch_docker,
+};
 use scope_testkit::{
     Docker,
     docker::{BUSYBOX_IMAGE, DOCKER_SOCKET},
@@ -132,6 +134,7 @@ async fn the_watcher_follows_real_containers_through_their_lives() {
         assert_eq!(
             meta,
             ContainerMeta {
+                runtime: Some(ContainerRuntime::Docker),
                 name: Some(container.name().to_owned()),
                 image_name: Some(BUSYBOX_IMAGE.to_owned()),
                 image_id: Some(container.inspect("{{.Image}}")),

@@ -10,7 +10,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     error::Error as StdError,
     io,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -31,7 +31,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{ContainerMeta, MetaCache};
+use super::{ContainerMeta, MetaCache, Outage, Runtime};
 
 /// Docker 20.10's API version (Debian 12's docker.io); later engines, down to their minimum
 /// of 1.24, and Podman's compatible API serve it too.
@@ -46,8 +46,6 @@ const MAX_INSPECT_BYTES: usize = 4 << 20;
 const MAX_LIST_BYTES: usize = 64 << 20;
 /// For every request but the event stream, which is idle whenever nothing happens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const FIRST_RETRY: Duration = Duration::from_millis(250);
-const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Events after which a container's inspected state differs; `destroy` removes it.
 const REINSPECTED_ON: [&str; 10] = [
     "create", "start", "restart", "die", "stop", "kill", "pause", "unpause", "rename", "update",
@@ -146,7 +144,7 @@ impl ApiError {
 
 /// Keeps `cache` in step with the Docker daemon at `socket` until `shutdown` is cancelled.
 /// Never returns early: an unreachable daemon is retried, with a backoff of up to
-/// [`MAX_RETRY`].
+/// [`Outage::MAX_RETRY`].
 pub async fn watch(
     socket: PathBuf,
     cache: MetaCache,
@@ -159,10 +157,7 @@ pub async fn watch(
         stats,
         known: HashSet::new(),
     };
-    let mut outage = Outage {
-        said: false,
-        retry: FIRST_RETRY,
-    };
+    let mut outage = Outage::new("Docker API");
     loop {
         let Some(connected) = shutdown.run_until_cancelled(watcher.connect()).await else {
             return;
@@ -186,44 +181,6 @@ pub async fn watch(
         {
             return;
         }
-    }
-}
-
-/// Whether the daemon's absence was already said, and how long until the next attempt.
-struct Outage {
-    said: bool,
-    retry: Duration,
-}
-
-impl Outage {
-    /// Logs the failure if it starts an outage (a watch `lost`, or none yet), and returns how
-    /// long to wait.
-    fn failed(&mut self, socket: &Path, error: &ApiError, lost: bool) -> Duration {
-        let socket = socket.display();
-        if !self.said {
-            self.said = true;
-            if lost {
-                tracing::warn!(%socket, %error, "lost the Docker API at {socket}: {error}; retrying in the background");
-            } else {
-                tracing::info!(%socket, %error, "no Docker API at {socket}: {error}; retrying in the background");
-            }
-        } else {
-            tracing::debug!(%socket, %error, "Docker API still unreachable");
-        }
-        let wait = self.retry;
-        self.retry = (self.retry * 2).min(MAX_RETRY);
-        wait
-    }
-
-    fn reconnected(&mut self, socket: &Path, containers: usize) {
-        let socket = socket.display();
-        if self.said {
-            tracing::info!(%socket, containers, "the Docker API is back; containers relisted");
-        } else {
-            tracing::info!(%socket, containers, "watching the Docker API");
-        }
-        self.said = false;
-        self.retry = FIRST_RETRY;
     }
 }
 
@@ -575,6 +532,7 @@ impl Inspect {
             None => (Vec::new(), Vec::new()),
         };
         let meta = ContainerMeta {
+            runtime: Some(Runtime::Docker),
             name: non_empty(
                 self.name
                     .map(|name| name.trim_start_matches('/').to_owned()),
@@ -782,6 +740,7 @@ mod tests {
         assert_eq!(
             meta,
             ContainerMeta {
+                runtime: Some(Runtime::Docker),
                 name: Some("probe1".into()),
                 image_name: Some("local/busybox:1".into()),
                 image_id: Some(
@@ -810,7 +769,13 @@ mod tests {
         .unwrap()
         .into_meta();
         assert_eq!(id, "abc");
-        assert_eq!(meta, ContainerMeta::default());
+        assert_eq!(
+            meta,
+            ContainerMeta {
+                runtime: Some(Runtime::Docker),
+                ..ContainerMeta::default()
+            }
+        );
         assert!(serde_json::from_str::<Inspect>(r#"{"Name": "/x"}"#).is_err());
     }
 
@@ -902,24 +867,5 @@ mod tests {
             "No such container: x"
         );
         assert_eq!(error_message(b"page not found\n"), "page not found");
-    }
-
-    #[test]
-    fn the_backoff_doubles_up_to_its_cap_and_resets_on_reconnect() {
-        let mut outage = Outage {
-            said: false,
-            retry: FIRST_RETRY,
-        };
-        let error = ApiError::StreamEnded;
-        let waits: Vec<Duration> = (0..10)
-            .map(|_| outage.failed(Path::new("/x"), &error, false))
-            .collect();
-        assert_eq!(waits[0], FIRST_RETRY);
-        assert_eq!(waits[1], FIRST_RETRY * 2);
-        assert_eq!(*waits.last().unwrap(), MAX_RETRY);
-        assert!(outage.said);
-        outage.reconnected(Path::new("/x"), 0);
-        assert!(!outage.said);
-        assert_eq!(outage.failed(Path::new("/x"), &error, true), FIRST_RETRY);
     }
 }

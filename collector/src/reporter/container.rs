@@ -19,16 +19,11 @@ use scope_schemas::{
 
 use crate::{
     container::{
-        ContainerMeta, MetaCache, Runtime,
+        ContainerMeta, MetaCache, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, Runtime,
         cgroup::{self, ContainerRef},
     },
     scan::Scan,
 };
-
-/// The CRI labels naming a Kubernetes container's pod.
-const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
-const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
-const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 
 #[derive(Debug)]
 pub struct ContainerReporter {
@@ -107,7 +102,7 @@ impl ContainerReporter {
         for (id, m) in known {
             nodes.push(container_node(
                 id,
-                Runtime::Docker,
+                m.runtime.unwrap_or(Runtime::Docker),
                 Some(m),
                 None,
                 &host,
