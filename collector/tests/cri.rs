@@ -193,6 +193,25 @@ struct Containerd {
 impl Containerd {
     /// `Err` says why it cannot run here, for the test to skip, or fail under CI.
     fn start() -> Result<Containerd, String> {
+        let containerd = Containerd::start_with("")?;
+        let plugins = containerd.ctr(&["plugins", "ls"])?;
+        if !plugins
+            .lines()
+            .any(|l| l.contains(" cri ") && l.trim_end().ends_with("ok"))
+        {
+            return Err(format!("containerd's CRI plugin is not loaded:\n{plugins}"));
+        }
+        containerd.import_image()?;
+        Ok(containerd)
+    }
+
+    /// A containerd without its CRI plugin, as Docker's own containerd is configured.
+    fn start_without_cri() -> Result<Containerd, String> {
+        Containerd::start_with(r#"disabled_plugins = ["io.containerd.grpc.v1.cri"]"#)
+    }
+
+    /// Starts containerd with `top` at the top of its config, and waits until it answers.
+    fn start_with(top: &str) -> Result<Containerd, String> {
         for program in ["containerd", "ctr", "runc"] {
             if Command::new(program).arg("--version").output().is_err() {
                 return Err(format!(
@@ -208,6 +227,7 @@ impl Containerd {
         // here (and in CI) lacks it, so no lower than containerd's own.
         let config = format!(
             r#"version = 2
+{top}
 root = "{root}"
 state = "{state}"
 [grpc]
@@ -249,14 +269,6 @@ state = "{state}"
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let plugins = containerd.ctr(&["plugins", "ls"])?;
-        if !plugins
-            .lines()
-            .any(|l| l.contains(" cri ") && l.trim_end().ends_with("ok"))
-        {
-            return Err(format!("containerd's CRI plugin is not loaded:\n{plugins}"));
-        }
-        containerd.import_image()?;
         Ok(containerd)
     }
 
@@ -623,22 +635,21 @@ async fn a_pod_made_through_the_cri_is_reported_with_its_pod_name_and_image() {
     assert_eq!(nodes[&late].latest(keys::POD_NAME), Some("web-0"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_whose_cri_socket_has_nothing_behind_it_says_so_once_and_reports_processes() {
+/// Runs the collector binary with `--cri-socket socket`, waits until it has reported this
+/// test's process and retried the socket twice, and returns the line that said why the CRI
+/// runtime is unusable, after checking that it was said once, and no more than that.
+async fn said_once_about(socket: &Path) -> String {
     let (_broker, kafka) = Broker::start_with_topics(1).await;
     let dir = tempfile::tempdir().unwrap();
-    // What a runtime that stopped leaves behind: the socket file, with no one listening.
-    let socket = dir.path().join("cri.sock");
-    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let log = dir.path().join("collector.log");
-    let host_id = format!("cri-test-{}-absent", std::process::id());
+    let host_id = format!("cri-test-{}-unusable", std::process::id());
     let mut command = Command::new(env!("CARGO_BIN_EXE_scope-collector"));
     command
         .args(["--brokers", &kafka.brokers, "--host-id", &host_id])
         .args(["--tracker", "procfs", "--spy-interval", "200ms"])
         .args(["--publish-interval", "500ms"])
         .arg("--cri-socket")
-        .arg(&socket)
+        .arg(socket)
         .arg("--docker-socket")
         .arg(dir.path().join("no-docker.sock"))
         // The retries are logged at debug: they show that it kept trying.
@@ -647,7 +658,7 @@ async fn a_collector_whose_cri_socket_has_nothing_behind_it_says_so_once_and_rep
         .stderr(File::create(&log).unwrap());
     let _collector = Process::spawn(command);
 
-    let consumer = subscribe(&kafka, &format!("cri-test-absent-{:?}", Instant::now()));
+    let consumer = subscribe(&kafka, &format!("cri-test-unusable-{:?}", Instant::now()));
     let this_test = process_node_id(&host_id, std::process::id() as i32);
     nodes_until(&consumer, &host_id, "this test's process node", |nodes| {
         nodes.contains_key(&this_test)
@@ -659,10 +670,38 @@ async fn a_collector_whose_cri_socket_has_nothing_behind_it_says_so_once_and_rep
         (text.matches(retries).count() >= 2).then_some(text)
     })
     .await;
-    let said = format!("no CRI runtime at {}: connecting:", socket.display());
+    let said = format!("no CRI runtime at {}: ", socket.display());
     let said_lines: Vec<&str> = text.lines().filter(|l| l.contains(&said)).collect();
     assert_eq!(said_lines.len(), 1, "{text}");
     assert!(said_lines[0].contains(" INFO "), "{text}");
-    assert!(said_lines[0].contains("Connection refused"), "{text}");
     assert!(!text.contains("lost the CRI runtime"), "{text}");
+    said_lines[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_whose_cri_socket_has_nothing_behind_it_says_so_once_and_reports_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a runtime that stopped leaves behind: the socket file, with no one listening.
+    let socket = dir.path().join("cri.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let said = said_once_about(&socket).await;
+    assert!(said.contains(": connecting: "), "{said}");
+    assert!(said.contains("Connection refused"), "{said}");
+}
+
+/// Docker's containerd has its CRI plugin off: the socket answers, but not as a CRI runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containerd_without_its_cri_plugin_is_said_once_as_no_cri_runtime() {
+    if !test_support::root_or_skip("running containerd") {
+        return;
+    }
+    let containerd = match Containerd::start_without_cri() {
+        Ok(containerd) => containerd,
+        Err(reason) => {
+            test_support::skip_unless_ci(&format!("containerd cannot run here: {reason}"));
+            return;
+        }
+    };
+    let said = said_once_about(&containerd.socket).await;
+    assert!(said.contains(": Version: Unimplemented: "), "{said}");
 }
