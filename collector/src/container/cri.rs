@@ -772,6 +772,81 @@ mod tests {
         assert_eq!(runtime_named("containerd"), Runtime::Containerd);
     }
 
+    /// Events as containerd 1.7 and CRI-O send them, with the pod's and the containers'
+    /// statuses: applied with no call to the runtime (this client reaches none).
+    #[tokio::test]
+    async fn events_carrying_their_statuses_update_the_cache_without_a_call() {
+        let cache = MetaCache::default();
+        let stats = Arc::new(CriStats::default());
+        let mut watcher = Watcher {
+            cache: cache.clone(),
+            stats: stats.clone(),
+            runtime: Runtime::Containerd,
+            known: HashSet::new(),
+            images: HashMap::new(),
+            pod_ips: HashMap::new(),
+        };
+        let nowhere = tower::service_fn(|_: hyper::Uri| async {
+            Err::<TokioIo<UnixStream>, _>(std::io::Error::other("no runtime in this test"))
+        });
+        let client = Client {
+            channel: Endpoint::from_static("http://localhost").connect_with_connector_lazy(nowhere),
+        };
+        let (web, sidecar) = ("a".repeat(64), "c".repeat(64));
+        let status = |id: &str, name: &str| ContainerStatus {
+            id: id.to_owned(),
+            metadata: Some(api::ContainerMetadata { name: name.into() }),
+            state: ContainerState::Running as i32,
+            image: Some(ImageSpec {
+                image: "nginx:1".into(),
+                user_specified_image: String::new(),
+            }),
+            image_ref: "sha256:1".into(),
+            labels: HashMap::new(),
+        };
+        let started = ContainerEventResponse {
+            container_id: web.clone(),
+            container_event_type: ContainerEventType::Started as i32,
+            pod_sandbox_status: Some(api::PodSandboxStatus {
+                id: "b".repeat(64),
+                metadata: Some(pod()),
+                network: Some(PodSandboxNetworkStatus {
+                    ip: "10.1.2.3".into(),
+                    additional_ips: Vec::new(),
+                }),
+            }),
+            containers_statuses: vec![status(&sidecar, "sidecar"), status(&web, "web")],
+        };
+        watcher.apply(&client, started).await.unwrap();
+        let meta = cache.read().unwrap()[&web].clone();
+        assert_eq!(meta.name.as_deref(), Some("web"));
+        assert_eq!(meta.image_name.as_deref(), Some("nginx:1"));
+        assert_eq!(meta.state.as_deref(), Some("running"));
+        assert_eq!(meta.labels[POD_NAMESPACE_LABEL], "shop");
+        assert_eq!(meta.ips, ["10.1.2.3"]);
+        // Only the container the event names: the sidecar's own event follows.
+        assert_eq!(cache.read().unwrap().len(), 1);
+
+        let deleted = ContainerEventResponse {
+            container_id: web.clone(),
+            container_event_type: ContainerEventType::Deleted as i32,
+            ..ContainerEventResponse::default()
+        };
+        watcher.apply(&client, deleted).await.unwrap();
+        assert!(cache.read().unwrap().is_empty());
+        assert!(watcher.known.is_empty() && watcher.images.is_empty());
+        assert_eq!(stats.events.load(Ordering::Relaxed), 2);
+
+        // A bare event needs a listing, which fails as a runtime that is away does.
+        let bare = ContainerEventResponse {
+            container_id: web,
+            container_event_type: ContainerEventType::Created as i32,
+            ..ContainerEventResponse::default()
+        };
+        let error = watcher.apply(&client, bare).await.unwrap_err();
+        assert!(error.runtime_away(), "{error}");
+    }
+
     #[test]
     fn only_a_runtime_gone_restarts_the_watch() {
         let call = |code| CriError::call(api::CONTAINER_STATUS, Status::new(code, "x"));
