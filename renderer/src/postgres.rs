@@ -15,6 +15,8 @@
 //! `SHOW`, `BEGIN`/`COMMIT`, cursors) works.
 
 mod frames;
+mod functions;
+mod savepoints;
 
 use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
@@ -419,6 +421,7 @@ struct Tables {
     local_networks: Arc<[IpNetwork]>,
     ctx: Arc<SessionContext>,
     listed: Mutex<Option<Listing>>,
+    visibility: Arc<functions::Visibility>,
 }
 
 impl Tables {
@@ -430,6 +433,12 @@ impl Tables {
             sql::register(&self.ctx, &now, &self.local_networks)
                 .await
                 .map_err(|e| session_error(&e))?;
+            self.visibility.update(&self.ctx).await.map_err(|source| {
+                session_error(&Error::Query {
+                    what: "the tables off the search path".into(),
+                    source,
+                })
+            })?;
             *listed = Some(now);
         }
         Ok(())
@@ -471,18 +480,21 @@ impl Handlers {
                 source: *source,
             }
         })?;
+        let visibility = functions::register(&ctx);
         let ctx = Arc::new(ctx);
         let tables = Arc::new(Tables {
             data_dir: shared.data_dir.clone(),
             local_networks: Arc::clone(&shared.local_networks),
             ctx: Arc::clone(&ctx),
             listed: Mutex::new(None),
+            visibility,
         });
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             // First, so that nothing else sees a statement it refuses.
             Arc::new(ReadOnly {
                 tables: Arc::clone(&tables),
             }),
+            Arc::new(savepoints::Savepoints),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -561,6 +573,8 @@ impl ReadOnly {
                 | Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
+                | Statement::Savepoint { .. }
+                | Statement::ReleaseSavepoint { .. }
                 | Statement::Fetch { .. }
                 | Statement::Close { .. }
         );
@@ -616,7 +630,9 @@ fn refuse_writes(statement: &Statement) -> PgWireResult<()> {
         | Statement::Fetch { .. }
         | Statement::Close { .. }
         | Statement::Commit { .. }
-        | Statement::Rollback { .. } => true,
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => true,
         Statement::StartTransaction {
             modes, statements, ..
         } => statements.is_empty() && !read_write(modes),
@@ -801,6 +817,11 @@ fn server_parameters() -> DefaultServerParameterProvider {
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.default_transaction_read_only = true;
     parameters.is_superuser = false;
+    parameters.server_version = format!(
+        "{} (Weave Scope {})",
+        functions::POSTGRES_VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
     parameters
 }
 

@@ -19,7 +19,7 @@ use scope_renderer::{
 };
 use scope_testkit::{
     Process,
-    postgres::{pg8000_found, psql_command, psql_found},
+    postgres::{analyst_clients_found, pg8000_found, psql_command, psql_found},
 };
 use tokio::{process::Command, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -481,4 +481,89 @@ async fn bind_fails_fast_on_a_port_in_use_and_off_binds_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error}");
+}
+
+/// What an analyst runs: pandas over SQLAlchemy (what notebooks, Superset and pandas.read_sql
+/// go through) with psycopg 3, SQLAlchemy's inspector, a parameterised query, and psycopg2;
+/// writes through each. One line per step: `<label> ok <rows>` or `<label> error <SQLSTATE>`.
+const ANALYST: &str = r#"
+import sys
+import pandas as pd
+import psycopg, psycopg2
+import sqlalchemy as sa
+
+port = int(sys.argv[1])
+engine = sa.create_engine(f"postgresql+psycopg://scope@127.0.0.1:{port}/scope")
+
+def run(label, step):
+    try:
+        print(label, "ok", step(), flush=True)
+    except sa.exc.DBAPIError as e:
+        print(label, "error", getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None), flush=True)
+    except (psycopg.Error, psycopg2.Error) as e:
+        print(label, "error", getattr(e, "sqlstate", None) or getattr(e, "pgcode", None), flush=True)
+
+def version():
+    with engine.connect():
+        return engine.dialect.server_version_info[:1]
+run("version", version)
+run("read_sql", lambda: ",".join(pd.read_sql("SELECT host_id FROM hosts ORDER BY host_id", engine)["host_id"]))
+run("param", lambda: pd.read_sql(sa.text("SELECT name FROM processes WHERE pid = :pid"), engine, params={"pid": 200})["name"][0])
+run("tables", lambda: ",".join(sorted(sa.inspect(engine).get_table_names())))
+def nested():
+    with engine.connect() as con:
+        with con.begin():
+            with con.begin_nested():
+                return con.execute(sa.text("SELECT count(*) FROM hosts")).scalar()
+run("savepoint", nested)
+def write(sql):
+    with engine.connect() as con:
+        return con.execute(sa.text(sql))
+run("sa_drop", lambda: write("DROP TABLE hosts"))
+run("sa_into", lambda: write("SELECT * INTO t FROM hosts"))
+def old(sql, *params):
+    con = psycopg2.connect(host="127.0.0.1", port=port, user="scope", dbname="scope")
+    try:
+        cur = con.cursor()
+        cur.execute(sql, params)
+        return cur.fetchall()[0][0]
+    finally:
+        con.close()
+run("psycopg2", lambda: old("SELECT name FROM processes WHERE pid = %s", 101))
+run("psycopg2_insert", lambda: old("INSERT INTO hosts (host_id) VALUES (%s)", "x"))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_connect_with_pandas_sqlalchemy_and_psycopg() {
+    if !analyst_clients_found() {
+        return;
+    }
+    let dir = data_dir().await;
+    let endpoint = Endpoint::start(dir.path(), None).await;
+    let files_before = files(dir.path());
+
+    let mut command = StdCommand::new("python3");
+    command
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-c", ANALYST])
+        .arg(endpoint.addr.port().to_string());
+    let client = Process::spawn(command);
+    let tables = "connections,containers,graph_edges,graph_nodes,hosts,kubernetes_objects,\
+                  local_networks,processes,sockets";
+    for expected in [
+        "version ok (16,)".to_owned(),
+        "read_sql ok h1,h2".to_owned(),
+        "param ok postgres".to_owned(),
+        format!("tables ok {tables}"),
+        "savepoint ok 2".to_owned(),
+        "sa_drop error 25006".to_owned(),
+        "sa_into error 25006".to_owned(),
+        "psycopg2 ok wget".to_owned(),
+        "psycopg2_insert error 25006".to_owned(),
+    ] {
+        assert_eq!(client.line(LIMIT, &expected), expected);
+    }
+    assert_eq!(files(dir.path()), files_before, "the data dir is untouched");
+    drop(client);
+    endpoint.stop().await;
 }

@@ -32,6 +32,16 @@ pub fn pg8000_found() -> bool {
     )
 }
 
+/// What analysts and BI tools connect through: pandas over SQLAlchemy 2 with psycopg 3, and
+/// psycopg2.
+pub fn analyst_clients_found() -> bool {
+    client_available(
+        "python3",
+        &["-c", "import pandas, sqlalchemy, psycopg, psycopg2"],
+        "python3 with pandas, SQLAlchemy, psycopg and psycopg2",
+    )
+}
+
 /// psql to database `scope` at `addr` as `user`, with the options every test runs it with:
 /// no ~/.psqlrc, never a password prompt, stop at the first error, SQLSTATEs in error
 /// messages, unaligned comma-separated rows; and a user's environment (no `LD_LIBRARY_PATH`,
