@@ -353,6 +353,35 @@ async fn the_websocket_sends_the_view_then_what_changed() {
     served.snapshots.insert(Arc::new(rendered));
     let delta: Value = serde_json::from_str(&socket.line(LIMIT, "the second delta")).unwrap();
     assert_eq!(delta["add"].as_array().unwrap().len(), 3, "{delta}");
+
+    // The server's process execs another program: the same node, updated, nothing else.
+    let t4 = t3 + 1_000_000;
+    Snapshot::new(t4)
+        .host("srv", "srv.example")
+        .host("cli", "cli")
+        .network("srv", "10.0.0.1/24")
+        .network("cli", "10.0.0.2/24")
+        .process("srv", 10, "nginx")
+        .process("cli", 20, "curl")
+        .process("cli", 21, "sleep")
+        .outbound("cli", Some(20), ("10.0.0.2", 40000), ("10.0.0.1", 80))
+        .inbound("srv", Some(10), ("10.0.0.1", 80), ("10.0.0.2", 40000))
+        .outbound("cli", Some(20), ("10.0.0.2", 40001), ("203.0.113.9", 443))
+        .write(dir.path(), "m1");
+    let rendered = render(dir.path(), t4, &[]).await.unwrap();
+    served.snapshots.insert(Arc::new(rendered));
+    let delta: Value = serde_json::from_str(&socket.line(LIMIT, "the update")).unwrap();
+    let updated: Vec<(&str, &str)> = delta["update"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an update: {delta}"))
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["label"].as_str().unwrap()))
+        .collect();
+    assert_eq!(updated, [("srv;10", "nginx")], "{delta}");
+    assert!(
+        delta["add"].is_null() && delta["remove"].is_null(),
+        "{delta}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
