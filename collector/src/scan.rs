@@ -474,8 +474,17 @@ mod tests {
             .spawn()
             .unwrap();
         let fd_dir = Path::new("/proc").join(child.id().to_string()).join("fd");
-        let (by_size, _) = read_fds(&fd_dir, Depth::Processes).unwrap();
-        let (listed, _) = read_fds(&fd_dir, Depth::Connections).unwrap();
+        // Until the child has exec'd `sleep` it holds the test's descriptors, which exec then
+        // closes (close-on-exec): the two counts agree once the child has settled.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (by_size, listed) = loop {
+            let (by_size, _) = read_fds(&fd_dir, Depth::Processes).unwrap();
+            let (listed, _) = read_fds(&fd_dir, Depth::Connections).unwrap();
+            if by_size == listed || std::time::Instant::now() > deadline {
+                break (by_size, listed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(by_size >= 3, "{by_size}");
