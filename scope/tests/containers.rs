@@ -7,18 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use scope_testkit::{Docker, Process, free_port, http_request, wait_for};
+use scope_testkit::{Docker, Process, free_port, wait_for};
 use serde_json::Value;
-use support::{Up, hostname};
+use support::{Up, get_json, hostname};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn get_json(url: &str) -> Option<Value> {
-    let (status, body) = http_request("GET", url, &[], None);
-    (status == 200)
-        .then(|| serde_json::from_slice(&body).ok())
-        .flatten()
-}
 
 /// `/{view}/{node}` with the node id escaped as a path segment.
 fn node_url(api: &str, view: &str, id: &str) -> String {
