@@ -51,6 +51,7 @@ use self::api::{
 use super::{
     ContainerMeta, MetaCache, Outage, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL, Runtime,
 };
+use crate::stats::Stats;
 
 /// Where containerd and CRI-O serve the CRI, tried in this order when no socket is given (as
 /// kubelet's and crictl's defaults): the first that exists, else containerd's.
@@ -81,10 +82,6 @@ pub struct CriStats {
 }
 
 impl CriStats {
-    fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn write_metrics(&self, out: &mut Families) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.counter(
@@ -239,7 +236,7 @@ pub async fn watch(
             }
             Err(error) => (error, false),
         };
-        CriStats::add(&watcher.stats.api_failures);
+        Stats::add(&watcher.stats.api_failures, 1);
         let wait = outage.failed(&path, &error, lost);
         if shutdown
             .run_until_cancelled(tokio::time::sleep(wait))
@@ -359,7 +356,7 @@ impl Client {
                 ..
             }) => Ok(None),
             Err(error) => {
-                CriStats::add(&stats.status_failures);
+                Stats::add(&stats.status_failures, 1);
                 tracing::debug!(id, %error, "skipped a CRI status");
                 Ok(None)
             }
@@ -423,7 +420,7 @@ impl Watcher {
         let Some(mut events) = events else {
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
-                CriStats::add(&self.stats.polls);
+                Stats::add(&self.stats.polls, 1);
                 if let Err(error) = self.sync(client).await {
                     return error;
                 }
@@ -514,7 +511,7 @@ impl Watcher {
         client: &Client,
         event: ContainerEventResponse,
     ) -> Result<(), CriError> {
-        CriStats::add(&self.stats.events);
+        Stats::add(&self.stats.events, 1);
         let id = event.container_id;
         if event.container_event_type == ContainerEventType::Deleted as i32 {
             self.known.remove(&id);

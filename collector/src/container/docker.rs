@@ -32,6 +32,7 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{ContainerMeta, MetaCache, Outage, Runtime};
+use crate::stats::Stats;
 
 /// Docker 20.10's API version (Debian 12's docker.io); later engines, down to their minimum
 /// of 1.24, and Podman's compatible API serve it too.
@@ -65,10 +66,6 @@ pub struct DockerStats {
 }
 
 impl DockerStats {
-    fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn write_metrics(&self, out: &mut Families) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.counter(
@@ -172,7 +169,7 @@ pub async fn watch(
             }
             Err(error) => (error, false),
         };
-        DockerStats::add(&watcher.stats.api_failures);
+        Stats::add(&watcher.stats.api_failures, 1);
         let wait = outage.failed(&watcher.api.socket, &error, lost);
         if shutdown
             .run_until_cancelled(tokio::time::sleep(wait))
@@ -205,7 +202,7 @@ impl Watcher {
         let mut found = HashMap::with_capacity(listed.len());
         for Listed { id } in listed {
             if !valid_id(&id) {
-                DockerStats::add(&self.stats.inspect_failures);
+                Stats::add(&self.stats.inspect_failures, 1);
                 tracing::debug!(id, "skipped a listed Docker container with an invalid id");
                 continue;
             }
@@ -252,7 +249,7 @@ impl Watcher {
                         }
                     }
                     Err(error) => {
-                        DockerStats::add(&self.stats.events_skipped);
+                        Stats::add(&self.stats.events_skipped, 1);
                         tracing::debug!(%error, "skipped a Docker event");
                     }
                 }
@@ -270,7 +267,7 @@ impl Watcher {
             return Ok(());
         }
         let Some(id) = event.container_id().filter(|id| valid_id(id)) else {
-            DockerStats::add(&self.stats.events_skipped);
+            Stats::add(&self.stats.events_skipped, 1);
             tracing::debug!(
                 action = event.action,
                 "skipped a Docker event naming no valid container"
@@ -294,7 +291,7 @@ impl Watcher {
         } else {
             return Ok(());
         }
-        DockerStats::add(&self.stats.events);
+        Stats::add(&self.stats.events, 1);
         Ok(())
     }
 
@@ -315,7 +312,7 @@ impl Watcher {
             Err(ApiError::Status { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
             Err(error) if error.daemon_away() => Err(error),
             Err(error) => {
-                DockerStats::add(&self.stats.inspect_failures);
+                Stats::add(&self.stats.inspect_failures, 1);
                 tracing::debug!(%error, "could not inspect a Docker container");
                 Ok(None)
             }

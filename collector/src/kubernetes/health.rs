@@ -3,7 +3,8 @@
 
 use std::{collections::BTreeSet, sync::Mutex};
 
-use super::stats::{KubeStats, kube_stats};
+use super::stats::kube_stats;
+use crate::stats::Stats;
 
 /// What is failing now: kinds whose watcher's last request failed, and the kubeconfig.
 #[derive(Debug, Default)]
@@ -16,7 +17,7 @@ impl ApiHealth {
     /// of an outage is a warning: ten watchers would otherwise say the same thing ten times,
     /// and again at every retry.
     pub fn failed(&self, what: &'static str, error: &dyn std::error::Error) {
-        KubeStats::add(&kube_stats().api_errors, 1);
+        Stats::add(&kube_stats().api_errors, 1);
         let mut failing = self.lock();
         let first = failing.is_empty();
         if failing.insert(what) && first {

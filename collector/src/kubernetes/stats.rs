@@ -29,10 +29,6 @@ pub fn kube_stats() -> &'static KubeStats {
 }
 
 impl KubeStats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
     pub fn write_metrics(&self, out: &mut Families) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.counter(

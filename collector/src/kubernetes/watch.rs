@@ -39,8 +39,9 @@ use super::{
     client,
     health::ApiHealth,
     nodes::{Reported, node_of},
-    stats::{KubeStats, kube_stats},
+    stats::kube_stats,
 };
+use crate::stats::Stats;
 
 /// The stores of every kind reported, and the task that fills them: it connects, then runs
 /// one watcher per kind. Dropping it stops them.
@@ -151,7 +152,7 @@ where
             Ok(watcher::Event::Init) => {}
             Ok(_) => health.answered(K::TOPOLOGY),
             Err(watcher::Error::WatchError(status)) if status.code == 410 => {
-                KubeStats::add(&kube_stats().relists, 1);
+                Stats::add(&kube_stats().relists, 1);
                 tracing::debug!(
                     topology = K::TOPOLOGY,
                     "the API server expired the watch (410 Gone); relisting"
