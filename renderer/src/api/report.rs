@@ -15,7 +15,7 @@ use scope_schemas::{RenderedNode, View};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::samples::rfc3339;
+use super::{samples::rfc3339, topology::view_by_id};
 use crate::render::Rendered;
 
 /// A topology of Scope's report.
@@ -251,10 +251,7 @@ fn report_node(
     let mut parents: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let of = graph.and_then(|g| g.parents.get(&node.id)).into_iter();
     for (parent_view, id) in of.flatten() {
-        let parent_topology = View::ALL
-            .into_iter()
-            .find(|v| v.name() == parent_view)
-            .and_then(|v| topology_of(v, id));
+        let parent_topology = view_by_id(parent_view).and_then(|v| topology_of(v, id));
         if let Some(parent_topology) = parent_topology {
             parents
                 .entry(parent_topology.name)

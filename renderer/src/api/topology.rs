@@ -445,23 +445,26 @@ pub fn summaries(
         .collect();
     let labels = ParentLabels::new(rendered);
     let own_labels = listing(view).labels;
-    let shown = nodes
+    let shown: Vec<&RenderedNode> = nodes
         .iter()
         .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
         .filter(|n| !options.hide_pseudo || !n.pseudo)
         .filter(|n| options.shows_container(n))
-        .map(|n| (n.id.clone(), summary(n, graph, &labels, own_labels)))
         .collect();
-    let mut shown = match (own_labels, &options.group) {
+    // As Scope's filters do: an edge to a node the options hid goes with it.
+    let ids: HashSet<&str> = shown.iter().map(|n| n.id.as_str()).collect();
+    let shown = shown
+        .into_iter()
+        .map(|n| {
+            let mut node = summary(n, graph, &labels, own_labels);
+            node.adjacency.retain(|peer| ids.contains(peer.as_str()));
+            (n.id.clone(), node)
+        })
+        .collect();
+    match (own_labels, &options.group) {
         (Some(own_labels), Some(key)) => own_labels.group(shown, key),
         _ => shown,
-    };
-    // As Scope's filters do: an edge to a node the options hid goes with it.
-    let ids: HashSet<String> = shown.keys().cloned().collect();
-    for node in shown.values_mut() {
-        node.adjacency.retain(|peer| ids.contains(peer));
     }
-    shown
 }
 
 /// Labels of every node of every view, for parents' labels.
