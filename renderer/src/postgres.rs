@@ -433,12 +433,18 @@ impl Tables {
             sql::register(&self.ctx, &now, &self.local_networks)
                 .await
                 .map_err(|e| session_error(&e))?;
-            self.visibility.update(&self.ctx).await.map_err(|source| {
-                session_error(&Error::Query {
-                    what: "the tables off the search path".into(),
-                    source,
-                })
-            })?;
+            // A table's oid is stable by name: only new names change what is off the path.
+            if listed
+                .as_ref()
+                .is_none_or(|before| !before.names().eq(now.names()))
+            {
+                self.visibility.update(&self.ctx).await.map_err(|source| {
+                    session_error(&Error::Query {
+                        what: "the tables off the search path".into(),
+                        source,
+                    })
+                })?;
+            }
             *listed = Some(now);
         }
         Ok(())

@@ -158,6 +158,13 @@ pub struct Listing {
     tables: Vec<TableFiles>,
 }
 
+impl Listing {
+    /// The tables' names: each is registered under it and in `history`.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tables.iter().map(|table| table.name)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct TableFiles {
     name: &'static str,
