@@ -6,10 +6,13 @@
 //! loopback (hyper's client):
 //!
 //! 1. `GET /api`, a constant answer: the baseline, what any request costs;
-//! 2. `GET /api/topology/processes?system=show`, the processes view as Scope's UI asks for it;
+//! 2. `GET /api/topology/processes?system=show`, the processes view as Scope's UI asks for it:
+//!    the first request after the snapshot is handed over (which builds the view's summaries),
+//!    and the median of the next ones (which share them);
 //! 3. the websocket delta after a render: from handing over a snapshot in which 5 % of the
 //!    processes changed (their CPU) until a client of `/api/topology/processes/ws` has the
-//!    delta (tokio-tungstenite).
+//!    delta (tokio-tungstenite), with one socket open, and until the last of
+//!    [`MANY_SOCKETS`] sockets has it.
 //!
 //! Each is the median of `--api-requests` runs.
 
@@ -41,15 +44,20 @@ use crate::{
     workload::merged_state,
 };
 
+/// How many sockets the second delta figure has open, as many browsers on one view.
+const MANY_SOCKETS: usize = 100;
+
 /// Figures of phase 5.
 #[derive(Debug)]
 pub struct Api {
     pub processes: usize,
     pub requests: usize,
     pub baseline: Duration,
+    pub topology_first: Duration,
     pub topology: Duration,
     pub topology_bytes: usize,
     pub delta: Duration,
+    pub delta_many: Duration,
     pub delta_updates: usize,
 }
 
@@ -93,6 +101,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
     for _ in 0..requests {
         baseline.push(client.get("/api").await?.0);
     }
+    let (topology_first, _) = client.get("/api/topology/processes?system=show").await?;
     let mut topology = Vec::new();
     let mut topology_bytes = 0;
     for _ in 0..requests {
@@ -102,43 +111,70 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
     }
 
     let url = format!("ws://{addr}/api/topology/processes/ws?t=60s");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .context("opening the websocket")?;
-    socket
-        .next()
-        .await
-        .context("the websocket closed before the reset")?
-        .context("reading the reset")?;
-    let mut deltas = Vec::new();
-    let mut delta_updates = 0;
     let mut next = rendered;
-    for _ in 0..requests {
-        next.snapshot_time_us += 1_000_000;
-        delta_updates = churn_cpu(&mut next, 20);
-        let handed = Arc::new(next.clone());
-        let started = Instant::now();
-        snapshots.insert(handed);
-        let message = tokio::time::timeout(args.timeout, socket.next())
-            .await
-            .context("no delta within --timeout")?
-            .context("the websocket closed")?
-            .context("reading a delta")?;
-        deltas.push(started.elapsed());
-        if !message.to_text().unwrap_or_default().contains("\"update\"") {
-            bail!("the delta after a render has no update: {message}");
-        }
-    }
+    let (delta, delta_updates) = deltas(&snapshots, &url, &mut next, 1, requests, args).await?;
+    let (delta_many, _) = deltas(&snapshots, &url, &mut next, MANY_SOCKETS, requests, args).await?;
 
     Ok(Api {
         processes,
         requests,
         baseline: median(baseline),
+        topology_first,
         topology: median(topology),
         topology_bytes,
-        delta: median(deltas),
+        delta,
+        delta_many,
         delta_updates,
     })
+}
+
+/// The median time from handing over a snapshot in which some processes' CPU changed until
+/// each of `sockets` open websockets has the delta, and how many nodes it updated.
+async fn deltas(
+    snapshots: &Snapshots,
+    url: &str,
+    next: &mut Rendered,
+    sockets: usize,
+    requests: usize,
+    args: &LoadArgs,
+) -> anyhow::Result<(Duration, usize)> {
+    let mut delta_updates = 0;
+    let mut open = Vec::new();
+    for _ in 0..sockets {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("opening a websocket")?;
+        socket
+            .next()
+            .await
+            .context("the websocket closed before the reset")?
+            .context("reading the reset")?;
+        open.push(socket);
+    }
+    let mut deltas = Vec::new();
+    for _ in 0..requests {
+        next.snapshot_time_us += 1_000_000;
+        delta_updates = churn_cpu(next, 20);
+        let handed = Arc::new(next.clone());
+        let started = Instant::now();
+        snapshots.insert(handed);
+        for socket in &mut open {
+            let message = tokio::time::timeout(args.timeout, socket.next())
+                .await
+                .context("no delta within --timeout")?
+                .context("the websocket closed")?
+                .context("reading a delta")?;
+            if !message
+                .to_text()
+                .unwrap_or_default()
+                .contains("\"update\":[")
+            {
+                bail!("the delta after a render has no update: {message}");
+            }
+        }
+        deltas.push(started.elapsed());
+    }
+    Ok((median(deltas), delta_updates))
 }
 
 /// Raises the CPU metric of every `every`-th process node: the changes of one tick.
@@ -219,11 +255,19 @@ impl Api {
             ),
         ));
         report.add(Figure::new(
+            "5. API: GET /api/topology/processes?system=show, first after a render",
+            Value::Text(ms(self.topology_first)),
+            format!(
+                "builds the view's summaries; {:.0}x the baseline round trip",
+                ratio(self.topology_first)
+            ),
+        ));
+        report.add(Figure::new(
             "5. API: GET /api/topology/processes?system=show",
             Value::Text(ms(self.topology)),
             format!(
-                "median of {}; {} process nodes, {:.1} MB of JSON; {:.0}x the baseline round trip \
-                 (Weave Scope: about 3 ms on a 96-node report)",
+                "median of the {} next; {} process nodes, {:.1} MB of JSON; {:.0}x the baseline \
+                 round trip (Weave Scope: about 3 ms on a 96-node report)",
                 self.requests,
                 self.processes,
                 self.topology_bytes as f64 / 1e6,
@@ -239,6 +283,16 @@ impl Api {
                 self.requests,
                 self.delta_updates,
                 ratio(self.delta)
+            ),
+        ));
+        report.add(Figure::new(
+            "5. API: websocket delta after a render, 100 sockets",
+            Value::Text(ms(self.delta_many)),
+            format!(
+                "median of {}; until the last of {MANY_SOCKETS} sockets of the view has it; \
+                 {:.0}x the baseline round trip",
+                self.requests,
+                ratio(self.delta_many)
             ),
         ));
     }

@@ -120,6 +120,13 @@ pub enum Error {
     /// JSON or CSV writer does not support); try another `--format` or cast the column.
     #[error("formatting query results: {0}")]
     Format(#[source] ArrowError),
+    /// Work handed to a blocking thread did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("{what} did not finish: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
 }
 
 impl Error {
@@ -146,7 +153,8 @@ impl Error {
             | Error::Schema { .. }
             | Error::Sql(_)
             | Error::ReadOnly(_)
-            | Error::Format(_) => false,
+            | Error::Format(_)
+            | Error::Task { .. } => false,
         }
     }
 }

@@ -105,6 +105,45 @@ async fn options_hide_nodes_and_the_edges_to_them() {
     );
 }
 
+/// A browser sends `Accept-Encoding: gzip`; Python's urllib, as a script would, asks for it
+/// here and gets the same listing gzipped, and unasked gets it plain.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_are_gzipped_for_clients_that_ask() {
+    let (_dir, served) = serve_connected().await;
+    let url = format!("{}/api/topology/processes?unconnected=show", served.base);
+    let script = r#"
+import gzip, json, sys, urllib.request
+def fetch(encoding):
+    request = urllib.request.Request(sys.argv[1], headers={"Accept-Encoding": encoding})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers.get("Content-Encoding"), response.read()
+zipped, body = fetch("gzip, deflate")
+plain, raw = fetch("identity")
+print(json.dumps({"zipped": zipped, "plain": plain, "same": json.loads(gzip.decompress(body)) == json.loads(raw),
+                  "nodes": sorted(json.loads(raw)["nodes"])}))
+"#;
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3")
+            .args(["-c", script, &url])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+    })
+    .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["zipped"], "gzip", "{answer}");
+    assert!(answer["plain"].is_null(), "{answer}");
+    assert_eq!(answer["same"], true, "{answer}");
+    assert_eq!(
+        answer["nodes"],
+        serde_json::json!(["cli;20", "cli;21", "out-theinternet", "srv;10"])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_answers_in_weave_scopes_shapes() {
     let (_dir, served) = serve_connected().await;

@@ -15,6 +15,7 @@ mod grouping;
 mod report;
 mod samples;
 mod scope_json;
+mod shown;
 mod snapshots;
 mod topology;
 mod websocket;
@@ -44,7 +45,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures_util::StreamExt;
 
 use crate::{Error, parse_listen, sql};
-use scope_json::{ApiInfo, Capabilities, ErrorBody, Node, Nodes, Probe};
+use scope_json::{ApiInfo, Capabilities, ErrorBody, Node, Probe};
 pub use snapshots::Snapshots;
 use topology::Options;
 
@@ -148,6 +149,7 @@ impl Bound {
         tracing::info!(addr = %self.local_addr, "serving the HTTP API at http://{}/api", self.local_addr);
         let state = AppState {
             snapshots: self.snapshots,
+            shown: Arc::default(),
             memory: self.memory,
             token: self.token.map(Arc::from),
             shutdown: shutdown.clone(),
@@ -162,6 +164,8 @@ impl Bound {
 #[derive(Clone)]
 struct AppState {
     snapshots: Arc<Snapshots>,
+    /// Each view's nodes as the options asked for show them, per snapshot.
+    shown: Arc<shown::ShownCache>,
     memory: sql::QueryMemory,
     token: Option<Arc<str>>,
     shutdown: CancellationToken,
@@ -193,6 +197,12 @@ fn router(state: AppState) -> Router {
             router.route(path, route)
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // A 10,000-node listing is 14 MB of JSON and about a tenth of that gzipped; the
+        // fastest level costs a fraction of sending the difference.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .with_state(state)
 }
 
@@ -371,17 +381,14 @@ async fn topology_nodes(
 ) -> Answer<Response> {
     let view = view_or_404(&view)?;
     let parameters = parameters(&query);
-    let rendered = snapshot_for(&state.snapshots, &parameters).await?;
-    let options = Options::from_query(view, &parameters);
-    let summaries = rendered
-        .map(|r| topology::summaries(&r, view, &options))
-        .unwrap_or_default();
-    Ok(json(&Nodes {
-        nodes: summaries
-            .iter()
-            .map(|(id, node)| (id.as_str(), node))
-            .collect(),
-    }))
+    let listing = match snapshot_for(&state.snapshots, &parameters).await? {
+        Some(rendered) => {
+            let options = Options::from_query(view, &parameters);
+            state.shown.get(&rendered, view, &options).await?.listing()
+        }
+        None => Bytes::from_static(b"{\"nodes\":{}}"),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], listing).into_response())
 }
 
 async fn node_details(

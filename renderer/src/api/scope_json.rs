@@ -77,13 +77,8 @@ pub struct TopologyStats {
     pub filtered_nodes: usize,
 }
 
-/// `GET /api/topology/{view}`.
-#[derive(Debug, Serialize)]
-pub struct Nodes<'a> {
-    pub nodes: std::collections::BTreeMap<&'a str, &'a NodeSummary>,
-}
-
-/// A node as the graph draws it.
+/// A node as the graph draws it; `GET /api/topology/{view}` answers `{"nodes": {id: node}}`
+/// (written by `super::shown`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeSummary {
     pub id: String,
@@ -234,16 +229,6 @@ pub struct Connection {
     #[serde(rename = "labelMinor", skip_serializing_if = "String::is_empty")]
     pub label_minor: String,
     pub metadata: Vec<MetadataRow>,
-}
-
-/// One websocket message: Scope's `render/detailed.Diff`.
-#[derive(Debug, Default, Serialize)]
-pub struct Diff {
-    pub add: Option<Vec<NodeSummary>>,
-    pub update: Option<Vec<NodeSummary>>,
-    pub remove: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub reset: bool,
 }
 
 /// The body of an error response.

@@ -6,7 +6,7 @@
 //! kept here in one table per kind: the label, priority and type of each metadata key and
 //! metric, Scope's own where Scope had the key.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use scope_schemas::{RenderedNode, View};
 
@@ -18,7 +18,7 @@ use super::scope_json::{
     Column, Connection, ConnectionsSummary, MetadataRow, MetricRow, NodeDetails, NodeSummary,
     NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
 };
-use crate::render::{Edge, Graph, Rendered};
+use crate::render::{Edge, Rendered};
 
 /// How Scope lists a view.
 struct Listing {
@@ -207,7 +207,7 @@ pub fn view_by_id(id: &str) -> Option<View> {
 /// The options a request picked: Scope applies every default as soon as the query has any
 /// parameter, and none when it has none (its recorded `GET /api/topology/processes` shows
 /// unconnected processes, `?system=show` hides them). Unknown ids and values are ignored.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Options {
     hide_unconnected: bool,
     hide_pseudo: bool,
@@ -263,6 +263,11 @@ impl Options {
             }
         }
         options
+    }
+
+    /// Whether the nodes are grouped by a label (`?group=`).
+    pub fn groups(&self) -> bool {
+        self.group.is_some()
     }
 
     /// Whether a node passes the container options, by its `system` and state metadata.
@@ -406,7 +411,7 @@ fn label_group(rendered: Option<&Rendered>, view: View, labels: &Labels) -> Opti
 /// Scope's stats of a view: all its nodes and edges, and how many its default options hide.
 fn stats(rendered: &Rendered, view: View) -> TopologyStats {
     let nodes = rendered.views.get(&view).map(Vec::as_slice).unwrap_or(&[]);
-    let shown = summaries(
+    let shown = shown_nodes(
         rendered,
         view,
         &Options::from_query(view, &[default_marker()]),
@@ -430,33 +435,14 @@ pub fn summaries(
     view: View,
     options: &Options,
 ) -> BTreeMap<String, NodeSummary> {
-    let Some(nodes) = rendered.views.get(&view) else {
-        return BTreeMap::new();
-    };
-    let graph = rendered.graphs.get(&view);
-    let connected: BTreeSet<&str> = nodes
-        .iter()
-        .flat_map(|n| {
-            n.adjacency
-                .iter()
-                .map(String::as_str)
-                .chain((!n.adjacency.is_empty()).then_some(n.id.as_str()))
-        })
-        .collect();
-    let labels = ParentLabels::new(rendered);
-    let own_labels = listing(view).labels;
-    let shown: Vec<&RenderedNode> = nodes
-        .iter()
-        .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
-        .filter(|n| !options.hide_pseudo || !n.pseudo)
-        .filter(|n| options.shows_container(n))
-        .collect();
+    let shown = shown_nodes(rendered, view, options);
     // As Scope's filters do: an edge to a node the options hid goes with it.
     let ids: HashSet<&str> = shown.iter().map(|n| n.id.as_str()).collect();
+    let own_labels = listing(view).labels;
     let shown = shown
         .into_iter()
         .map(|n| {
-            let mut node = summary(n, graph, &labels, own_labels);
+            let mut node = summary(rendered, view, n);
             node.adjacency.retain(|peer| ids.contains(peer.as_str()));
             (n.id.clone(), node)
         })
@@ -467,42 +453,58 @@ pub fn summaries(
     }
 }
 
-/// Labels of every node of every view, for parents' labels.
-struct ParentLabels<'a> {
-    by_view: HashMap<&'a str, HashMap<&'a str, &'a str>>,
-}
-
-impl<'a> ParentLabels<'a> {
-    fn new(rendered: &'a Rendered) -> Self {
-        let by_view = rendered
-            .views
+/// The nodes of `view` that `options` show (before any grouping), in id order.
+pub fn shown_nodes<'a>(
+    rendered: &'a Rendered,
+    view: View,
+    options: &Options,
+) -> Vec<&'a RenderedNode> {
+    let Some(nodes) = rendered.views.get(&view) else {
+        return Vec::new();
+    };
+    let connected: HashSet<&str> = if options.hide_unconnected {
+        nodes
             .iter()
-            .map(|(view, nodes)| {
-                let labels = nodes
+            .flat_map(|n| {
+                n.adjacency
                     .iter()
-                    .map(|n| (n.id.as_str(), n.label.as_str()))
-                    .collect();
-                (view.name(), labels)
+                    .map(String::as_str)
+                    .chain((!n.adjacency.is_empty()).then_some(n.id.as_str()))
             })
-            .collect();
-        ParentLabels { by_view }
-    }
-
-    /// The label of node `id` of `view`, or the id when the view has no such node.
-    fn label(&self, view: &str, id: &str) -> String {
-        self.by_view
-            .get(view)
-            .and_then(|labels| labels.get(id))
-            .map_or_else(|| id.to_owned(), |label| (*label).to_owned())
-    }
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    nodes
+        .iter()
+        .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
+        .filter(|n| !options.hide_pseudo || !n.pseudo)
+        .filter(|n| options.shows_container(n))
+        .collect()
 }
 
-fn summary(
-    node: &RenderedNode,
-    graph: Option<&Graph>,
-    labels: &ParentLabels<'_>,
-    own_labels: Option<&Labels>,
-) -> NodeSummary {
+/// Node `id` of `view`, found in its id-sorted nodes.
+pub fn find<'a>(rendered: &'a Rendered, view: View, id: &str) -> Option<&'a RenderedNode> {
+    let nodes = rendered.views.get(&view)?;
+    nodes
+        .binary_search_by(|n| n.id.as_str().cmp(id))
+        .ok()
+        .map(|i| &nodes[i])
+}
+
+/// The label of node `id` of the view named `view`, or the id when there is no such node.
+pub fn parent_label<'a>(rendered: &'a Rendered, view: &str, id: &'a str) -> &'a str {
+    View::ALL
+        .into_iter()
+        .find(|v| v.name() == view)
+        .and_then(|v| find(rendered, v, id))
+        .map_or(id, |node| node.label.as_str())
+}
+
+/// `node` of `view` as Scope summarises it, its adjacency not yet pruned to the shown nodes.
+pub fn summary(rendered: &Rendered, view: View, node: &RenderedNode) -> NodeSummary {
+    let graph = rendered.graphs.get(&view);
+    let own_labels = listing(view).labels;
     let is_label = |key: &str| own_labels.is_some_and(|own| own.holds(key));
     let mut metadata: Vec<MetadataRow> = node
         .metadata
@@ -536,7 +538,7 @@ fn summary(
                 .iter()
                 .map(|(view, id)| Parent {
                     id: id.clone(),
-                    label: labels.label(view, id),
+                    label: parent_label(rendered, view, id).to_owned(),
                     topology_id: view.clone(),
                 })
                 .collect()
@@ -640,8 +642,8 @@ pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails>
     if let Some((key, value)) = parse_group_id(id) {
         return group_details(rendered, view, id, key, value);
     }
-    let all = summaries(rendered, view, &Options::default());
-    let summary = all.get(id)?.clone();
+    // The default options hide nothing, so the node keeps all its adjacency.
+    let summary = summary(rendered, view, find(rendered, view, id)?);
     let graph = rendered.graphs.get(&view);
     let edges = graph.map(|g| g.edges.as_slice()).unwrap_or(&[]);
     let cell = |id: &str, value: String| MetadataRow {
@@ -670,7 +672,7 @@ pub fn details(rendered: &Rendered, view: View, id: &str) -> Option<NodeDetails>
                     .map(move |(port, count)| (peer, port, count))
             })
             .map(|(peer, port, count)| {
-                let node = all.get(peer);
+                let node = find(rendered, view, peer);
                 Connection {
                     id: format!("{peer}---{port}"),
                     node_id: peer.to_owned(),
@@ -770,7 +772,6 @@ fn children(rendered: &Rendered, view: View, id: &str) -> Vec<NodeSummaryGroup> 
         if ids.is_empty() {
             continue;
         }
-        let all = summaries(rendered, child_view, &Options::default());
         let (label, topology_id, columns) = match child_view {
             View::Processes => (
                 "Processes",
@@ -807,7 +808,8 @@ fn children(rendered: &Rendered, view: View, id: &str) -> Vec<NodeSummaryGroup> 
                 .collect(),
             nodes: ids
                 .into_iter()
-                .filter_map(|child| all.get(child).cloned())
+                .filter_map(|child| find(rendered, child_view, child))
+                .map(|child| summary(rendered, child_view, child))
                 .collect(),
         });
     }

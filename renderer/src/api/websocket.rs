@@ -7,12 +7,13 @@
 //! an empty diff is not sent. With `?timestamp=`, the view starts then and plays forward in
 //! real time, as Scope's does.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
+    body::Bytes,
     extract::{
         Path, RawQuery, State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
     http::StatusCode,
     response::Response,
@@ -20,12 +21,12 @@ use axum::{
 use scope_schemas::View;
 
 use super::{
-    Answer, AppState, Failure, parameters,
-    scope_json::{Diff, NodeSummary},
-    timestamp,
-    topology::{self, Options},
-    view_or_404,
+    Answer, AppState, Failure, parameters, shown::Shown, timestamp, topology::Options, view_or_404,
 };
+use crate::Error;
+
+/// The first message when there is no snapshot yet.
+const EMPTY_RESET: &[u8] = br#"{"add":null,"update":null,"remove":null,"reset":true}"#;
 
 /// Scope's default `t`.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -77,33 +78,36 @@ impl Live {
     async fn run(self, mut socket: WebSocket) {
         let opened = std::time::Instant::now();
         let mut newest = self.state.snapshots.subscribe();
-        let mut previous: Option<BTreeMap<String, NodeSummary>> = None;
-        let mut shown: Option<i64> = None;
+        let mut previous: Option<Arc<Shown>> = None;
         loop {
             let at = self.start.map(|start| {
                 start
                     .saturating_add(i64::try_from(opened.elapsed().as_micros()).unwrap_or(i64::MAX))
             });
-            let snapshot = match at {
-                Some(at) => self.state.snapshots.at(at).await,
-                None => self.state.snapshots.latest().await,
-            };
-            match snapshot {
-                Ok(snapshot) => {
-                    let time = snapshot.as_ref().map(|s| s.snapshot_time_us);
-                    if previous.is_none() || time != shown {
-                        let current = snapshot
-                            .map(|s| topology::summaries(&s, self.view, &self.options))
-                            .unwrap_or_default();
-                        let diff = diff(previous.as_ref(), &current);
-                        if previous.is_none() || !diff.is_empty() {
-                            let text = serde_json::to_string(&diff).unwrap_or_default();
-                            if socket.send(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
+            match self.shown(at).await {
+                Ok(current) => {
+                    let unchanged = previous.as_ref().is_some_and(|p| {
+                        current.as_ref().map(|c| c.snapshot_time_us()) == Some(p.snapshot_time_us())
+                    });
+                    let message = match (&previous, &current) {
+                        _ if unchanged => None,
+                        (None, Some(current)) => Some(current.reset()),
+                        (None, None) => Some(Bytes::from_static(EMPTY_RESET)),
+                        (Some(previous), Some(current)) => self.state.shown.diff(previous, current),
+                        // The snapshot shown went out of retention: nothing to show, and
+                        // nothing to diff against until one comes.
+                        (Some(_), None) => None,
+                    };
+                    if let Some(text) = message {
+                        let Ok(text) = Utf8Bytes::try_from(text) else {
+                            return;
+                        };
+                        if socket.send(Message::Text(text)).await.is_err() {
+                            return;
                         }
-                        previous = Some(current);
-                        shown = time;
+                    }
+                    if current.is_some() || previous.is_none() {
+                        previous = current;
                     }
                 }
                 Err(error) => {
@@ -125,44 +129,21 @@ impl Live {
             }
         }
     }
-}
 
-/// What turns `previous` into `current`; with no previous, a reset adding everything.
-fn diff(
-    previous: Option<&BTreeMap<String, NodeSummary>>,
-    current: &BTreeMap<String, NodeSummary>,
-) -> Diff {
-    let Some(previous) = previous else {
-        return Diff {
-            add: (!current.is_empty()).then(|| current.values().cloned().collect()),
-            reset: true,
-            ..Diff::default()
+    /// The view at `at` (else the latest) as this socket's options show it.
+    async fn shown(&self, at: Option<i64>) -> Result<Option<Arc<Shown>>, Error> {
+        let snapshot = match at {
+            Some(at) => self.state.snapshots.at(at).await?,
+            None => self.state.snapshots.latest().await?,
         };
-    };
-    let mut add = Vec::new();
-    let mut update = Vec::new();
-    for (id, node) in current {
-        match previous.get(id) {
-            None => add.push(node.clone()),
-            Some(old) if old != node => update.push(node.clone()),
-            Some(_) => {}
+        match snapshot {
+            Some(rendered) => Ok(Some(
+                self.state
+                    .shown
+                    .get(&rendered, self.view, &self.options)
+                    .await?,
+            )),
+            None => Ok(None),
         }
-    }
-    let remove: Vec<String> = previous
-        .keys()
-        .filter(|id| !current.contains_key(*id))
-        .cloned()
-        .collect();
-    Diff {
-        add: (!add.is_empty()).then_some(add),
-        update: (!update.is_empty()).then_some(update),
-        remove: (!remove.is_empty()).then_some(remove),
-        reset: false,
-    }
-}
-
-impl Diff {
-    fn is_empty(&self) -> bool {
-        self.add.is_none() && self.update.is_none() && self.remove.is_none() && !self.reset
     }
 }
