@@ -3,9 +3,9 @@
 //!
 //! A connection end no host reported is drawn as the Internet only when its address lies in
 //! none of the networks the hosts of the snapshot have interfaces in; otherwise it is a host
-//! without a collector and gets a node of its own. The networks of each snapshot are put in an
-//! [`IpNetworkTable`] (a prefix tree per family, IPv4 and IPv6) and the lookup is a DataFusion
-//! scalar function, so the view SQL can say `scope_is_local(snapshot_time, addr)`.
+//! without a collector and gets a node of its own. The networks of each snapshot are flattened
+//! into sorted address ranges per family (see [`lookup`]) and the lookup is a DataFusion scalar
+//! function, so the view SQL can say `scope_is_local(snapshot_time, addr)`.
 //!
 //! The two-argument forms take the snapshot time because the same SQL runs over one snapshot
 //! (when rendering) and over `history.*` (rerun by hand with `scope sql`), where every row must
@@ -20,12 +20,13 @@
 //! Loopback (127.0.0.0/8, ::1) is always local. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`)
 //! are looked up as the IPv4 address. An address that does not parse is not local.
 
+mod lookup;
+
 use std::{
     collections::BTreeMap,
-    fmt::Write as _,
     hash::{Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use arrow::{
@@ -44,7 +45,7 @@ use datafusion::{
 };
 pub use ip_network::IpNetwork;
 use ip_network::{Ipv4Network, Ipv6Network};
-use ip_network_table::IpNetworkTable;
+use lookup::{Addr, Ranges};
 
 /// SQL name of the local-network test.
 pub const IS_LOCAL: &str = "scope_is_local";
@@ -85,7 +86,13 @@ fn parse_network_arg(cidr: &str) -> Result<IpNetwork, String> {
 pub struct LocalNetworks {
     /// Sorted and deduplicated: the identity of the set (for [`PartialEq`] and [`Hash`]).
     networks: Vec<IpNetwork>,
-    table: IpNetworkTable<()>,
+    /// The IPv4 networks, labelled with their index in `networks`.
+    v4: Ranges<u32>,
+    /// The IPv6 networks, labelled likewise.
+    v6: Ranges<u128>,
+    /// The CIDR of each network of `networks`, written the first time one is asked for (as
+    /// `scope_local_network` answers): once per set, not once per row.
+    cidrs: OnceLock<Vec<String>>,
 }
 
 impl LocalNetworks {
@@ -100,12 +107,28 @@ impl LocalNetworks {
         // Sorting once instead of inserting in order: a history can hold many thousands.
         networks.sort_unstable();
         networks.dedup();
-        let v4 = networks.iter().filter(|n| n.is_ipv4()).count();
-        let mut table = IpNetworkTable::with_capacity(v4, networks.len() - v4);
-        for network in &networks {
-            table.insert(*network, ());
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (label, network) in networks.iter().enumerate() {
+            match network {
+                IpNetwork::V4(net) => {
+                    let first = net.network_address().to_bits();
+                    let last = first | u32::MAX.checked_shr(net.netmask().into()).unwrap_or(0);
+                    v4.push((first.into(), last.into(), label));
+                }
+                IpNetwork::V6(net) => {
+                    let first = net.network_address().to_bits();
+                    let last = first | u128::MAX.checked_shr(net.netmask().into()).unwrap_or(0);
+                    v6.push((first, last, label));
+                }
+            }
         }
-        LocalNetworks { networks, table }
+        LocalNetworks {
+            networks,
+            // Only IPv4 addresses come from `u128`s below 2^32.
+            v4: Ranges::new(v4, |bits| bits as u32),
+            v6: Ranges::new(v6, |bits| bits),
+            cidrs: OnceLock::new(),
+        }
     }
 
     /// The loopback networks only.
@@ -138,15 +161,30 @@ impl LocalNetworks {
 
     /// The most specific network containing `addr` (textual IPv4 or IPv6), if any.
     pub fn network_of(&self, addr: &str) -> Option<IpNetwork> {
-        self.longest_match(parse_addr(addr)?)
+        self.find(Addr::parse(addr)?).map(|i| self.networks[i])
     }
 
     /// The most specific network containing `ip`, if any; an IPv4-mapped IPv6 address is
     /// looked up as its IPv4 address.
     pub fn longest_match(&self, ip: IpAddr) -> Option<IpNetwork> {
-        self.table
-            .longest_match(canonical(ip))
-            .map(|(network, _)| network)
+        self.find(ip.into()).map(|i| self.networks[i])
+    }
+
+    /// The CIDR of the most specific network containing `addr` (textual), if any.
+    fn cidr_of(&self, addr: &str) -> Option<&str> {
+        let index = self.find(Addr::parse(addr)?)?;
+        let cidrs = self
+            .cidrs
+            .get_or_init(|| self.networks.iter().map(IpNetwork::to_string).collect());
+        Some(&cidrs[index])
+    }
+
+    /// The index in `networks` of the most specific network containing `addr`.
+    fn find(&self, addr: Addr) -> Option<usize> {
+        match addr {
+            Addr::V4(v4) => self.v4.find(v4),
+            Addr::V6(v6) => self.v6.find(v6),
+        }
     }
 
     /// The networks, loopback included, sorted.
@@ -344,11 +382,8 @@ impl HostLocalFunction {
                     set
                 }
             };
-            match set.and_then(|set| set.network_of(addrs.value(row))) {
-                Some(network) => {
-                    let _ = write!(out, "{network}");
-                    out.append_value("");
-                }
+            match set.and_then(|set| set.cidr_of(addrs.value(row))) {
+                Some(cidr) => out.append_value(cidr),
                 None => out.append_null(),
             }
         }
@@ -447,21 +482,12 @@ pub fn parse_cidr(cidr: &str) -> Result<IpNetwork, String> {
 /// Parses a textual address; an IPv6 zone (`%eth0`) is ignored and an IPv4-mapped IPv6
 /// address becomes the IPv4 address.
 pub fn parse_addr(addr: &str) -> Option<IpAddr> {
-    let addr = addr.trim();
-    let addr = addr.split_once('%').map_or(addr, |(a, _zone)| a);
-    addr.parse::<IpAddr>().ok().map(canonical)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
+    Addr::parse(addr).map(IpAddr::from)
 }
 
 /// Whether `addr` is a loopback address (127.0.0.0/8 or ::1).
 pub fn is_loopback(addr: &str) -> bool {
-    parse_addr(addr).is_some_and(|ip| ip.is_loopback())
+    Addr::parse(addr).is_some_and(Addr::is_loopback)
 }
 
 /// `scope_is_local(snapshot_time, addr) -> boolean` over the networks of that snapshot, and
@@ -580,31 +606,30 @@ impl AddrFunction {
             networks,
             last: None,
         };
-        let matches = (0..strings.len()).map(|row| {
+        // Each row's address and the networks of its snapshot; null when either is null.
+        let rows = (0..strings.len()).map(|row| {
             let addr = strings.is_valid(row).then(|| strings.value(row))?;
             let set = match &times {
                 None => networks.union(),
                 Some(times) => lookup.at(times.is_valid(row).then(|| times.value(row))?),
             };
-            Some(set.network_of(addr))
+            Some((set, addr))
         });
         match self.answer {
             Answer::LocalNetwork(_) => {
                 let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 12);
-                for found in matches {
-                    match found {
-                        None | Some(None) => out.append_null(),
-                        Some(Some(network)) => {
-                            // Written into the builder's buffer: no string per row.
-                            let _ = write!(out, "{network}");
-                            out.append_value("");
-                        }
+                for row in rows {
+                    match row.and_then(|(set, addr)| set.cidr_of(addr)) {
+                        Some(cidr) => out.append_value(cidr),
+                        None => out.append_null(),
                     }
                 }
                 Ok(Arc::new(out.finish()))
             }
             _ => {
-                let result: BooleanArray = matches.map(|m| m.map(|n| n.is_some())).collect();
+                let result: BooleanArray = rows
+                    .map(|row| row.map(|(set, addr)| set.contains(addr)))
+                    .collect();
                 Ok(Arc::new(result))
             }
         }
@@ -740,6 +765,88 @@ mod tests {
         );
         let none = invoke(&host_local_network_udf(HostLocalNetworks::default()), &args).unwrap();
         assert_eq!(none.null_count(), 7);
+    }
+
+    /// Random networks of both families, about half nested in an earlier one, as (IPv6, address
+    /// bits, prefix length).
+    fn random_networks(rng: &mut lookup::tests::Rng, count: u64) -> Vec<(bool, u128, u32)> {
+        let mut nets: Vec<(bool, u128, u32)> = Vec::new();
+        for _ in 0..count {
+            let v6 = rng.below(2) == 1;
+            let width = if v6 { 128 } else { 32 };
+            let family: Vec<_> = nets.iter().filter(|n| n.0 == v6).copied().collect();
+            let (base, outer_len) = match family.len() {
+                n if n > 0 && rng.below(2) == 0 => {
+                    let (_, base, len) = family[rng.below(n as u64) as usize];
+                    (base, len)
+                }
+                _ => (0, 0),
+            };
+            let len = outer_len + rng.below(u64::from(width - outer_len) + 1) as u32;
+            let all = u128::MAX >> (128 - width);
+            // Host bits set too: interfaces report their own address with the prefix length.
+            let bits = base | (rng.u128() & all.checked_shr(outer_len).unwrap_or(0));
+            nets.push((v6, bits, len));
+        }
+        nets
+    }
+
+    fn spell(v6: bool, bits: u128) -> String {
+        if v6 {
+            Ipv6Addr::from(bits).to_string()
+        } else {
+            Ipv4Addr::from(bits as u32).to_string()
+        }
+    }
+
+    /// The answer by the definition: the standard parser, then every network, longest prefix.
+    fn by_linear_scan(set: &LocalNetworks, addr: &str) -> Option<IpNetwork> {
+        let addr = addr.trim();
+        let ip: IpAddr = addr.split('%').next()?.parse().ok()?;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let containing = set.networks().iter().filter(|n| n.contains(ip));
+        containing.max_by_key(|n| n.netmask()).copied()
+    }
+
+    #[test]
+    fn lookups_answer_as_a_linear_scan_does() {
+        let mut rng = lookup::tests::Rng(0x10ca1);
+        for _ in 0..40 {
+            let count = 1 + rng.below(300);
+            let nets = random_networks(&mut rng, count);
+            let cidrs = nets
+                .iter()
+                .map(|&(v6, bits, len)| format!("{}/{len}", spell(v6, bits)));
+            let (set, rejected) = LocalNetworks::from_cidrs(cidrs);
+            assert!(rejected.is_empty(), "{rejected:?}");
+            for _ in 0..500 {
+                let (v6, bits, len) = nets[rng.below(nets.len() as u64) as usize];
+                let all = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+                let host = all.checked_shr(len).unwrap_or(0);
+                let addr = match rng.below(8) {
+                    0 => spell(v6, bits & !host),
+                    1 => spell(v6, bits | host),
+                    2 => spell(v6, (bits | host).wrapping_add(1) & all),
+                    3 if !v6 => format!("::ffff:{}", spell(false, bits)),
+                    4 => spell(rng.below(2) == 1, rng.u128() & all),
+                    5 => ["127.0.0.9", "::1", "::ffff:127.0.0.1", "", "x", "1.2.3"]
+                        [rng.below(6) as usize]
+                        .to_owned(),
+                    _ => spell(v6, (bits & !host) | (rng.u128() & host)),
+                };
+                let expected = by_linear_scan(&set, &addr);
+                assert_eq!(set.network_of(&addr), expected, "{addr:?} in {set:?}");
+                assert_eq!(set.contains(&addr), expected.is_some(), "{addr:?}");
+                let cidr = expected.map(|n| n.to_string());
+                assert_eq!(set.cidr_of(&addr), cidr.as_deref(), "{addr:?}");
+                if let Some(ip) = parse_addr(&addr) {
+                    assert_eq!(set.longest_match(ip), expected, "{addr:?}");
+                }
+            }
+        }
     }
 
     #[test]
