@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::LoadArgs,
+    memory::{Peak, PhasePeak},
     report::{Figure, Report, Value},
     workload::merged_state,
 };
@@ -59,6 +60,8 @@ pub struct Api {
     pub delta: Duration,
     pub delta_many: Duration,
     pub delta_updates: usize,
+    /// Peak memory from handing the rendered snapshot over to the end of the phase.
+    pub serving_peak: Option<Peak>,
 }
 
 pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
@@ -94,6 +97,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     tokio::spawn(bound.serve(shutdown.clone()));
+    let serving = PhasePeak::start();
 
     let mut client = Client::connect(addr).await?;
     let requests = args.api_requests.max(1);
@@ -125,6 +129,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
         delta,
         delta_many,
         delta_updates,
+        serving_peak: serving.finish(),
     })
 }
 

@@ -108,6 +108,10 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         let result = api::run(args).await.context("phase 5 (api)")?;
         result.report(&mut report);
         report.memory("phase 5 (api)", peak.finish());
+        report.memory(
+            "phase 5 (api), serving only (after the untimed cut and render)",
+            result.serving_peak,
+        );
     }
     report.note(format!(
         "total run time {:.1} s",
