@@ -14,7 +14,7 @@ pub enum Phase {
     Merger,
     /// Window tick to rendered topic for one large snapshot.
     Render,
-    /// Network membership: the ip_network_table lookup of the SQL functions against a linear
+    /// Network membership: the sorted-range lookup of the SQL functions against a linear
     /// scan.
     Membership,
     /// The HTTP API's latency on the phase 3 snapshot: a view, and the websocket delta.

@@ -5,7 +5,7 @@
 //! - [`view`]: the SQL of every rendered table (`.sql` files): connection pairing,
 //!   `graph_nodes` and `graph_edges` of each view.
 //! - [`network`]: `scope_is_local` / `scope_is_loopback`, the SQL functions that tell the
-//!   Internet from the snapshot's own networks (ip_network_table, IPv4 and IPv6).
+//!   Internet from the snapshot's own networks (sorted address ranges, IPv4 and IPv6).
 //! - [`selector`]: `scope_selects`, the SQL function that matches a Kubernetes label selector
 //!   (a service's) against an object's labels.
 //! - [`api`]: the HTTP API (Weave Scope's `/api`, websocket deltas, `POST /api/sql`) on

@@ -19,15 +19,16 @@ use scope_schemas::snapshot::table;
 
 use crate::{Error, render::Rendered, store};
 
-/// Snapshots kept in memory: the live one, the one before (a websocket diffs against it) and
-/// a few moments of time travel.
-const CAPACITY: usize = 8;
+/// Bytes of rendered snapshots kept in memory beyond the newest two (the live one, and the
+/// one before it that websockets diff against), which are always kept: a few moments of time
+/// travel at a small scale, none at 10,000 processes, where one snapshot is ~100 MB.
+const CACHE_BYTES: usize = 256 << 20;
 
 pub struct Snapshots {
     data_dir: PathBuf,
     /// `--local-networks`, which every render and query counts as local.
     local_networks: Arc<[IpNetwork]>,
-    cache: Mutex<BTreeMap<i64, Arc<Rendered>>>,
+    cache: Mutex<Cache>,
     /// One computation at a time: concurrent requests for a new snapshot wait for the first
     /// one's result instead of each rendering it.
     computing: tokio::sync::Mutex<()>,
@@ -48,12 +49,11 @@ impl Snapshots {
 
     /// Keeps what the renderer of this process just rendered.
     pub fn insert(&self, rendered: Arc<Rendered>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let t = rendered.snapshot_time_us;
-        cache.insert(t, rendered);
-        while cache.len() > CAPACITY {
-            cache.pop_first();
-        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rendered);
         self.newest.send_if_modified(|newest| {
             let newer = t > *newest;
             if newer {
@@ -116,15 +116,125 @@ impl Snapshots {
         let on_disk = self.times()?.into_iter().rfind(|&t| t <= time_us);
         let held = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.range(..=time_us).next_back().map(|(&t, _)| t)
+            cache.held.range(..=time_us).next_back().map(|(&t, _)| t)
         };
         Ok(on_disk.max(held))
     }
 
     fn cached(&self, t: i64) -> Option<Arc<Rendered>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(&t).cloned()
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(t)
     }
+}
+
+/// Rendered snapshots by time, bounded by their size, the least recently used leaving first.
+struct Cache {
+    /// Each snapshot, its size, and when it was last used.
+    held: BTreeMap<i64, (Arc<Rendered>, usize, u64)>,
+    bytes: usize,
+    limit: usize,
+    uses: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            held: BTreeMap::new(),
+            bytes: 0,
+            limit: CACHE_BYTES,
+            uses: 0,
+        }
+    }
+}
+
+impl Cache {
+    fn get(&mut self, t: i64) -> Option<Arc<Rendered>> {
+        self.uses += 1;
+        let (rendered, _, used) = self.held.get_mut(&t)?;
+        *used = self.uses;
+        Some(Arc::clone(rendered))
+    }
+
+    fn insert(&mut self, rendered: Arc<Rendered>) {
+        self.uses += 1;
+        let size = heap_size(&rendered);
+        let t = rendered.snapshot_time_us;
+        if let Some((_, old, _)) = self.held.insert(t, (rendered, size, self.uses)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > self.limit && self.held.len() > 2 {
+            let newest: Vec<i64> = self.held.keys().rev().take(2).copied().collect();
+            let Some(evict) = self
+                .held
+                .iter()
+                .filter(|(t, _)| !newest.contains(t))
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(&t, _)| t)
+            else {
+                break;
+            };
+            if let Some((_, size, _)) = self.held.remove(&evict) {
+                self.bytes -= size;
+            }
+        }
+    }
+}
+
+/// About how many bytes `rendered` holds: its strings and collections, not the allocator's
+/// overhead, which is the same for every snapshot.
+fn heap_size(rendered: &Rendered) -> usize {
+    use std::mem::size_of;
+    let strings = |v: &[String]| {
+        v.iter()
+            .map(|s| s.len() + size_of::<String>())
+            .sum::<usize>()
+    };
+    let nodes: usize = rendered
+        .views
+        .values()
+        .flatten()
+        .map(|n| {
+            size_of::<scope_schemas::RenderedNode>()
+                + n.view.len()
+                + n.id.len()
+                + n.label.len()
+                + n.label_minor.len()
+                + n.rank.len()
+                + n.shape.len()
+                + strings(&n.adjacency)
+                + n.metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 2 * size_of::<String>())
+                    .sum::<usize>()
+        })
+        .sum();
+    let graphs: usize = rendered
+        .graphs
+        .values()
+        .map(|g| {
+            g.edges
+                .iter()
+                .map(|e| {
+                    size_of::<crate::render::Edge>()
+                        + e.src.len()
+                        + e.dst.len()
+                        + e.ports.len() * 16
+                })
+                .sum::<usize>()
+                + g.metrics
+                    .iter()
+                    .map(|(id, m)| id.len() + m.iter().map(|(k, _)| k.len() + 32).sum::<usize>())
+                    .sum::<usize>()
+                + g.parents
+                    .iter()
+                    .map(|(id, p)| {
+                        id.len() + p.iter().map(|(v, p)| v.len() + p.len() + 48).sum::<usize>()
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    nodes + graphs
 }
 
 /// A collector that reported in a snapshot, as `GET /api/probes` lists it.
@@ -187,4 +297,58 @@ pub async fn host_reports(
         }
     }
     Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(t: i64) -> Arc<Rendered> {
+        Arc::new(Rendered {
+            snapshot_time_us: t,
+            views: [(
+                scope_schemas::View::Hosts,
+                vec![scope_schemas::RenderedNode {
+                    view: "hosts".into(),
+                    id: "host".into(),
+                    label: "host".into(),
+                    label_minor: String::new(),
+                    rank: String::new(),
+                    shape: "circle".into(),
+                    pseudo: false,
+                    adjacency: Vec::new(),
+                    metadata: BTreeMap::new(),
+                    snapshot_time_us: t,
+                }],
+            )]
+            .into(),
+            graphs: BTreeMap::new(),
+            connections: 0,
+            files: Vec::new(),
+            rejected_cidrs: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_two_and_then_the_recently_used_within_its_bytes() {
+        let mut cache = Cache {
+            limit: 0,
+            ..Cache::default()
+        };
+        let one = heap_size(&rendered(0));
+        assert!(one > 0);
+        cache.limit = 3 * one;
+        for t in 1..=3 {
+            cache.insert(rendered(t));
+        }
+        // A moment of time travel is used again; inserting newer snapshots evicts the least
+        // recently used of the older ones, never the newest two.
+        assert!(cache.get(1).is_some());
+        cache.insert(rendered(4));
+        assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [1, 3, 4]);
+        cache.limit = 0;
+        cache.insert(rendered(5));
+        assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(cache.bytes, 2 * one);
+    }
 }
