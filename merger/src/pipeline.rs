@@ -106,6 +106,7 @@ pub(crate) async fn run(
         owned: HashMap::new(),
         partition_counts: HashMap::new(),
         clocks: Clocks::new(micros(args.max_clock_skew)),
+        input_drained_us: None,
         skew_corrected: 0,
         skew_log: Throttle::default(),
         complete: false,
@@ -156,6 +157,9 @@ struct Merger {
     partition_counts: HashMap<Input, i32>,
     /// Each host's clock against the merger's.
     clocks: Clocks,
+    /// When the consumer last found no message waiting: what bounds how long the messages
+    /// read after it waited (see [`skew`]).
+    input_drained_us: Option<i64>,
     /// Messages corrected for skew since the last flush.
     skew_corrected: u64,
     skew_log: Throttle,
@@ -215,7 +219,10 @@ impl Merger {
                         }
                         match stream.next().now_or_never() {
                             Some(next) => item = next,
-                            None => break,
+                            None => {
+                                self.input_drained_us = Some(now_us());
+                                break;
+                            }
                         }
                     }
                 }
@@ -302,7 +309,9 @@ impl Merger {
         let correction = match read_us {
             None => self.clocks.correction(host),
             Some(read_us) => {
-                let (change, correction) = self.clocks.observe(host, *timestamp_us, read_us);
+                let (change, correction) =
+                    self.clocks
+                        .observe(host, *timestamp_us, read_us, self.input_drained_us);
                 if change != skew::Change::None {
                     self.log_clock_change(host, change);
                 }
