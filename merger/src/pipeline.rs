@@ -336,7 +336,7 @@ impl Merger {
                 host,
                 offset_ms = offset_us / 1000,
                 suppressed,
-                "host clock out of bounds of the merger's (or the merger lags that much); correcting its timestamps"
+                "host clock out of bounds of the merger's; correcting its timestamps"
             ),
             _ => tracing::info!(host, suppressed, "host clock back within bounds"),
         }
