@@ -3,7 +3,6 @@
 //! # Layout
 //! - [`KafkaArgs`]: `--brokers` and `-X key=value` librdkafka properties, the one way every
 //!   component configures its Kafka clients.
-//! - [`StorageArgs`]: `--data-dir` and `--retention`, shared by the merger and the renderer.
 //! - [`ensure_topics`]: creates the pipeline's topics (idempotent), with the retention or
 //!   compaction their [`TopicSpec`] asks for.
 //! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
@@ -25,7 +24,6 @@ pub mod component;
 mod embedded;
 pub mod metrics;
 pub mod service;
-mod storage;
 pub mod throttle;
 
 use std::time::Duration;
@@ -41,7 +39,6 @@ use scope_schemas::topics::{Cleanup, TopicSpec};
 
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedBroker;
-pub use storage::StorageArgs;
 
 /// Kafka connection settings, flattened into every component's command line.
 #[derive(clap::Args, Clone, Debug)]

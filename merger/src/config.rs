@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use scope_kafka::{
-    KafkaArgs, StorageArgs,
+    KafkaArgs,
     component::{Component, Context},
     metrics::Families,
     service::default_duration,
 };
+use scope_store::StorageArgs;
 
 use crate::Error;
 

@@ -1,31 +1,24 @@
 //! Turning a cut into durable Parquet files, and deleting them when they age out.
 //!
-//! A snapshot is announced (and input offsets committed) only after its files are durable,
-//! so each file is written to a hidden temporary name in its table directory, fsynced,
-//! renamed into place and the directory fsynced: a reader never sees half a file, and a crash
-//! never leaves an announced snapshot missing. Every table gets a file even when empty, so a
-//! reader can tell "no rows" from "not written yet".
+//! A snapshot is announced (and input offsets committed) only after its files are durable
+//! ([`scope_store::write`]), so a crash never leaves an announced snapshot missing. Every
+//! table gets a file even when empty, so a reader can tell "no rows" from "not written yet".
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::error::ArrowError;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
-use scope_schemas::snapshot::{file_path, snapshot_time_of, table};
+use scope_schemas::snapshot::table;
 use scope_schemas::{Snapshot, SnapshotFile, SnapshotInput, tables};
 
 use crate::state::{SnapshotTables, family_str};
-use scope_schemas::time::micros;
 
 /// Why a snapshot could not be written, its data directory prepared, or old files deleted.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +31,12 @@ pub enum SnapshotError {
         table: &'static str,
         source: ArrowError,
     },
-    /// Writing a batch into the temporary Parquet file failed, usually because the file
-    /// system is full or failing underneath the writer; free space and the next tick retries.
-    #[error("encoding {path}: {source}")]
-    Parquet { path: PathBuf, source: ParquetError },
-    /// A file system call (`op`) on `path` failed: creating, syncing or renaming a file,
-    /// listing or removing old ones. Check space, permissions and the mount of `--data-dir`.
+    /// Writing a table's file durably, or listing or removing old ones, failed: the file
+    /// system is full or failing, or permissions; free space and the next tick retries.
+    #[error(transparent)]
+    Store(#[from] scope_store::Error),
+    /// Creating or resolving `--data-dir` and its table directories failed. Check space,
+    /// permissions and the mount of `--data-dir`.
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -237,7 +230,6 @@ pub struct Written {
 pub struct SnapshotWriter {
     data_dir: PathBuf,
     writer: String,
-    properties: WriterProperties,
 }
 
 impl SnapshotWriter {
@@ -250,13 +242,9 @@ impl SnapshotWriter {
         let data_dir = data_dir
             .canonicalize()
             .map_err(SnapshotError::io("resolving", data_dir))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
         Ok(SnapshotWriter {
             data_dir,
             writer: writer.to_owned(),
-            properties,
         })
     }
 
@@ -271,12 +259,18 @@ impl SnapshotWriter {
             bytes: 0,
         };
         for (name, batch) in record_batches(tables)? {
-            let rel = file_path(name, tables.snapshot_time_us, &self.writer);
-            let path = self.data_dir.join(&rel);
-            written.bytes += self.write_file(&path, &batch)?;
+            let file = scope_store::write(
+                &self.data_dir,
+                name,
+                tables.snapshot_time_us,
+                &self.writer,
+                &batch.schema(),
+                std::slice::from_ref(&batch),
+            )?;
+            written.bytes += file.bytes;
             written.files.push(SnapshotFile {
                 table: name.to_owned(),
-                path: rel,
+                path: scope_store::file_path(name, tables.snapshot_time_us, &self.writer),
                 rows: batch.num_rows() as i64,
             });
         }
@@ -301,102 +295,20 @@ impl SnapshotWriter {
         }
     }
 
-    fn write_file(&self, path: &Path, batch: &RecordBatch) -> Result<u64, SnapshotError> {
-        let (dir, tmp) = temp_path(path);
-        let file = File::create(&tmp).map_err(SnapshotError::io("creating", &tmp))?;
-        let encoded = (|| {
-            let mut writer =
-                ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))?;
-            writer.write(batch)?;
-            writer.into_inner()
-        })();
-        let result = encoded
-            .map_err(|source| SnapshotError::Parquet {
-                path: tmp.clone(),
-                source,
-            })
-            .and_then(|file| {
-                file.sync_all()
-                    .map_err(SnapshotError::io("syncing", &tmp))?;
-                let len = file
-                    .metadata()
-                    .map_err(SnapshotError::io("reading metadata of", &tmp))?
-                    .len();
-                fs::rename(&tmp, path).map_err(SnapshotError::io("renaming into place", path))?;
-                Ok(len)
-            });
-        if result.is_err() {
-            // Best effort: the sweep removes what is left when it ages out.
-            let _ = fs::remove_file(&tmp);
-        }
-        let len = result?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(SnapshotError::io("syncing directory", &dir))?;
-        Ok(len)
-    }
-
-    /// Deletes merged-table files (of any writer, and leftover temporary files) whose
-    /// snapshot time is older than `now_us - retention`. Returns how many were deleted.
+    /// Deletes merged-table files (of any writer) whose snapshot time is older than
+    /// `now_us - retention`, and temporary files a crash left that long ago. Returns how many
+    /// were deleted.
     pub fn sweep(&self, now_us: i64, retention: Duration) -> Result<u64, SnapshotError> {
-        let cutoff = now_us.saturating_sub(micros(retention));
-        let mut removed = 0;
-        for name in table::MERGED {
-            let dir = self.data_dir.join(name);
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(SnapshotError::Io {
-                        op: "listing",
-                        path: dir,
-                        source: e,
-                    });
-                }
-            };
-            for entry in entries {
-                let entry = entry.map_err(SnapshotError::io("listing", &dir))?;
-                let file_name = entry.file_name();
-                let Some(file_name) = file_name.to_str() else {
-                    continue;
-                };
-                let Some(t) = snapshot_time_of(file_name.trim_start_matches('.')) else {
-                    continue;
-                };
-                if t >= cutoff {
-                    continue;
-                }
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    // Another merger sharing the directory got there first.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(SnapshotError::Io {
-                            op: "removing",
-                            path: entry.path(),
-                            source: e,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(removed)
+        let now =
+            SystemTime::UNIX_EPOCH + Duration::from_micros(u64::try_from(now_us).unwrap_or(0));
+        Ok(scope_store::sweep(&self.data_dir, &table::MERGED, retention, now)?.total())
     }
-}
-
-/// `<dir>/.<name>.tmp`: hidden, and not ending in `.parquet`, so readers skip it.
-fn temp_path(path: &Path) -> (PathBuf, PathBuf) {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("snapshot");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    (dir, tmp)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use scope_schemas::{AddressFamily, EventSource};
 
@@ -536,21 +448,24 @@ mod tests {
         assert_eq!(batches[0].schema(), *tables::CONTAINERS);
         assert_eq!(batches[0].num_rows(), 1);
 
-        // A leftover temporary file of an old snapshot goes too.
-        fs::write(
-            writer
-                .data_dir()
-                .join("hosts")
-                .join(format!(".{T:020}-x.parquet.tmp")),
-            b"",
-        )
-        .unwrap();
+        // A temporary file a crash left, last written at the snapshot time, goes with it.
+        let temp = writer
+            .data_dir()
+            .join("hosts")
+            .join(format!(".{T:020}-x.parquet.tmp-1"));
+        fs::write(&temp, b"").unwrap();
         let hour = Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&temp)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_micros(T as u64))
+            .unwrap();
         assert_eq!(writer.sweep(T + 3_600_000_000, hour).unwrap(), 0);
         assert_eq!(
             writer.sweep(T + 3_600_000_001, hour).unwrap(),
             table::MERGED.len() as u64 + 1
         );
-        assert!(!path.exists());
+        assert!(!path.exists() && !temp.exists());
     }
 }

@@ -16,8 +16,7 @@
 //!   tombstones to `scope.rendered.<view>`.
 //! - [`sql`]: read-only SQL over the data dir for `scope sql` (latest snapshot and `history.*`).
 //! - [`postgres`]: the same tables, read-only, over the Postgres wire protocol (psql, drivers).
-//! - [`retention`]: deletes rendered files older than `--retention`.
-//! - [`store`]: the data dir's file naming, listing and durable Parquet writes.
+//! - [`store`]: the data dir ([`scope_store`]) as the renderer reads and writes it.
 //! - `announcements`: which announced snapshot time is complete (every input partition
 //!   covered) and the newest one to render.
 //! - `service`: [`run`], the consumer of `scope.snapshots` that ties the above together.
@@ -30,7 +29,6 @@ pub mod network;
 pub mod postgres;
 pub mod publish;
 pub mod render;
-pub mod retention;
 pub mod selector;
 mod service;
 pub mod sql;
@@ -44,10 +42,11 @@ use std::{
 };
 
 use scope_kafka::{
-    KafkaArgs, StorageArgs,
+    KafkaArgs,
     component::{Component, Context},
     metrics::Families,
 };
+use scope_store::StorageArgs;
 
 pub use error::Error;
 pub use service::run;

@@ -110,14 +110,15 @@ pub async fn render(
             &tables.graph_nodes,
         ),
     ] {
-        rendered.files.push(store::write_parquet(
+        let written = store::write(
             data_dir,
             name,
             snapshot_time_us,
             store::RENDERER_WRITER,
             schema,
             batches,
-        )?);
+        )?;
+        rendered.files.push(written.path);
     }
     Ok(rendered)
 }

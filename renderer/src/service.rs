@@ -26,7 +26,7 @@ use rdkafka::{
     message::BorrowedMessage,
 };
 use scope_kafka::{component::Component, throttle::Throttle};
-use scope_schemas::{Record, Snapshot, topics};
+use scope_schemas::{Record, Snapshot, snapshot::table, topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -34,7 +34,7 @@ use crate::{
     announcements::{Added, Pending, Ready},
     api::Snapshots,
     publish::Publisher,
-    render, retention, stats,
+    render, stats,
 };
 
 /// How long reading back the published views may take at start.
@@ -386,15 +386,16 @@ impl Worker<'_> {
             return;
         }
         self.last_retention = Some(Instant::now());
-        match retention::apply(
+        match scope_store::sweep(
             &self.args.storage.data_dir,
+            &table::RENDERED,
             self.args.storage.retention,
             SystemTime::now(),
         ) {
-            Ok(deleted) => {
+            Ok(swept) => {
                 stats()
                     .files_deleted
-                    .fetch_add(deleted.files + deleted.temp_files, Ordering::Relaxed);
+                    .fetch_add(swept.total(), Ordering::Relaxed);
             }
             Err(error) => tracing::warn!(%error, "retention failed; retrying later"),
         }

@@ -125,7 +125,7 @@ async fn snapshots_written_before_host_local_read_it_as_null() {
         } else {
             batch
         };
-        store::write_parquet(dir.path(), name, T1, "m1", &batch.schema(), &[batch]).unwrap();
+        store::write(dir.path(), name, T1, "m1", &batch.schema(), &[batch]).unwrap();
     }
     render(dir.path(), T1, &[]).await.unwrap();
     assert_eq!(

@@ -42,7 +42,7 @@ fn announcement_of(
             .iter()
             .map(|t2| SnapshotFile {
                 table: (*t2).into(),
-                path: scope_schemas::snapshot::file_path(t2, t, writer),
+                path: scope_store::file_path(t2, t, writer),
                 rows: 1,
             })
             .collect(),

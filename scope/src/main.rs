@@ -60,7 +60,7 @@ struct UpArgs {
     #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     /// Where snapshots are kept (Parquet).
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_store::default_data_dir())]
     data_dir: PathBuf,
     /// Serve all three components' Prometheus metrics at http://ADDR/metrics. None by default.
     #[arg(long, env = "SCOPE_METRICS_ADDR", value_name = "ADDR")]
@@ -82,7 +82,7 @@ struct SqlArgs {
     #[arg(long, value_enum, default_value_t = sql::Format::Table)]
     format: sql::Format,
     /// Where snapshots are kept (Parquet).
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_store::default_data_dir())]
     data_dir: PathBuf,
     #[command(flatten)]
     networks: NetworkArgs,

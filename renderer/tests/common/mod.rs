@@ -268,7 +268,7 @@ impl Snapshot {
     pub fn write(&self, data_dir: &Path, writer: &str) {
         for (name, batch) in self.batches() {
             let schema = tables::schema(name).unwrap();
-            store::write_parquet(data_dir, name, self.time, writer, &schema, &[batch]).unwrap();
+            store::write(data_dir, name, self.time, writer, &schema, &[batch]).unwrap();
         }
     }
 

@@ -1,6 +1,6 @@
 //! Where the snapshots live and how long they are kept. The mergers write them and the
-//! renderer writes its tables beside them, each deleting its own files past retention, so
-//! both take these flags, flattened like [`crate::KafkaArgs`], and `scope up` gives both one.
+//! renderer writes its tables beside them, each deleting its own tables' files past
+//! retention, so both take these flags (flattened), and `scope up` gives both one.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -12,7 +12,7 @@ const DEFAULT_RETENTION: &str = "1h";
 pub struct StorageArgs {
     /// Directory of the snapshot Parquet files, shared by the mergers, the renderer and
     /// `scope sql`.
-    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = scope_schemas::snapshot::default_data_dir())]
+    #[arg(long, env = "SCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
     /// Files of snapshots older than this are deleted ("1h", "30m").
     #[arg(long, env = "SCOPE_RETENTION", default_value = DEFAULT_RETENTION,
@@ -25,7 +25,8 @@ impl StorageArgs {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         StorageArgs {
             data_dir: data_dir.into(),
-            retention: crate::service::default_duration(DEFAULT_RETENTION),
+            retention: humantime::parse_duration(DEFAULT_RETENTION)
+                .expect("the default is a duration"),
         }
     }
 
@@ -44,6 +45,25 @@ impl StorageArgs {
     }
 }
 
+/// Where snapshots live when neither `--data-dir` nor `SCOPE_DATA_DIR` says:
+/// `$XDG_DATA_HOME/scope`, else `$HOME/.local/share/scope`, else `./scope-data`. Relative
+/// values of those variables are ignored, as the XDG spec asks. Every component and
+/// `scope sql` use this one default, so they find each other's files.
+pub fn default_data_dir() -> PathBuf {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(xdg) = absolute("XDG_DATA_HOME") {
+        xdg.join("scope")
+    } else if let Some(home) = absolute("HOME") {
+        home.join(".local/share/scope")
+    } else {
+        PathBuf::from("scope-data")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +79,14 @@ mod tests {
             ..StorageArgs::new("/d")
         };
         assert!(short.validate().unwrap_err().contains("--retention"));
+    }
+
+    #[test]
+    fn default_data_dir_is_absolute_when_home_is_known() {
+        let dir = default_data_dir();
+        if std::env::var_os("HOME").is_some_and(|h| PathBuf::from(h).is_absolute()) {
+            assert!(dir.is_absolute());
+        }
+        assert!(dir.ends_with("scope") || dir.ends_with("scope-data"));
     }
 }
