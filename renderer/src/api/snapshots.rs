@@ -50,10 +50,20 @@ impl Snapshots {
     /// Keeps what the renderer of this process just rendered.
     pub fn insert(&self, rendered: Arc<Rendered>) {
         let t = rendered.snapshot_time_us;
-        self.cache
+        let size = heap_size(&rendered);
+        let evicted = self
+            .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(rendered);
+            .insert(rendered, size);
+        // Freeing a 10,000-process snapshot takes tens of milliseconds (millions of small
+        // allocations): not on the renderer's hand-over, nor before the sockets wake up.
+        if !evicted.is_empty() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(evicted))),
+                Err(_) => drop(evicted),
+            }
+        }
         self.newest.send_if_modified(|newest| {
             let newer = t > *newest;
             if newer {
@@ -155,12 +165,15 @@ impl Cache {
         Some(Arc::clone(rendered))
     }
 
-    fn insert(&mut self, rendered: Arc<Rendered>) {
+    /// Holds `rendered` (of `size` bytes), and returns what no longer fits, for the caller
+    /// to free outside the lock.
+    fn insert(&mut self, rendered: Arc<Rendered>, size: usize) -> Vec<Arc<Rendered>> {
         self.uses += 1;
-        let size = heap_size(&rendered);
         let t = rendered.snapshot_time_us;
-        if let Some((_, old, _)) = self.held.insert(t, (rendered, size, self.uses)) {
-            self.bytes -= old;
+        let mut evicted = Vec::new();
+        if let Some((old, old_size, _)) = self.held.insert(t, (rendered, size, self.uses)) {
+            self.bytes -= old_size;
+            evicted.push(old);
         }
         self.bytes += size;
         while self.bytes > self.limit && self.held.len() > 2 {
@@ -174,10 +187,12 @@ impl Cache {
             else {
                 break;
             };
-            if let Some((_, size, _)) = self.held.remove(&evict) {
+            if let Some((old, size, _)) = self.held.remove(&evict) {
                 self.bytes -= size;
+                evicted.push(old);
             }
         }
+        evicted
     }
 }
 
@@ -338,16 +353,17 @@ mod tests {
         let one = heap_size(&rendered(0));
         assert!(one > 0);
         cache.limit = 3 * one;
+        let insert = |cache: &mut Cache, t| cache.insert(rendered(t), one).len();
         for t in 1..=3 {
-            cache.insert(rendered(t));
+            assert_eq!(insert(&mut cache, t), 0);
         }
         // A moment of time travel is used again; inserting newer snapshots evicts the least
         // recently used of the older ones, never the newest two.
         assert!(cache.get(1).is_some());
-        cache.insert(rendered(4));
+        assert_eq!(insert(&mut cache, 4), 1);
         assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [1, 3, 4]);
         cache.limit = 0;
-        cache.insert(rendered(5));
+        assert_eq!(insert(&mut cache, 5), 2);
         assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [4, 5]);
         assert_eq!(cache.bytes, 2 * one);
     }
