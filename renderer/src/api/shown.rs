@@ -25,6 +25,9 @@ use crate::{Error, render::Rendered};
 
 /// How many bytes of node JSON the cache keeps, over every snapshot, view and options.
 const CACHE_BYTES: usize = 256 << 20;
+/// Entries kept at most, however small: every view and a few option sets for the last two
+/// snapshots, and some moments of time travel.
+const ENTRIES: usize = 128;
 /// Diffs kept: one per view and options for the last few snapshots is plenty.
 const DIFFS: usize = 64;
 
@@ -217,7 +220,9 @@ impl ShownCache {
     fn account(&self, built: &Shown) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.bytes += built.json_bytes();
-        while entries.bytes > CACHE_BYTES && entries.order.len() > 1 {
+        while (entries.bytes > CACHE_BYTES && entries.order.len() > 1)
+            || entries.order.len() > ENTRIES
+        {
             let Some((_, cell)) = entries.order.pop_front() else {
                 break;
             };
@@ -443,6 +448,26 @@ mod tests {
         let shown2 = build(key(2), &second, Some(&shown1));
         assert!(!Arc::ptr_eq(&shown1.nodes["b"], &shown2.nodes["b"]));
         assert!(shown2.diff_from(&shown1).is_none());
+    }
+
+    /// Small views would never fill the bytes: the count bounds them, every tick adding one.
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_count_too() {
+        let cache = ShownCache::default();
+        for t in 0..3 * ENTRIES as i64 {
+            let shown = cache
+                .get(
+                    &rendered(t, "host", 1.0),
+                    View::Processes,
+                    &Options::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(shown.snapshot_time_us(), t);
+        }
+        let entries = cache.entries.lock().unwrap();
+        assert_eq!(entries.order.len(), ENTRIES);
+        assert_eq!(entries.order[0].0.snapshot_time_us, 2 * ENTRIES as i64);
     }
 
     #[test]
