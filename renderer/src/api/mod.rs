@@ -299,10 +299,7 @@ async fn snapshot_for(
     snapshots: &Snapshots,
     parameters: &[(String, String)],
 ) -> Answer<Option<Arc<crate::render::Rendered>>> {
-    match timestamp(parameters)? {
-        Some(at) => Ok(snapshots.at(at).await?),
-        None => Ok(snapshots.latest().await?),
-    }
+    Ok(snapshots.at(timestamp(parameters)?).await?)
 }
 
 /// `?timestamp=` in microseconds since the epoch, when given.

@@ -60,14 +60,11 @@ impl Shown {
             .get_or_init(|| {
                 let mut json = String::with_capacity(self.json_bytes() + 16);
                 json.push_str("{\"nodes\":{");
-                for (i, (id, node)) in self.nodes.iter().enumerate() {
-                    if i > 0 {
-                        json.push(',');
-                    }
-                    push_string(&mut json, id);
+                push_joined(&mut json, &self.nodes, |json, (id, node)| {
+                    push_string(json, id);
                     json.push(':');
                     json.push_str(node);
-                }
+                });
                 json.push_str("}}");
                 Bytes::from(json)
             })
@@ -319,16 +316,13 @@ fn diff_json(add: &[&str], update: &[&str], remove: &[&str], reset: bool) -> Str
             return;
         }
         json.push('[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
+        push_joined(json, items, |json, item| {
             if quote {
                 push_string(json, item);
             } else {
                 json.push_str(item);
             }
-        }
+        });
         json.push(']');
     };
     json.push('{');
@@ -342,6 +336,20 @@ fn diff_json(add: &[&str], update: &[&str], remove: &[&str], reset: bool) -> Str
     }
     json.push('}');
     json
+}
+
+/// Each of `items` as `push` writes it, separated by commas.
+fn push_joined<T>(
+    json: &mut String,
+    items: impl IntoIterator<Item = T>,
+    mut push: impl FnMut(&mut String, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push(json, item);
+    }
 }
 
 /// `text` as a JSON string.

@@ -78,14 +78,10 @@ impl Snapshots {
         self.newest.subscribe()
     }
 
-    /// The newest rendered snapshot, if any.
-    pub async fn latest(&self) -> Result<Option<Arc<Rendered>>, Error> {
-        self.at(i64::MAX).await
-    }
-
-    /// The snapshot in force at `time_us`: the newest rendered at or before it.
-    pub async fn at(&self, time_us: i64) -> Result<Option<Arc<Rendered>>, Error> {
-        let Some(t) = self.rendered_at_or_before(time_us)? else {
+    /// The snapshot in force at `time_us` (the newest rendered at or before it), or with no
+    /// time the newest of all.
+    pub async fn at(&self, time_us: Option<i64>) -> Result<Option<Arc<Rendered>>, Error> {
+        let Some(t) = self.rendered_at_or_before(time_us.unwrap_or(i64::MAX))? else {
             return Ok(None);
         };
         if let Some(hit) = self.cached(t) {

@@ -94,8 +94,8 @@ impl Live {
                         (None, Some(current)) => Some(current.reset()),
                         (None, None) => Some(Bytes::from_static(EMPTY_RESET)),
                         (Some(previous), Some(current)) => self.state.shown.diff(previous, current),
-                        // The snapshot shown went out of retention: nothing to show, and
-                        // nothing to diff against until one comes.
+                        // Not reached: once a snapshot was found, the cache keeps the
+                        // newest two; what was sent stands.
                         (Some(_), None) => None,
                     };
                     if let Some(text) = message {
@@ -132,11 +132,7 @@ impl Live {
 
     /// The view at `at` (else the latest) as this socket's options show it.
     async fn shown(&self, at: Option<i64>) -> Result<Option<Arc<Shown>>, Error> {
-        let snapshot = match at {
-            Some(at) => self.state.snapshots.at(at).await?,
-            None => self.state.snapshots.latest().await?,
-        };
-        match snapshot {
+        match self.state.snapshots.at(at).await? {
             Some(rendered) => Ok(Some(
                 self.state
                     .shown
