@@ -236,12 +236,10 @@ pub async fn watch(
             }
             Err(error) => (error, false),
         };
-        Stats::add(&watcher.stats.api_failures, 1);
-        let wait = outage.failed(&path, &error, lost);
-        if shutdown
-            .run_until_cancelled(tokio::time::sleep(wait))
+        let failures = &watcher.stats.api_failures;
+        if !outage
+            .back_off(failures, &path, error, lost, &shutdown)
             .await
-            .is_none()
         {
             return;
         }

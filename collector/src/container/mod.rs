@@ -20,9 +20,13 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Display,
     path::Path,
-    sync::{Arc, RwLock},
+    sync::{Arc, RwLock, atomic::AtomicU64},
     time::Duration,
 };
+
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::Stats;
 
 /// The CRI labels naming a Kubernetes container's pod (kubelet sets them on every container;
 /// the CRI watcher fills them from the pod's sandbox when a client did not).
@@ -112,6 +116,24 @@ impl Outage {
         let wait = self.retry;
         self.retry = (self.retry * 2).min(Self::MAX_RETRY);
         wait
+    }
+
+    /// Counts the failure in `failures`, logs it as [`Outage::failed`] does, and waits out the
+    /// backoff: false when `shutdown` came first.
+    async fn back_off(
+        &mut self,
+        failures: &AtomicU64,
+        socket: &Path,
+        error: impl Display,
+        lost: bool,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        Stats::add(failures, 1);
+        let wait = self.failed(socket, &error, lost);
+        shutdown
+            .run_until_cancelled(tokio::time::sleep(wait))
+            .await
+            .is_some()
     }
 
     fn reconnected(&mut self, socket: &Path, containers: usize) {
