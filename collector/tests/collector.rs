@@ -378,7 +378,7 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
     }
     let held = std::net::TcpStream::connect(server).unwrap();
     let (_held_server, _) = listener.accept().unwrap();
-    let held_port = held.local_addr().unwrap().port().to_string();
+    let held_port = held.local_addr().unwrap().port();
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
 
@@ -387,25 +387,27 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
     })
     .await;
     wait_for_metric(&metrics, "scope_collector_resyncs_total", |n| n >= 1.0).await;
+    // The test process's own metric scrapes connect from ephemeral ports too, and one may get
+    // the held connection's port towards another destination: only the whole pair names it.
+    let held_connect = |s: &Seen| {
+        s.events
+            .iter()
+            .find(|e| {
+                e.kind == ConnectionEventKind::Connect
+                    && e.pid == Some(std::process::id() as i32)
+                    && e.local_port == i32::from(held_port)
+                    && e.remote_port == i32::from(server.port())
+                    && !e.refresh
+            })
+            .cloned()
+    };
     let consumer = subscribe(&kafka);
     let mut seen = Seen::default();
     consume_until(&consumer, &mut seen, &host_id, "the held connection", |s| {
-        find_event(
-            s,
-            ConnectionEventKind::Connect,
-            std::process::id(),
-            &held_port,
-        )
-        .is_some()
+        held_connect(s).is_some()
     })
     .await;
-    let connect = find_event(
-        &seen,
-        ConnectionEventKind::Connect,
-        std::process::id(),
-        &held_port,
-    )
-    .unwrap();
+    let connect = held_connect(&seen).unwrap();
     assert_eq!(
         connect.source,
         EventSource::Procfs,
