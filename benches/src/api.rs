@@ -12,7 +12,10 @@
 //! 3. the websocket delta after a render: from handing over a snapshot in which 5 % of the
 //!    processes changed (their CPU) until a client of `/api/topology/processes/ws` has the
 //!    delta (tokio-tungstenite), with one socket open, and until the last of
-//!    [`MANY_SOCKETS`] sockets has it.
+//!    [`MANY_SOCKETS`] sockets has it;
+//! 4. time travel: the same listing `?timestamp=` [`TRAVEL_BACK`] earlier, where the same
+//!    topology was rendered and written too: the first request (cold: the renderer reads that
+//!    snapshot back) and the next ones (warm).
 //!
 //! Each is the median of `--api-requests` runs.
 
@@ -47,6 +50,8 @@ use crate::{
 
 /// How many sockets the second delta figure has open, as many browsers on one view.
 const MANY_SOCKETS: usize = 100;
+/// How far back the time-travel figures look.
+const TRAVEL_BACK: Duration = Duration::from_secs(30 * 60);
 
 /// Figures of phase 5.
 #[derive(Debug)]
@@ -60,6 +65,8 @@ pub struct Api {
     pub delta: Duration,
     pub delta_many: Duration,
     pub delta_updates: usize,
+    pub travel_cold: Duration,
+    pub travel_warm: Duration,
     /// Peak memory from handing the rendered snapshot over to the end of the phase.
     pub serving_peak: Option<Peak>,
 }
@@ -68,18 +75,25 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
     let traffic = args.render_traffic();
     let window = Window::new(Duration::from_secs(15), Duration::from_secs(15));
     let t = next_tick(now_us(), 1_000_000);
+    let back = t - i64::try_from(TRAVEL_BACK.as_micros())?;
     let data_dir = tempfile::tempdir().context("creating the data dir")?;
     let writer = SnapshotWriter::create(data_dir.path(), "scope-load")
         .context("creating the snapshot writer")?;
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        let mut state = merged_state(&traffic, t);
-        let tables = state.cut(t, &window);
-        writer.write(&tables).context("writing the snapshot")?;
-        Ok(())
-    })?;
-    let rendered = render::render(data_dir.path(), t, &[])
-        .await
-        .context("rendering")?;
+    let mut rendered = None;
+    for at in [back, t] {
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut state = merged_state(&traffic, at);
+            let tables = state.cut(at, &window);
+            writer.write(&tables).context("writing the snapshot")?;
+            Ok(())
+        })?;
+        rendered = Some(
+            render::render(data_dir.path(), at, &[])
+                .await
+                .context("rendering")?,
+        );
+    }
+    let rendered = rendered.context("no snapshot rendered")?;
     let processes = rendered.views.get(&View::Processes).map_or(0, Vec::len);
 
     let snapshots = Snapshots::new(data_dir.path().to_path_buf(), &[]);
@@ -119,6 +133,16 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
     let (delta, delta_updates) = deltas(&snapshots, &url, &mut next, 1, requests, args).await?;
     let (delta_many, _) = deltas(&snapshots, &url, &mut next, MANY_SOCKETS, requests, args).await?;
 
+    let at = humantime::format_rfc3339_micros(
+        std::time::UNIX_EPOCH + Duration::from_micros(u64::try_from(back)?),
+    );
+    let past = format!("/api/topology/processes?system=show&timestamp={at}");
+    let (travel_cold, _) = client.get(&past).await?;
+    let mut travel = Vec::new();
+    for _ in 0..requests {
+        travel.push(client.get(&past).await?.0);
+    }
+
     Ok(Api {
         processes,
         requests,
@@ -129,6 +153,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Api> {
         delta,
         delta_many,
         delta_updates,
+        travel_cold,
+        travel_warm: median(travel),
         serving_peak: serving.finish(),
     })
 }
@@ -298,6 +324,22 @@ impl Api {
                  {:.0}x the baseline round trip",
                 self.requests,
                 ratio(self.delta_many)
+            ),
+        ));
+        report.add(Figure::new(
+            "5. API: time travel 30 min back, first request (cold)",
+            Value::Text(ms(self.travel_cold)),
+            "the same listing with ?timestamp= of an older snapshot of the same size, which \
+             the renderer reads back from the data dir"
+                .to_owned(),
+        ));
+        report.add(Figure::new(
+            "5. API: time travel 30 min back (warm)",
+            Value::Text(ms(self.travel_warm)),
+            format!(
+                "median of the {} next; {:.0}x the latest listing",
+                self.requests,
+                self.travel_warm.as_secs_f64() / self.topology.as_secs_f64().max(1e-9)
             ),
         ));
     }
