@@ -7,6 +7,7 @@
 //! - `snapshots`: which rendered snapshot answers (the latest, or the one in force at a time).
 //! - `samples`: metric samples over the retained snapshots, for a node's details.
 //! - `websocket`: `GET /api/topology/{view}/ws`, the whole view and then what changed.
+//! - `ui`: the web UI at `/`, its assets embedded.
 //!
 //! Everything is read-only. Beyond loopback a token is required (`--http-token`), as a bearer
 //! token or as the password of basic auth, so a browser can log in too.
@@ -18,6 +19,7 @@ mod scope_json;
 mod shown;
 mod snapshots;
 mod topology;
+mod ui;
 mod websocket;
 
 use std::{
@@ -196,6 +198,7 @@ fn router(state: AppState) -> Router {
         .fold(Router::new(), |router, (_, path, route)| {
             router.route(path, route)
         })
+        .merge(ui::router())
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // A 10,000-node listing is 14 MB of JSON and about a tenth of that gzipped; the
         // fastest level costs a fraction of sending the difference.

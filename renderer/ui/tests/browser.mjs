@@ -1,0 +1,155 @@
+// The web UI in Debian's Chromium, driven by Playwright, as a user clicks through it; run by
+// scope/tests/ui.rs against `scope up` with real processes connecting.
+//
+//   node browser.mjs <base URL> <server node id> <client node id> <screenshot dir>
+//
+// Prints one line per step passed. After "waiting for a new client" it reads the node id of a
+// client that connects only then from stdin, and expects it in the graph without a reload.
+// Any failure prints "error: ..." and exits 1.
+
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const [base, serverId, clientId, screenshots] = process.argv.slice(2);
+const origin = new URL(base).origin;
+const LIMIT = 60_000;
+
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const problems = [];
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function api(path) {
+  const response = await fetch(`${origin}${path}`);
+  check(response.ok, `GET ${path}: ${response.status}`);
+  return response.json();
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (url.protocol !== "data:" && url.origin !== origin && url.origin !== origin.replace("http", "ws")) {
+      problems.push(`request outside ${origin}: ${request.url()}`);
+    }
+  });
+  page.on("websocket", (socket) => {
+    if (new URL(socket.url()).host !== new URL(origin).host) problems.push(`websocket outside ${origin}: ${socket.url()}`);
+  });
+
+  // The processes view is the first the API lists, so the page opens on it.
+  await page.goto(`${origin}/`);
+  await page.waitForFunction(
+    ([client, server]) => window.scopeGraph?.graph.hasEdge(client, server),
+    [clientId, serverId],
+    { timeout: LIMIT },
+  );
+  console.log("the processes view draws the client's edge to the server");
+
+  // The labels drawn are the API's, for every node both have (a snapshot may come between).
+  const listing = await api("/api/topology/processes?unconnected=hide");
+  const drawn = await page.evaluate(() => {
+    const { graph } = window.scopeGraph;
+    return Object.fromEntries(graph.nodes().map((id) => [id, [graph.getNodeAttribute(id, "label"), graph.getNodeAttribute(id, "labelMinor")]]));
+  });
+  for (const id of [serverId, clientId]) {
+    check(id in listing.nodes, `the API lists no ${id}`);
+  }
+  let compared = 0;
+  for (const [id, [label, minor]] of Object.entries(drawn)) {
+    const node = listing.nodes[id];
+    if (!node) continue;
+    check(label === node.label && minor === node.labelMinor, `${id} is drawn as ${label} / ${minor}, the API says ${node.label} / ${node.labelMinor}`);
+    compared += 1;
+  }
+  check(compared >= 2, `only ${compared} nodes both drawn and listed`);
+  const buttons = await page.locator("#node-list button").allTextContents();
+  check(buttons.includes(`${listing.nodes[serverId].label} (${listing.nodes[serverId].labelMinor})`), `no button for the server: ${buttons}`);
+  console.log(`labels match the API (${compared} nodes)`);
+
+  // WebGL drew the server where sigma says it is, in its colour.
+  const box = await page.locator("#graph").boundingBox();
+  const at = await page.evaluate((id) => window.scopeGraph.viewportPosition(id), serverId);
+  const colour = await page.evaluate((id) => window.scopeGraph.graph.getNodeAttribute(id, "color"), serverId);
+  const pixel = await page.screenshot({ clip: { x: box.x + at.x, y: box.y + at.y, width: 1, height: 1 } });
+  const drawnColour = await page.evaluate(async (png) => {
+    const image = new Image();
+    image.src = `data:image/png;base64,${png}`;
+    await image.decode();
+    const canvas = new OffscreenCanvas(1, 1);
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0);
+    const [r, g, b] = context.getImageData(0, 0, 1, 1).data;
+    return `#${[r, g, b].map((c) => c.toString(16).padStart(2, "0")).join("")}`;
+  }, pixel.toString("base64"));
+  check(drawnColour === colour, `the server's centre is ${drawnColour}, its colour ${colour}`);
+  await page.screenshot({ path: `${screenshots}/processes.png` });
+  console.log("the server is drawn in its colour");
+
+  // A click on the server opens its details, with the API's metadata and the client inbound.
+  await page.mouse.click(box.x + at.x, box.y + at.y);
+  const panel = page.locator(`#details[data-node="${serverId}"]`);
+  await panel.waitFor({ state: "visible", timeout: LIMIT });
+  const { node: details } = await api(`/api/topology/processes/${encodeURIComponent(serverId)}?unconnected=hide`);
+  check((await panel.locator("h2").textContent()) === details.label, "the panel's title is not the server's label");
+  const info = await panel.locator("section").filter({ hasText: "Info" }).locator("tr").evaluateAll((rows) =>
+    rows.map((row) => [row.cells[0].textContent, row.cells[1].textContent]),
+  );
+  const expected = details.metadata.map((row) => [row.label, row.value]);
+  check(JSON.stringify(info) === JSON.stringify(expected), `the panel's info ${JSON.stringify(info)} is not the API's ${JSON.stringify(expected)}`);
+  const clientLabel = listing.nodes[clientId].label;
+  const inbound = await panel.locator("section").filter({ hasText: "Inbound connections" }).locator("tbody a").allTextContents();
+  check(inbound.includes(clientLabel), `the inbound connections ${inbound} do not list the client ${clientLabel}`);
+  const hash = new URLSearchParams(new URL(page.url()).hash.slice(1));
+  check(hash.get("view") === "processes" && hash.get("node") === serverId, `the URL does not say the view and node: ${page.url()}`);
+  await page.screenshot({ path: `${screenshots}/details.png` });
+  console.log("clicking the server opens its details");
+
+  // A client that connects now arrives through the websocket: the page is not reloaded.
+  await page.evaluate(() => {
+    window.notReloaded = true;
+  });
+  console.log("waiting for a new client");
+  const next = await stdin.next();
+  check(!next.done, "no new client's id on stdin");
+  const newClient = next.value.trim();
+  await page.waitForFunction(
+    ([client, server]) => window.scopeGraph.graph.hasEdge(client, server),
+    [newClient, serverId],
+    { timeout: LIMIT },
+  );
+  check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
+  console.log("the new client's edge arrived without a reload");
+
+  // Another view: the URL says so, and the graph is that view's.
+  await page.locator('#topologies button[data-view="hosts"]').click();
+  await page.waitForFunction(() => new URLSearchParams(location.hash.slice(1)).get("view") === "hosts", null, { timeout: LIMIT });
+  const hosts = await api("/api/topology/hosts?pseudo=show");
+  const host = Object.keys(hosts.nodes).find((id) => id.endsWith(";<host>"));
+  check(host, `the API lists no host: ${Object.keys(hosts.nodes)}`);
+  await page.waitForFunction((id) => window.scopeGraph.graph.hasNode(id), host, { timeout: LIMIT });
+  check(!(await page.evaluate((id) => window.scopeGraph.graph.hasNode(id), serverId)), "the hosts view still draws the server process");
+  check((await page.locator('#topologies button[data-view="hosts"]').getAttribute("aria-current")) === "true", "the Hosts button is not marked current");
+  await page.screenshot({ path: `${screenshots}/hosts.png` });
+  console.log("switching to hosts changes the URL and the graph");
+
+  check(problems.length === 0, problems.join("\n"));
+  console.log("done");
+} catch (error) {
+  console.log(`error: ${error.message.replaceAll("\n", " | ")}${problems.length ? ` (also: ${problems.join(" | ")})` : ""}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  // The readline keeps stdin open.
+  process.exit();
+}

@@ -1,0 +1,122 @@
+//! The web UI that `scope up` serves at `/`, in Debian's Chromium driven by Playwright
+//! (`renderer/ui/tests/browser.mjs`), with real processes connecting: the processes view draws
+//! the client, the server and the edge between them with the API's labels; clicking the server
+//! opens its details with the API's metadata and the client inbound; a client connecting later
+//! arrives through the websocket without a reload; switching view changes the URL and the
+//! graph. The page must log no error and ask nothing of any other origin.
+
+mod support;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use scope_testkit::{Process, free_port, postgres::client_available, wait_for};
+use support::{Up, get_json, hostname};
+
+const UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../renderer/ui");
+
+/// A client of `port` that stays connected and prints `connected`.
+fn client(port: u16) -> Process {
+    let client = Process::python(
+        &format!(
+            "import socket,time\nc=socket.create_connection(('127.0.0.1',{port}))\n\
+             print('connected',flush=True)\ntime.sleep(600)"
+        ),
+        &[],
+    );
+    assert_eq!(
+        client.line(Duration::from_secs(10), "connected"),
+        "connected"
+    );
+    client
+}
+
+/// The browser's next line, which must not be its failure.
+fn step(browser: &Process, expected: &str) -> String {
+    let line = browser.line(Duration::from_secs(120), expected);
+    assert!(!line.starts_with("error:"), "{line}");
+    line
+}
+
+#[test]
+fn the_browser_shows_the_map_its_details_and_live_edges() {
+    let playwright = Path::new(UI).join("node_modules/playwright-core");
+    if !client_available("/usr/bin/chromium", &["--version"], "Debian's chromium")
+        || !client_available(
+            "node",
+            &["-e", &format!("require({:?})", playwright.display())],
+            "node with playwright-core in renderer/ui/node_modules",
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(
+        &format!("127.0.0.1:{}", free_port()),
+        &dir.path().join("data"),
+        &dir.path().join("up.log"),
+    );
+    let server_port = free_port();
+    let server = Process::python(
+        &format!(
+            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('127.0.0.1',{server_port}));s.listen()\nprint('listening',flush=True)\n\
+             held=[]\nwhile True: held.append(s.accept()[0])"
+        ),
+        &[],
+    );
+    assert_eq!(
+        server.line(Duration::from_secs(10), "listening"),
+        "listening"
+    );
+    let first = client(server_port);
+    let host = hostname();
+    let server_id = format!("{host};{}", server.pid());
+    let client_id = format!("{host};{}", first.pid());
+    wait_for(
+        "the client -> server edge in the API",
+        Duration::from_secs(90),
+        || {
+            let view = get_json(&format!(
+                "{}/api/topology/processes?unconnected=hide",
+                up.api
+            ))?;
+            view["nodes"][&client_id]["adjacency"]
+                .as_array()?
+                .iter()
+                .any(|peer| peer == server_id.as_str())
+                .then_some(())
+        },
+    );
+
+    // Where a CI run keeps them, beside its other build outputs.
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let mut browser = Process::spawn({
+        let mut command = Command::new("node");
+        command
+            .arg(Path::new(UI).join("tests/browser.mjs"))
+            .args([&up.api, &server_id, &client_id])
+            .arg(&screenshots);
+        command
+    });
+    for expected in [
+        "the processes view draws the client's edge to the server",
+        "labels match the API",
+        "the server is drawn in its colour",
+        "clicking the server opens its details",
+        "waiting for a new client",
+    ] {
+        let line = step(&browser, expected);
+        assert!(line.starts_with(expected), "{line}");
+    }
+    let second = client(server_port);
+    browser.write_line(&format!("{host};{}", second.pid()));
+    for expected in [
+        "the new client's edge arrived without a reload",
+        "switching to hosts changes the URL and the graph",
+        "done",
+    ] {
+        assert_eq!(step(&browser, expected), expected);
+    }
+    up.stop();
+}
