@@ -3,7 +3,8 @@
 //! the client, the server and the edge between them with the API's labels; clicking the server
 //! opens its details with the API's metadata and the client inbound; a client connecting later
 //! arrives through the websocket without a reload; switching view changes the URL and the
-//! graph. The page must log no error and ask nothing of any other origin.
+//! graph; a link opens the view and node it names. The page must log no error and ask nothing
+//! of any other origin.
 
 mod support;
 
@@ -33,7 +34,7 @@ fn client(port: u16) -> Process {
 /// The browser's next line, which must not be its failure.
 fn step(browser: &Process, expected: &str) -> String {
     let line = browser.line(Duration::from_secs(120), expected);
-    assert!(!line.starts_with("error:"), "{line}");
+    assert!(!line.starts_with("error:"), "before {expected:?}: {line}");
     line
 }
 
@@ -114,6 +115,7 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
     for expected in [
         "the new client's edge arrived without a reload",
         "switching to hosts changes the URL and the graph",
+        "a link opens the view and node it names",
         "done",
     ] {
         assert_eq!(step(&browser, expected), expected);

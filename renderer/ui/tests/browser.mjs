@@ -27,11 +27,8 @@ async function api(path) {
   return response.json();
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-try {
+/** A new page of the browser, its errors and any request beyond `origin` noted as problems. */
+async function open() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on("console", (message) => {
     if (message.type() === "error") problems.push(`console error: ${message.text()}`);
@@ -39,14 +36,20 @@ try {
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("request", (request) => {
     const url = new URL(request.url());
-    if (url.protocol !== "data:" && url.origin !== origin && url.origin !== origin.replace("http", "ws")) {
-      problems.push(`request outside ${origin}: ${request.url()}`);
-    }
+    if (url.protocol !== "data:" && url.origin !== origin) problems.push(`request outside ${origin}: ${request.url()}`);
   });
   page.on("websocket", (socket) => {
     if (new URL(socket.url()).host !== new URL(origin).host) problems.push(`websocket outside ${origin}: ${socket.url()}`);
   });
+  return page;
+}
 
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await open();
   // The processes view is the first the API lists, so the page opens on it.
   await page.goto(`${origin}/`);
   await page.waitForFunction(
@@ -112,6 +115,7 @@ try {
   check(inbound.includes(clientLabel), `the inbound connections ${inbound} do not list the client ${clientLabel}`);
   const hash = new URLSearchParams(new URL(page.url()).hash.slice(1));
   check(hash.get("view") === "processes" && hash.get("node") === serverId, `the URL does not say the view and node: ${page.url()}`);
+  const detailsLink = page.url();
   await page.screenshot({ path: `${screenshots}/details.png` });
   console.log("clicking the server opens its details");
 
@@ -142,6 +146,14 @@ try {
   check((await page.locator('#topologies button[data-view="hosts"]').getAttribute("aria-current")) === "true", "the Hosts button is not marked current");
   await page.screenshot({ path: `${screenshots}/hosts.png` });
   console.log("switching to hosts changes the URL and the graph");
+
+  // The link copied while the details were open opens them again, in a page of its own.
+  const linked = await open();
+  await linked.goto(detailsLink);
+  await linked.locator(`#details[data-node="${serverId}"] h2`).waitFor({ state: "visible", timeout: LIMIT });
+  check((await linked.locator('#topologies button[data-view="processes"]').getAttribute("aria-current")) === "true", "the link did not open the processes view");
+  await linked.close();
+  console.log("a link opens the view and node it names");
 
   check(problems.length === 0, problems.join("\n"));
   console.log("done");
