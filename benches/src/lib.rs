@@ -53,8 +53,8 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
     let workload = workload::Workload::generate(&args.traffic());
     report.note(format!(
         "workload: {} hosts x {} processes x {} connections = {} connections, churn {} /s over {} s: \
-         {} connection events + {} report deltas = {} messages, {:.1} MB of Avro payload \
-         (generated in {:.1} s)",
+         {} connection events in {} records + {} report deltas = {} messages, {:.1} MB of Avro \
+         payload (generated in {:.1} s)",
         args.hosts,
         args.processes,
         args.connections,
@@ -62,6 +62,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         args.churn,
         args.seconds,
         workload.connection_events,
+        workload.encoded.count(scope_merger::state::Input::Connections),
         workload.report_deltas,
         workload.len(),
         workload.payload_bytes() as f64 / 1e6,

@@ -29,7 +29,7 @@ use scope_merger::state::{Input, State, check_connection, check_report};
 use scope_merger::window::{Window, next_tick};
 use scope_merger::{MergerArgs, Stats, TopicStats};
 use scope_schemas::snapshot::table;
-use scope_schemas::{ConnectionEvent, Record, ReportDelta, Snapshot, topics};
+use scope_schemas::{ConnectionEvents, Record, ReportDelta, Snapshot, topics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +53,8 @@ pub struct Merge {
     /// From the first send until the merger's counters showed every message (they are
     /// updated once per tick); `None` when they never did.
     pub applied_after: Option<Duration>,
-    /// Messages produced in phase 2, warm-up included: what the counters should add up to.
+    /// Connection events and report deltas produced in phase 2, warm-up included: what the
+    /// counters should add up to.
     pub produced: u64,
     pub produced_after: Duration,
     pub tick: Duration,
@@ -116,8 +117,9 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
     merger_args.validate().context("merger settings")?;
 
     let warmup = Encoded::markers("~warmup", args.partitions);
+    // The merger counts connection events one by one, whatever records carried them.
     let expect_connections =
-        warmup.count(Input::Connections) + workload.encoded.count(Input::Connections);
+        warmup.events(Input::Connections) + workload.encoded.events(Input::Connections);
     let expect_reports = warmup.count(Input::Reports) + workload.encoded.count(Input::Reports);
 
     // Announcements, stamped on arrival.
@@ -157,7 +159,7 @@ pub async fn run(args: &LoadArgs, workload: &Workload) -> anyhow::Result<Merge> 
     let deadline = Instant::now() + args.timeout;
     while !handled_all(
         &stats,
-        warmup.count(Input::Connections),
+        warmup.events(Input::Connections),
         warmup.count(Input::Reports),
     ) {
         if Instant::now() > deadline || merger.is_finished() {
@@ -254,7 +256,9 @@ fn in_memory(workload: &Workload) -> anyhow::Result<(Rate, Rate, State)> {
     let mut bad = 0u64;
     for (m, _, payload) in workload.encoded.iter() {
         let ok = match m.input {
-            Input::Connections => std::hint::black_box(ConnectionEvent::decode(payload)).is_ok(),
+            Input::Connections => {
+                std::hint::black_box(ConnectionEvents::decode_any(payload)).is_ok()
+            }
             Input::Reports => std::hint::black_box(ReportDelta::decode(payload)).is_ok(),
         };
         bad += u64::from(!ok);
@@ -270,11 +274,16 @@ fn in_memory(workload: &Workload) -> anyhow::Result<(Rate, Rate, State)> {
     let started = Instant::now();
     for (m, _, payload) in workload.encoded.iter() {
         match m.input {
-            Input::Connections => match ConnectionEvent::decode(payload) {
-                Ok(ev) if check_connection(&ev).is_ok() => {
-                    state.apply_connection(ev, msg_ts);
+            Input::Connections => match ConnectionEvents::decode_any(payload) {
+                Ok(batch) => {
+                    for ev in batch.events {
+                        match check_connection(&ev) {
+                            Ok(()) => _ = state.apply_connection(ev, msg_ts),
+                            Err(_) => bad += 1,
+                        }
+                    }
                 }
-                _ => bad += 1,
+                Err(_) => bad += 1,
             },
             Input::Reports => match ReportDelta::decode(payload) {
                 Ok(delta) if check_report(&delta).is_ok() => {
@@ -402,8 +411,8 @@ impl Merge {
         let handled = c.applied + c.duplicates + c.ignored + c.malformed;
         report.note(format!(
             "merger counters after phase 2: applied {}, duplicates {}, ignored {}, malformed {} \
-             (duplicates are refreshes that confirmed nothing new); {} of {} produced messages \
-             never handled",
+             (duplicates are refreshes that confirmed nothing new); {} of {} produced events and \
+             deltas never handled",
             c.applied,
             c.duplicates,
             c.ignored,

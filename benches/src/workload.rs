@@ -7,7 +7,10 @@
 //! each second a fraction of the open connections closes (a `close` per end) and as many new
 //! ones open; every 3 s each host publishes a host and a process report, every 5th of them
 //! full, and with each full report every still-open connection is re-published with
-//! `refresh = true` and its first-seen time.
+//! `refresh = true` and its first-seen time. As collectors do, each host's connection events
+//! go out in batches ([`ConnectionEvents`]): those within [`LINGER_US`] of the batch's first
+//! (the eBPF tracker's drain interval), up to [`ConnectionEvents::MAX_EVENTS`], and a full
+//! report's refreshes together. The generator emits each second's events in time order.
 //!
 //! Addresses: host `h` is `10.x.y.z` (`h` in the low 24 bits), in the shared local network
 //! `10.0.0.0/8`, plus an IPv6 network of its own; Internet ends are `93.184.0.0/16` (servers)
@@ -19,8 +22,8 @@ use scope_schemas::time::now_us;
 use scope_merger::state::{Input, State};
 use scope_schemas::report::{host_node_id, keys, process_node_id};
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record,
-    ReportDelta,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, EventSource, Metric,
+    Node, Record, ReportDelta,
 };
 
 const SECOND_US: i64 = 1_000_000;
@@ -33,6 +36,9 @@ const PROCESS_NAMES: u32 = 40;
 /// The initial network namespace's inode, as on most hosts.
 const NETNS: i64 = 4_026_531_840;
 const EPHEMERAL_PORTS: std::ops::Range<u32> = 20_000..65_000;
+/// How long a collector gathers connection events into one record: the eBPF tracker's
+/// ring-buffer drain interval.
+const LINGER_US: i64 = 100_000;
 
 /// What the synthetic collectors look like.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +64,8 @@ pub struct Message {
     pub input: Input,
     key: u32,
     pub partition: Option<i32>,
+    /// Connection events in it; 1 for a report delta.
+    pub events: u32,
     start: usize,
     len: u32,
 }
@@ -76,22 +84,39 @@ impl Encoded {
         (self.keys.len() - 1) as u32
     }
 
-    fn push(&mut self, input: Input, key: u32, partition: Option<i32>, payload: &[u8]) {
+    fn push(&mut self, m: Message, payload: &[u8]) {
         self.messages.push(Message {
-            input,
-            key,
-            partition,
             start: self.data.len(),
             len: payload.len() as u32,
+            ..m
         });
         self.data.extend_from_slice(payload);
     }
 
-    fn push_record(&mut self, key: u32, partition: Option<i32>, item: &Item) {
-        match item {
-            Item::Connection(ev) => self.push(Input::Connections, key, partition, &encode(ev)),
-            Item::Report(delta) => self.push(Input::Reports, key, partition, &encode(delta)),
-        }
+    fn push_events(&mut self, key: u32, partition: Option<i32>, events: &[ConnectionEvent]) {
+        let payload = ConnectionEvents::encode_slice(events)
+            .unwrap_or_else(|e| panic!("encoding generated connection events: {e}"));
+        let m = Message {
+            input: Input::Connections,
+            key,
+            partition,
+            events: events.len() as u32,
+            start: 0,
+            len: 0,
+        };
+        self.push(m, &payload);
+    }
+
+    fn push_delta(&mut self, key: u32, partition: Option<i32>, delta: &ReportDelta) {
+        let m = Message {
+            input: Input::Reports,
+            key,
+            partition,
+            events: 1,
+            start: 0,
+            len: 0,
+        };
+        self.push(m, &encode(delta));
     }
 
     pub fn len(&self) -> usize {
@@ -122,6 +147,15 @@ impl Encoded {
         self.messages.iter().filter(|m| m.input == input).count() as u64
     }
 
+    /// How many events the messages to `input` carry: what a merger counts.
+    pub fn events(&self, input: Input) -> u64 {
+        self.messages
+            .iter()
+            .filter(|m| m.input == input)
+            .map(|m| u64::from(m.events))
+            .sum()
+    }
+
     /// One connection event and one report per partition of each input, each with an
     /// explicit partition, from hosts `<prefix>-c<p>` and `<prefix>-r<p>`, stamped now.
     pub fn markers(prefix: &str, partitions: i32) -> Self {
@@ -145,7 +179,7 @@ impl Encoded {
                 remote_port: 80,
                 source: EventSource::Procfs,
             };
-            out.push_record(key, Some(p), &Item::Connection(ev));
+            out.push_events(key, Some(p), &[ev]);
             let host = format!("{prefix}-r{p}");
             let key = out.add_key(host.clone());
             let node =
@@ -159,7 +193,7 @@ impl Encoded {
                 upserts: vec![node],
                 removals: vec![],
             };
-            out.push_record(key, Some(p), &Item::Report(delta));
+            out.push_delta(key, Some(p), &delta);
         }
         out
     }
@@ -194,13 +228,18 @@ impl Workload {
             encoded.add_key(host_id(h));
         }
         let (mut connection_events, mut report_deltas) = (0, 0);
-        Generator::new(traffic, base_us).run(&mut |host, item| {
-            match &item {
-                Item::Connection(_) => connection_events += 1,
-                Item::Report(_) => report_deltas += 1,
+        let mut batches = Batches::new(traffic.hosts);
+        Generator::new(traffic, base_us).run(&mut |host, item| match item {
+            Item::Connection(ev) => {
+                connection_events += 1;
+                batches.push(&mut encoded, host, ev);
             }
-            encoded.push_record(host, None, &item);
+            Item::Report(delta) => {
+                report_deltas += 1;
+                encoded.push_delta(host, None, &delta);
+            }
         });
+        batches.flush_all(&mut encoded);
         let sentinels = Encoded::markers("~sentinel", traffic.partitions);
         let sentinel_socket_hosts = (0..traffic.partitions)
             .map(|p| format!("~sentinel-c{p}"))
@@ -212,7 +251,7 @@ impl Workload {
         // duplicate, and one message lost by a consumer cannot hide the end of a partition.
         for (m, key, payload) in sentinels.iter().flat_map(|s| [s, s]) {
             let key = encoded.add_key(key.to_owned());
-            encoded.push(m.input, key, m.partition, payload);
+            encoded.push(Message { key, ..*m }, payload);
             match m.input {
                 Input::Connections => connection_events += 1,
                 Input::Reports => report_deltas += 1,
@@ -237,6 +276,45 @@ impl Workload {
 
     pub fn payload_bytes(&self) -> u64 {
         self.encoded.payload_bytes()
+    }
+}
+
+/// Each host's connection events not yet in a record, gathered as its collector would.
+struct Batches {
+    pending: Vec<Vec<ConnectionEvent>>,
+}
+
+impl Batches {
+    fn new(hosts: u32) -> Self {
+        Batches {
+            pending: (0..hosts).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Adds `ev` of `host` to its batch, after writing the batch out if `ev` does not belong
+    /// in it: the batch is full, `ev` came after its linger, or one is a refresh and the
+    /// other not (a full report's refreshes are published together).
+    fn push(&mut self, out: &mut Encoded, host: u32, ev: ConnectionEvent) {
+        let batch = &mut self.pending[host as usize];
+        if let Some(first) = batch.first() {
+            let fits = batch.len() < ConnectionEvents::MAX_EVENTS
+                && first.refresh == ev.refresh
+                && (ev.refresh || ev.timestamp_us < first.timestamp_us + LINGER_US);
+            if !fits {
+                out.push_events(host, None, batch);
+                batch.clear();
+            }
+        }
+        batch.push(ev);
+    }
+
+    fn flush_all(&mut self, out: &mut Encoded) {
+        for (host, batch) in self.pending.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                out.push_events(host as u32, None, batch);
+                batch.clear();
+            }
+        }
     }
 }
 
@@ -366,16 +444,21 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// Emits the whole timeline, each record with the index of the host that publishes it.
+    /// Emits the whole timeline, each record with the index of the host that publishes it;
+    /// each second's connection events in the order they happened, as a collector sees them.
     fn run(&mut self, emit: &mut impl FnMut(u32, Item)) {
+        let mut second = Vec::new();
+        let mut collect = |host, item| second.push((host, item));
         for _ in 0..self.traffic.connections {
             let ts = self.base_us + self.rng.below(SECOND_US as u64) as i64;
-            self.open_one(ts, emit);
+            self.open_one(ts, &mut collect);
         }
+        in_time_order(&mut second, emit);
         self.reports(0, emit);
         let churn = (self.traffic.churn * self.traffic.connections as f64).round() as u64;
         for s in 1..=self.traffic.seconds {
             let second_us = self.base_us + i64::from(s) * SECOND_US;
+            let mut collect = |host, item| second.push((host, item));
             for _ in 0..churn {
                 if self.open.is_empty() {
                     break;
@@ -383,12 +466,13 @@ impl<'a> Generator<'a> {
                 let i = self.rng.below(self.open.len() as u64) as usize;
                 let conn = self.open.swap_remove(i);
                 let ts = second_us + self.rng.below(SECOND_US as u64 / 2) as i64;
-                self.events(&conn, ConnectionEventKind::Close, ts, false, emit);
+                self.events(&conn, ConnectionEventKind::Close, ts, false, &mut collect);
             }
             for _ in 0..churn {
                 let ts = second_us + (SECOND_US / 2) + self.rng.below(SECOND_US as u64 / 2) as i64;
-                self.open_one(ts, emit);
+                self.open_one(ts, &mut collect);
             }
+            in_time_order(&mut second, emit);
             if s.is_multiple_of(PUBLISH_EVERY_S) {
                 self.reports(s, emit);
             }
@@ -549,6 +633,18 @@ impl<'a> Generator<'a> {
     }
 }
 
+/// Emits and empties `items` sorted by time; the sort is stable, so the two ends of one
+/// connection keep their order.
+fn in_time_order(items: &mut Vec<(u32, Item)>, emit: &mut impl FnMut(u32, Item)) {
+    items.sort_by_key(|(_, item)| match item {
+        Item::Connection(ev) => ev.timestamp_us,
+        Item::Report(delta) => delta.timestamp_us,
+    });
+    for (host, item) in items.drain(..) {
+        emit(host, item);
+    }
+}
+
 fn host_node(h: u32, ts: i64, load: f64) -> Node {
     let id = host_id(h);
     let mut node = Node::new(keys::HOST, host_node_id(&id))
@@ -630,32 +726,38 @@ mod tests {
     fn every_message_decodes_and_applies_cleanly() {
         let workload = Workload::generate(&small());
         assert_eq!(
-            workload.len() as u64,
-            workload.connection_events + workload.report_deltas
-        );
-        assert_eq!(
-            workload.encoded.count(Input::Connections),
+            workload.encoded.events(Input::Connections),
             workload.connection_events
         );
+        assert_eq!(
+            workload.encoded.count(Input::Reports),
+            workload.report_deltas
+        );
+        // Batched, as collectors publish: fewer records than events.
+        assert!(workload.encoded.count(Input::Connections) < workload.connection_events);
         let mut state = State::new();
         let mut outcomes: HashMap<_, u64> = HashMap::new();
+        let mut count = |input: Input, outcome| {
+            *outcomes.entry(format!("{input:?}{outcome:?}")).or_default() += 1;
+        };
         for (m, key, payload) in workload.encoded.iter() {
-            let outcome = match m.input {
+            match m.input {
                 Input::Connections => {
-                    let ev = ConnectionEvent::decode(payload).unwrap();
-                    assert_eq!(ev.host_id, key);
-                    scope_merger::state::check_connection(&ev).unwrap();
-                    state.apply_connection(ev, Some(now_us()))
+                    let batch = ConnectionEvents::decode(payload).unwrap();
+                    assert_eq!(batch.events.len(), m.events as usize);
+                    assert!(batch.events.len() <= ConnectionEvents::MAX_EVENTS);
+                    for ev in batch.events {
+                        assert_eq!(ev.host_id, key);
+                        scope_merger::state::check_connection(&ev).unwrap();
+                        count(m.input, state.apply_connection(ev, Some(now_us())));
+                    }
                 }
                 Input::Reports => {
                     let delta = ReportDelta::decode(payload).unwrap();
                     assert_eq!(delta.host_id, key);
-                    state.apply_report(delta, Some(now_us()))
+                    count(m.input, state.apply_report(delta, Some(now_us())));
                 }
-            };
-            *outcomes
-                .entry(format!("{:?}{outcome:?}", m.input))
-                .or_default() += 1;
+            }
         }
         // Closes always find their socket; a refresh of a socket
         // already known changes only its last-seen time, which may already be as late.
@@ -693,7 +795,9 @@ mod tests {
         let mut state = State::new();
         for (m, _, payload) in workload.encoded.iter() {
             if m.input == Input::Connections {
-                state.apply_connection(ConnectionEvent::decode(payload).unwrap(), Some(t));
+                for ev in ConnectionEvents::decode(payload).unwrap().events {
+                    state.apply_connection(ev, Some(t));
+                }
             }
         }
         // Open connections keep their count; closed ones stay until they leave the window.

@@ -1,6 +1,12 @@
 //! Publishing to Kafka: one idempotent, lz4-compressing producer, every record keyed by the
 //! host id so all of a host's records land in one partition, in order.
 //!
+//! Connection events go out in batches ([`ConnectionEvents`], up to
+//! [`ConnectionEvents::MAX_EVENTS`] a record): what one kernel batch (the tracker drains its
+//! ring every 100 ms), one spy or one full report announced, so a batch needs no timer of its
+//! own and adds no latency; librdkafka, the broker and the merger pay their per-record costs
+//! once for all of its events.
+//!
 //! Publishing never blocks the spy loop: records are handed to librdkafka's queue and a
 //! polling thread reports each delivery to [`Deliveries`], which counts successes and
 //! failures. (No task per record: at thousands of events a second, waking one for each
@@ -25,7 +31,7 @@ use rdkafka::{
 };
 use scope_kafka::KafkaArgs;
 use scope_kafka::throttle::Throttle;
-use scope_schemas::{ConnectionEvent, Record, ReportDelta, topics};
+use scope_schemas::{ConnectionEvent, ConnectionEvents, Record, ReportDelta, topics};
 
 use crate::{Error, stats::Stats};
 
@@ -60,23 +66,25 @@ impl Publisher {
         })
     }
 
-    /// Queues connection events to `scope.connections`.
+    /// Queues connection events to `scope.connections`, in order, in records of up to
+    /// [`ConnectionEvents::MAX_EVENTS`].
     pub fn send_events(&mut self, events: &[ConnectionEvent]) {
-        for event in events {
-            self.send(topics::CONNECTIONS, event.encode(), Kind::Event);
+        for batch in events.chunks(ConnectionEvents::MAX_EVENTS) {
+            let payload = ConnectionEvents::encode_slice(batch);
+            self.send(topics::CONNECTIONS, payload, Carried::Events(batch.len()));
         }
     }
 
     /// Queues a report delta to `scope.reports`.
     pub fn send_delta(&mut self, delta: &ReportDelta) {
-        self.send(topics::REPORTS, delta.encode(), Kind::Delta);
+        self.send(topics::REPORTS, delta.encode(), Carried::Delta);
     }
 
     fn send<E: std::fmt::Display>(
         &mut self,
         topic: &'static str,
         payload: Result<Vec<u8>, E>,
-        kind: Kind,
+        carried: Carried,
     ) {
         let payload = match payload {
             Ok(payload) => payload,
@@ -85,7 +93,7 @@ impl Publisher {
                 return;
             }
         };
-        let record = BaseRecord::with_opaque_to(topic, kind as usize)
+        let record = BaseRecord::with_opaque_to(topic, carried.to_opaque())
             .key(&self.key)
             .payload(&payload);
         if let Err((error, _)) = self.producer.send(record) {
@@ -225,36 +233,48 @@ impl Deliveries {
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    /// The record's [`Kind`], as `Kind as usize`.
+    /// What the record carries, as [`Carried::to_opaque`].
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, kind: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         match result {
-            Ok(_) => Stats::add(Kind::from_opaque(kind).counter(&self.stats), 1),
+            Ok(_) => {
+                let (counter, n) = Carried::from_opaque(opaque).counter(&self.stats);
+                Stats::add(counter, n);
+            }
             Err((error, message)) => self.failed(message.topic(), error),
         }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Event = 0,
-    Delta = 1,
+/// What one record carries, so its delivery is counted in what was published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carried {
+    /// This many connection events (at least one).
+    Events(usize),
+    Delta,
 }
 
-impl Kind {
-    fn from_opaque(opaque: usize) -> Kind {
-        if opaque == Kind::Delta as usize {
-            Kind::Delta
-        } else {
-            Kind::Event
+impl Carried {
+    /// A delta as 0, a batch as its event count: a batch is never empty.
+    fn to_opaque(self) -> usize {
+        match self {
+            Carried::Events(n) => n,
+            Carried::Delta => 0,
         }
     }
 
-    fn counter(self, stats: &Stats) -> &AtomicU64 {
+    fn from_opaque(opaque: usize) -> Carried {
+        match opaque {
+            0 => Carried::Delta,
+            n => Carried::Events(n),
+        }
+    }
+
+    fn counter(self, stats: &Stats) -> (&AtomicU64, u64) {
         match self {
-            Kind::Event => &stats.events_published,
-            Kind::Delta => &stats.deltas_published,
+            Carried::Events(n) => (&stats.events_published, n as u64),
+            Carried::Delta => (&stats.deltas_published, 1),
         }
     }
 }
@@ -263,7 +283,78 @@ impl Kind {
 mod tests {
     use std::time::Instant;
 
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use scope_schemas::{AddressFamily, ConnectionEventKind, EventSource};
+
     use super::*;
+
+    fn event(local_port: i32) -> ConnectionEvent {
+        ConnectionEvent {
+            host_id: "h1".into(),
+            kind: ConnectionEventKind::Connect,
+            timestamp_us: 1,
+            refresh: false,
+            netns: 1,
+            pid: Some(7),
+            process_name: None,
+            family: AddressFamily::Ipv4,
+            local_addr: "10.0.0.1".into(),
+            local_port,
+            remote_addr: "10.0.0.2".into(),
+            remote_port: 80,
+            source: EventSource::Ebpf,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_go_out_in_bounded_batches_in_order() {
+        let (_broker, kafka) = scope_testkit::Broker::start_with_topics(1).await;
+        let stats = Arc::new(Stats::default());
+        let mut publisher = Publisher::new(&kafka, "h1", stats.clone()).unwrap();
+        let events: Vec<_> = (0..2 * ConnectionEvents::MAX_EVENTS as i32 + 1)
+            .map(event)
+            .collect();
+        publisher.send_events(&events);
+        publisher.send_events(&[]);
+        publisher.flush(Duration::from_secs(20)).await;
+        assert_eq!(
+            stats.events_published.load(Ordering::Relaxed),
+            events.len() as u64
+        );
+        assert_eq!(stats.publish_failures.load(Ordering::Relaxed), 0);
+
+        let consumer: StreamConsumer = kafka
+            .client_config(&[("group.id", "batches"), ("auto.offset.reset", "earliest")])
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topics::CONNECTIONS]).unwrap();
+        let mut batches: Vec<Vec<ConnectionEvent>> = Vec::new();
+        let fold = |batches: &mut Vec<_>, message: &rdkafka::message::BorrowedMessage<'_>| {
+            assert_eq!(message.key(), Some(&b"h1"[..]));
+            let payload = message.payload().unwrap_or_default();
+            batches.push(ConnectionEvents::decode(payload).unwrap().events);
+        };
+        let total = |batches: &Vec<Vec<_>>| batches.iter().map(Vec::len).sum::<usize>();
+        scope_testkit::consume_until(
+            &consumer,
+            Duration::from_secs(30),
+            &mut batches,
+            fold,
+            |b| total(b) >= events.len(),
+        )
+        .await
+        .unwrap();
+        let sizes: Vec<_> = batches.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [
+                ConnectionEvents::MAX_EVENTS,
+                ConnectionEvents::MAX_EVENTS,
+                1
+            ]
+        );
+        assert_eq!(batches.concat(), events);
+    }
 
     #[tokio::test]
     async fn unreachable_broker_is_counted_not_fatal() {

@@ -14,7 +14,8 @@ use rdkafka::{
 use scope_collector::{CollectorArgs, Stats, TrackerChoice};
 use scope_kafka::KafkaArgs;
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Node, Record, ReportDelta,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, EventSource, Node,
+    Record, ReportDelta,
     report::{host_node_id, keys, process_node_id},
     topics,
 };
@@ -115,10 +116,10 @@ fn record(seen: &mut Seen, host_id: &str, message: &BorrowedMessage<'_>) {
     let payload = message.payload().expect("records have values");
     match message.topic() {
         topics::CONNECTIONS => {
-            let event = ConnectionEvent::decode(payload).expect("valid ConnectionEvent");
-            if event.host_id == host_id {
-                seen.events.push(event);
-            }
+            let batch = ConnectionEvents::decode(payload).expect("valid ConnectionEvents");
+            assert!(!batch.events.is_empty(), "an empty batch was published");
+            seen.events
+                .extend(batch.events.into_iter().filter(|e| e.host_id == host_id));
         }
         topics::REPORTS => {
             let delta = ReportDelta::decode(payload).expect("valid ReportDelta");

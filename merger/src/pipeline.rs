@@ -1,5 +1,10 @@
 //! The consume loop: apply messages as they come, cut a snapshot every tick.
 //!
+//! A record of `scope.connections` carries a batch of one host's events
+//! ([`ConnectionEvents`]), or one event from a collector that predates batching; either way
+//! its events are applied in order and counted one by one, as applied, duplicate, ignored or
+//! malformed, and a record that does not decode counts as one malformed.
+//!
 //! One task owns the state, so nothing is locked on the hot path. Each tick (aligned to the
 //! wall clock) it cuts the state, writes the Parquet files on a blocking thread, announces
 //! the snapshot on `scope.snapshots`, and only then commits the offsets of every message
@@ -26,7 +31,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use scope_kafka::{component::Component, throttle::Throttle};
-use scope_schemas::{ConnectionEvent, Record, ReportDelta, SnapshotInput, topics};
+use scope_schemas::{
+    ConnectionEvent, ConnectionEvents, Record, ReportDelta, SnapshotInput, topics,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -235,59 +242,71 @@ impl Merger {
         let Some(input) = Input::from_topic(message.topic()) else {
             return;
         };
-        let partition = message.partition();
-        self.positions.record(input, partition, message.offset());
+        let (partition, offset) = (message.partition(), message.offset());
+        self.positions.record(input, partition, offset);
         let msg_ts_us = message
             .timestamp()
             .to_millis()
             .map(|ms| ms.saturating_mul(1000));
         let Some(payload) = message.payload() else {
-            self.malformed(input, partition, message.offset(), "no value");
+            self.malformed(input, partition, offset, "no value");
             return;
         };
         let live = self.owned.get(&(input, partition)) == Some(&CatchUp::Done);
-        let outcome = match input {
-            Input::Connections => match ConnectionEvent::decode(payload) {
-                Ok(mut ev) => match state::check_connection(&ev) {
-                    Ok(()) => {
-                        let read_us = live.then_some(read_us);
-                        let msg_ts_us = self.correct_clock(
-                            &ev.host_id,
-                            &mut ev.timestamp_us,
-                            msg_ts_us,
-                            read_us,
-                        );
-                        self.state.apply_connection_from(partition, ev, msg_ts_us)
+        let read_us = live.then_some(read_us);
+        match input {
+            Input::Connections => match ConnectionEvents::decode_any(payload) {
+                Ok(batch) => {
+                    for ev in batch.events {
+                        self.apply_connection(partition, offset, ev, msg_ts_us, read_us);
                     }
-                    Err(reason) => {
-                        return self.malformed(input, partition, message.offset(), reason);
-                    }
-                },
-                Err(error) => {
-                    return self.malformed(input, partition, message.offset(), &error.to_string());
                 }
+                Err(error) => self.malformed(input, partition, offset, &error.to_string()),
             },
             Input::Reports => match ReportDelta::decode(payload) {
-                Ok(mut delta) => match state::check_report(&delta) {
-                    Ok(()) => {
-                        let read_us = live.then_some(read_us);
-                        let msg_ts_us = self.correct_clock(
-                            &delta.host_id,
-                            &mut delta.timestamp_us,
-                            msg_ts_us,
-                            read_us,
-                        );
-                        self.state.apply_report_from(partition, delta, msg_ts_us)
-                    }
-                    Err(reason) => {
-                        return self.malformed(input, partition, message.offset(), reason);
-                    }
-                },
-                Err(error) => {
-                    return self.malformed(input, partition, message.offset(), &error.to_string());
-                }
+                Ok(delta) => self.apply_report(partition, offset, delta, msg_ts_us, read_us),
+                Err(error) => self.malformed(input, partition, offset, &error.to_string()),
             },
-        };
+        }
+    }
+
+    /// Applies one connection event of a record read from `partition` at `offset`, or counts
+    /// and skips it: an invalid event does not cost the others of its batch.
+    fn apply_connection(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        mut ev: ConnectionEvent,
+        msg_ts_us: Option<i64>,
+        read_us: Option<i64>,
+    ) {
+        if let Err(reason) = state::check_connection(&ev) {
+            return self.malformed(Input::Connections, partition, offset, reason);
+        }
+        let msg_ts_us = self.correct_clock(&ev.host_id, &mut ev.timestamp_us, msg_ts_us, read_us);
+        let outcome = self.state.apply_connection_from(partition, ev, msg_ts_us);
+        self.count(Input::Connections, outcome);
+    }
+
+    /// [`Self::apply_connection`] for a report delta.
+    fn apply_report(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        mut delta: ReportDelta,
+        msg_ts_us: Option<i64>,
+        read_us: Option<i64>,
+    ) {
+        if let Err(reason) = state::check_report(&delta) {
+            return self.malformed(Input::Reports, partition, offset, reason);
+        }
+        let msg_ts_us =
+            self.correct_clock(&delta.host_id, &mut delta.timestamp_us, msg_ts_us, read_us);
+        let outcome = self.state.apply_report_from(partition, delta, msg_ts_us);
+        self.count(Input::Reports, outcome);
+    }
+
+    fn count(&mut self, input: Input, outcome: Applied) {
         let counts = &mut self.counts[input.index()];
         match outcome {
             Applied::Changed => counts.applied += 1,

@@ -25,8 +25,8 @@ use scope_renderer::RendererArgs;
 use scope_schemas::report::{host_node_id, keys, process_node_id};
 use scope_schemas::snapshot::table;
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource, Metric, Node, Record,
-    ReportDelta, Snapshot, View, topics,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, EventSource, Metric,
+    Node, Record, ReportDelta, Snapshot, View, topics,
 };
 use scope_testkit::{Broker, Running, consume_until, now_us, wait_for_async};
 use tokio_util::sync::CancellationToken;
@@ -172,7 +172,8 @@ fn process_delta(seq: i64, ts: i64) -> ReportDelta {
 
 /// One host's reports and four connections: two open, one opened and closed inside the
 /// window, and a close of a socket never seen open. Every message is published twice with the
-/// same message timestamp, as a replay would deliver it again.
+/// same message timestamp, as a replay would deliver it again. The connections go out one
+/// event a record, as collectors wrote them before batching (`connection_event.v1`).
 async fn publish_scenario(producer: &FutureProducer) {
     let t = now_us();
     let at = Some(t / 1000);
@@ -488,6 +489,71 @@ async fn malformed_messages_are_counted_and_skipped() {
     .await;
     assert_eq!(stats.connections.applied.load(Ordering::Relaxed), 1);
     assert_eq!(stats.reports.applied.load(Ordering::Relaxed), 1);
+    merger.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_events_are_applied_in_order_and_counted_one_by_one() {
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-batches");
+    let producer = producer(&kafka);
+    let t = now_us();
+    let event = |kind, dt: i64, port| connection(kind, t + dt, port, 80);
+    // A socket opened and closed within one batch: applied out of order, the close would
+    // find nothing to close and the socket would stay open.
+    let first = [
+        event(ConnectionEventKind::Connect, -3_000_000, 40000),
+        event(ConnectionEventKind::Close, -2_000_000, 40000),
+        event(ConnectionEventKind::Connect, -2_000_000, 40001),
+    ];
+    // An invalid event costs only itself.
+    let second = [
+        event(ConnectionEventKind::Connect, -1_000_000, 40002),
+        event(ConnectionEventKind::Connect, -1_000_000, -1),
+        event(ConnectionEventKind::Connect, -1_000_000, 40003),
+    ];
+    let truncated = ConnectionEvents::encode_slice(&first).unwrap();
+    let records = [
+        ConnectionEvents::encode_slice(&first).unwrap(),
+        truncated[..truncated.len() - 5].to_vec(),
+        ConnectionEvents::encode_slice(&second).unwrap(),
+        // A collector from before batching, on the same topic.
+        event(ConnectionEventKind::Connect, 0, 40004)
+            .encode()
+            .unwrap(),
+    ];
+    for payload in &records {
+        send(&producer, topics::CONNECTIONS, "h1", payload).await;
+    }
+    send(
+        &producer,
+        topics::REPORTS,
+        "h1",
+        &host_delta(1, t).encode().unwrap(),
+    )
+    .await;
+
+    let merger = start(merger_args(&kafka, dir.path(), "merger-batches", "mb"));
+    let tables = wait_snapshot(&announcements, "mb", |t| t.rows(table::SOCKETS) == 5).await;
+    assert_eq!(
+        tables.columns(table::SOCKETS, &["local_port", "state"]),
+        [
+            ["40000", "closed"],
+            ["40001", "open"],
+            ["40002", "open"],
+            ["40003", "open"],
+            ["40004", "open"],
+        ]
+    );
+    let stats = Arc::clone(&merger.stats);
+    wait_until("every event counted", || {
+        stats.connections.applied.load(Ordering::Relaxed) == 6
+            && stats.connections.malformed.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert_eq!(stats.connections.ignored.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.connections.duplicates.load(Ordering::Relaxed), 0);
     merger.stop().await;
 }
 

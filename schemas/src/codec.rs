@@ -125,6 +125,18 @@ impl RecordSchema {
             .map(fingerprint_u64)
     }
 
+    /// Whether `bytes` open with the header of a schema [`Self::decode`] reads: how a
+    /// consumer of a topic carrying several record types picks the decoder.
+    pub fn reads(&self, bytes: &[u8]) -> bool {
+        bytes.len() >= HEADER_LEN
+            && (bytes[..HEADER_LEN] == self.header
+                || (bytes[..2] == SINGLE_OBJECT_MAGIC
+                    && self
+                        .writers
+                        .iter()
+                        .any(|(fp, _)| fp[..] == bytes[2..HEADER_LEN])))
+    }
+
     pub fn encode<T: Serialize>(&self, record: &T) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(&self.header);

@@ -1,8 +1,9 @@
-//! [`ConnectionEvent`]: one change in a host's TCP connection table (`avro/connection_event.avsc`).
+//! [`ConnectionEvent`]: one change in a host's TCP connection table (`avro/connection_event.avsc`),
+//! and [`ConnectionEvents`], many of one host's in one record (`avro/connection_events.avsc`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::avro_record;
+use crate::codec::{DecodeError, EncodeError, Record, avro_record};
 
 /// See `avro/connection_event.avsc` for the meaning of each field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,56 @@ pub struct ConnectionEvent {
     pub source: EventSource,
 }
 avro_record!(ConnectionEvent, "connection_event", released: [1]);
+
+/// One host's connection events in the order they happened, as one record: what collectors
+/// publish on `scope.connections`, so that the producer, the broker, the consumer and the
+/// decoder pay their per-record costs once per batch rather than once per event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionEvents {
+    pub events: Vec<ConnectionEvent>,
+}
+avro_record!(ConnectionEvents, "connection_events", released: [1]);
+
+/// [`ConnectionEvents`] over borrowed events: a producer encodes a slice of its buffer
+/// without cloning every event into a batch first.
+#[derive(Serialize)]
+#[serde(rename = "ConnectionEvents")]
+struct BorrowedEvents<'a> {
+    events: &'a [ConnectionEvent],
+}
+
+impl ConnectionEvents {
+    /// The most events Scope's collectors put in one record: about 40 kB of Avro, well
+    /// within Kafka's default 1 MiB message limit. Consumers take batches of any length.
+    pub const MAX_EVENTS: usize = 500;
+
+    /// Encodes `events` as one [`ConnectionEvents`] record.
+    pub fn encode_slice(events: &[ConnectionEvent]) -> Result<Vec<u8>, EncodeError> {
+        Self::record_schema().encode(&BorrowedEvents { events })
+    }
+
+    /// Decodes a record of `scope.connections` in either form its writers use: a batch, or
+    /// a single [`ConnectionEvent`] of any released version (what collectors wrote before
+    /// batching), which comes back as a batch of one. The header's fingerprint says which.
+    pub fn decode_any(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let batch = Self::record_schema();
+        if batch.reads(bytes) {
+            return batch.decode(bytes);
+        }
+        match ConnectionEvent::decode(bytes) {
+            Ok(event) => Ok(ConnectionEvents {
+                events: vec![event],
+            }),
+            Err(DecodeError::UnknownSchema { fingerprint, .. }) => {
+                Err(DecodeError::UnknownSchema {
+                    expected: "ConnectionEvents or ConnectionEvent",
+                    fingerprint,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,8 @@
 //! - [`topics`]: Kafka topic names, keys and retention.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + schema fingerprint + datum) for every record;
 //!   decoding resolves what any released schema version (`schemas/avro/released/`) wrote.
-//! - [`connection`]: [`ConnectionEvent`], one change in a host's TCP connection table.
+//! - [`connection`]: [`ConnectionEvent`], one change in a host's TCP connection table, and
+//!   [`ConnectionEvents`], a host's events batched in one record.
 //! - [`report`]: [`ReportDelta`], what a reporter changed, in Weave Scope's report-node shape.
 //! - [`snapshot`]: [`Snapshot`] announcements and the names of snapshot tables.
 //! - [`rendered`]: [`RenderedNode`], one node of a rendered view, and view names.
@@ -28,7 +29,9 @@ pub mod time;
 pub mod topics;
 
 pub use codec::{DecodeError, EncodeError, Record};
-pub use connection::{AddressFamily, ConnectionEvent, ConnectionEventKind, EventSource};
+pub use connection::{
+    AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, EventSource,
+};
 pub use rendered::{RenderedNode, View};
 pub use report::{LatestValue, Metric, Node, ReportDelta, Sample};
 pub use snapshot::{Snapshot, SnapshotFile, SnapshotInput};

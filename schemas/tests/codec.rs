@@ -9,9 +9,9 @@ use std::{
 
 use apache_avro::{Schema, rabin::Rabin, reader::datum::GenericDatumReader, types::Value};
 use scope_schemas::{
-    AddressFamily, ConnectionEvent, ConnectionEventKind, DecodeError, EventSource, Metric, Node,
-    Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile, SnapshotInput, codec::RecordSchema,
-    report::keys,
+    AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, DecodeError,
+    EventSource, Metric, Node, Record, RenderedNode, ReportDelta, Snapshot, SnapshotFile,
+    SnapshotInput, codec::RecordSchema, report::keys,
 };
 use serde::Serialize;
 
@@ -31,6 +31,26 @@ fn event() -> ConnectionEvent {
         remote_port: 50_000,
         source: EventSource::Procfs,
     }
+}
+
+/// Three events of one host, in order: a connect, an accept, a close.
+fn events() -> Vec<ConnectionEvent> {
+    let connect = ConnectionEvent {
+        kind: ConnectionEventKind::Connect,
+        process_name: Some("curl".into()),
+        family: AddressFamily::Ipv4,
+        local_addr: "10.0.0.1".into(),
+        remote_addr: "10.0.0.2".into(),
+        source: EventSource::Ebpf,
+        ..event()
+    };
+    let close = ConnectionEvent {
+        kind: ConnectionEventKind::Close,
+        timestamp_us: event().timestamp_us + 1,
+        pid: None,
+        ..event()
+    };
+    vec![connect, event(), close]
 }
 
 fn delta() -> ReportDelta {
@@ -97,6 +117,10 @@ fn records_round_trip() {
         ReportDelta::decode(&delta().encode().unwrap()).unwrap(),
         delta()
     );
+    let batch = ConnectionEvents { events: events() };
+    let bytes = batch.encode().unwrap();
+    assert_eq!(ConnectionEvents::decode(&bytes).unwrap(), batch);
+    assert_eq!(ConnectionEvents::encode_slice(&events()).unwrap(), bytes);
     assert_eq!(
         Snapshot::decode(&snapshot().encode().unwrap()).unwrap(),
         snapshot()
@@ -169,6 +193,8 @@ fn random_bytes_never_panic() {
     };
     for len in 0..400 {
         let _ = ConnectionEvent::decode(&random(ConnectionEvent::record_schema().header(), len));
+        let _ =
+            ConnectionEvents::decode_any(&random(ConnectionEvents::record_schema().header(), len));
         let _ = ReportDelta::decode(&random(ReportDelta::record_schema().header(), len));
         let _ = Snapshot::decode(&random(Snapshot::record_schema().header(), len));
     }
@@ -193,22 +219,28 @@ struct OlderEvent {
     source: EventSource,
 }
 
-#[test]
-fn a_record_written_with_an_older_released_schema_is_resolved_to_the_current_one() {
+/// [`event()`] in the fixture's older shape.
+fn older_event() -> OlderEvent {
     let e = event();
-    let older = OlderEvent {
-        host_id: e.host_id.clone(),
+    OlderEvent {
+        host_id: e.host_id,
         kind: e.kind,
         timestamp_us: e.timestamp_us,
         netns: e.netns,
         pid: e.pid,
         family: e.family,
-        local_addr: e.local_addr.clone(),
+        local_addr: e.local_addr,
         local_port: e.local_port,
-        remote_addr: e.remote_addr.clone(),
+        remote_addr: e.remote_addr,
         remote_port: e.remote_port,
         source: e.source,
-    };
+    }
+}
+
+#[test]
+fn a_record_written_with_an_older_released_schema_is_resolved_to_the_current_one() {
+    let e = event();
+    let older = older_event();
     let bytes = RecordSchema::parse(OLDER_EVENT, &[])
         .encode(&older)
         .unwrap();
@@ -242,6 +274,87 @@ fn a_record_written_with_an_older_released_schema_is_resolved_to_the_current_one
             }
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn connection_records_decode_in_either_form() {
+    // A batch comes back whole and in order.
+    let batch = ConnectionEvents::encode_slice(&events()).unwrap();
+    assert_eq!(
+        ConnectionEvents::decode_any(&batch).unwrap().events,
+        events()
+    );
+    // A single event as released version 1 wrote it, as collectors did before batching.
+    let released_v1 = include_str!("../avro/released/connection_event.v1.avsc");
+    let single = RecordSchema::parse(released_v1, &[])
+        .encode(&event())
+        .unwrap();
+    assert_eq!(&single[..10], ConnectionEvent::record_schema().header());
+    assert_eq!(
+        ConnectionEvents::decode_any(&single).unwrap().events,
+        vec![event()]
+    );
+    // A single event of a schema no release has (the test's fixture) is named, not guessed at.
+    let older = RecordSchema::parse(OLDER_EVENT, &[]);
+    let foreign = older.encode(&older_event()).unwrap();
+    let err = ConnectionEvents::decode_any(&foreign).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnknownSchema {
+                expected: "ConnectionEvents or ConnectionEvent",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Another record type on the topic, and garbage, are refused with their reason.
+    assert!(matches!(
+        ConnectionEvents::decode_any(&delta().encode().unwrap()),
+        Err(DecodeError::UnknownSchema { .. })
+    ));
+    assert!(matches!(
+        ConnectionEvents::decode_any(b"hello"),
+        Err(DecodeError::NotSingleObject)
+    ));
+    assert!(matches!(
+        ConnectionEvents::decode_any(&batch[..batch.len() - 3]),
+        Err(DecodeError::Avro(_))
+    ));
+    assert!(matches!(
+        ConnectionEvents::decode_any(&[&batch[..], &[0]].concat()),
+        Err(DecodeError::TrailingBytes(1))
+    ));
+}
+
+#[test]
+fn a_batch_claiming_more_events_than_it_holds_is_refused_without_allocating_them() {
+    // An array block of 2^40 events (zigzag varint), then nothing.
+    let mut bytes = ConnectionEvents::record_schema().header().to_vec();
+    let mut count = (1u64 << 40) << 1;
+    while count >= 0x80 {
+        bytes.push((count as u8) | 0x80);
+        count >>= 7;
+    }
+    bytes.push(count as u8);
+    assert!(matches!(
+        ConnectionEvents::decode_any(&bytes),
+        Err(DecodeError::Avro(_))
+    ));
+}
+
+#[test]
+fn the_batch_carries_the_current_connection_event_schema() {
+    // connection_events.avsc writes the event record out in full (so it decodes alone): it
+    // must be the very schema of connection_event.avsc, or the two forms drift apart.
+    let batch: serde_json::Value = serde_json::from_str(ConnectionEvents::AVSC).unwrap();
+    let items = batch["fields"][0]["type"]["items"].to_string();
+    assert_eq!(
+        RecordSchema::parse(&items, &[]).header(),
+        ConnectionEvent::record_schema().header(),
+        "the item of connection_events.avsc differs from connection_event.avsc: change both, \
+         and release both"
     );
 }
 
@@ -366,12 +479,17 @@ fn fastavro_computes_our_fingerprints_and_reads_our_messages() {
     };
     let messages = [
         message("connection_event.avsc", event().encode().unwrap()),
+        message(
+            "connection_events.avsc",
+            ConnectionEvents::encode_slice(&events()).unwrap(),
+        ),
         message("report_delta.avsc", delta().encode().unwrap()),
         message("snapshot.avsc", snapshot().encode().unwrap()),
         message("rendered_node.avsc", rendered_node().encode().unwrap()),
     ];
     let expected = [
         serde_json::to_value(event()).unwrap(),
+        serde_json::json!({ "events": events() }),
         serde_json::to_value(delta()).unwrap(),
         serde_json::to_value(snapshot()).unwrap(),
         serde_json::to_value(rendered_node()).unwrap(),

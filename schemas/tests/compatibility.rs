@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use apache_avro::{Schema, schema_compatibility::SchemaCompatibility};
 use scope_schemas::{
-    ConnectionEvent, Record, RenderedNode, ReportDelta, Snapshot, codec::RecordSchema,
+    ConnectionEvent, ConnectionEvents, Record, RenderedNode, ReportDelta, Snapshot,
+    codec::RecordSchema,
 };
 
 fn fingerprint(avsc: &str) -> u64 {
@@ -40,11 +41,16 @@ fn released_versions(avro: &Path) -> BTreeMap<String, Vec<(u32, String)>> {
 fn every_released_version_is_read_by_the_current_schema() {
     let avro = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
     let mut released = released_versions(&avro);
-    let records: [(&str, &RecordSchema, &str); 4] = [
+    let records: [(&str, &RecordSchema, &str); 5] = [
         (
             "connection_event",
             ConnectionEvent::record_schema(),
             ConnectionEvent::AVSC,
+        ),
+        (
+            "connection_events",
+            ConnectionEvents::record_schema(),
+            ConnectionEvents::AVSC,
         ),
         (
             "report_delta",

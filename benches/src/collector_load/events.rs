@@ -17,7 +17,9 @@ use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use scope_schemas::report::keys;
-use scope_schemas::{ConnectionEvent, ConnectionEventKind, Record as _, ReportDelta, topics};
+use scope_schemas::{
+    ConnectionEvent, ConnectionEventKind, ConnectionEvents, Record as _, ReportDelta, topics,
+};
 
 /// A `connect` event to the load server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,15 +199,15 @@ impl Shared {
         };
         let payload = payload.unwrap_or_default();
         let decoded = if topic == topics::CONNECTIONS {
-            ConnectionEvent::decode(payload).map(|event| (Some(event), None))
+            ConnectionEvents::decode_any(payload).map(|batch| (batch.events, None))
         } else {
-            ReportDelta::decode(payload).map(|delta| (None, Some(delta)))
+            ReportDelta::decode(payload).map(|delta| (Vec::new(), Some(delta)))
         };
-        let (event, delta) = decoded.unwrap_or_else(|error| {
+        let (events, delta) = decoded.unwrap_or_else(|error| {
             if self.malformed.fetch_add(1, Ordering::SeqCst) == 0 {
                 tracing::warn!(%error, host_id, topic, "events reader: undecodable record");
             }
-            (None, None)
+            (Vec::new(), None)
         });
         let Ok(mut hosts) = self.hosts.lock() else {
             return;
@@ -221,8 +223,16 @@ impl Shared {
             seen.0 |= node.latest.contains_key(keys::CONTAINER_NAME);
             seen.1 |= node.metrics.contains_key(keys::MEMORY_USAGE_BYTES);
         }
-        let Some(event) = event else { return };
-        *host
+        for event in events {
+            host.event(event, server_port);
+        }
+    }
+}
+
+impl HostEvents {
+    /// Counts one connection event, and notes a fresh connect to the bench's server.
+    fn event(&mut self, event: ConnectionEvent, server_port: u16) {
+        *self
             .by_kind
             .entry((kind_str(event.kind), event.source.as_str()))
             .or_default() += 1;
@@ -231,14 +241,14 @@ impl Shared {
         }
         match u16::try_from(event.local_port) {
             Ok(local_port) if event.remote_port == i32::from(server_port) => {
-                host.connects.push(Connect {
+                self.connects.push(Connect {
                     local_port,
                     timestamp_us: event.timestamp_us,
                 });
             }
             _ => {
                 let process = event.process_name.unwrap_or_else(|| "?".to_owned());
-                *host
+                *self
                     .other_connects
                     .entry((process, event.remote_port))
                     .or_default() += 1;
@@ -317,17 +327,15 @@ mod tests {
             event(ConnectionEventKind::Connect, false, 9001),
             event(ConnectionEventKind::Accept, false, 9000),
         ];
-        for (i, e) in events.iter().enumerate() {
-            let bytes = e.encode().unwrap();
-            shared.take(
-                topics::CONNECTIONS,
-                i as i64,
-                Some(b"h"),
-                Some(&bytes),
-                9000,
-            );
+        // A batch, then an event as collectors published them before batching.
+        let records = [
+            ConnectionEvents::encode_slice(&events[..3]).unwrap(),
+            events[3].encode().unwrap(),
+        ];
+        for (i, bytes) in records.iter().enumerate() {
+            shared.take(topics::CONNECTIONS, i as i64, Some(b"h"), Some(bytes), 9000);
         }
-        shared.take(topics::CONNECTIONS, 4, Some(b"h"), Some(b"junk"), 9000);
+        shared.take(topics::CONNECTIONS, 2, Some(b"h"), Some(b"junk"), 9000);
         shared.take(topics::REPORTS, 0, Some(b"h"), Some(b"junk"), 9000);
         let container = |id: &str, named: bool, measured: bool| {
             let mut node = scope_schemas::Node::new(keys::CONTAINER, id);
@@ -370,7 +378,7 @@ mod tests {
         }
         let hosts = shared.hosts.lock().unwrap();
         let host = &hosts["h"];
-        assert_eq!(host.records, 9);
+        assert_eq!(host.records, 7);
         assert_eq!(host.containers, HashMap::from([("a".into(), (true, true))]));
         assert_eq!(
             host.connects,
@@ -382,6 +390,6 @@ mod tests {
         assert_eq!(host.by_kind[&("connect", "ebpf")], 3);
         assert_eq!(host.other_connects[&("?".to_owned(), 9001)], 1);
         assert_eq!(shared.malformed.load(Ordering::SeqCst), 2);
-        assert_eq!(shared.positions.lock().unwrap()[topics::CONNECTIONS], 5);
+        assert_eq!(shared.positions.lock().unwrap()[topics::CONNECTIONS], 3);
     }
 }
