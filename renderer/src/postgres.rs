@@ -16,7 +16,10 @@
 
 mod frames;
 mod functions;
+mod rewrite;
 mod savepoints;
+mod settings;
+mod vectors;
 
 use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
@@ -36,6 +39,7 @@ use datafusion::{
 };
 use datafusion_postgres::{
     DfSessionService, QueryHook,
+    arrow_pg::datatypes::df::encode_dataframe,
     auth::AuthManager,
     datafusion_pg_catalog::pg_catalog::setup_pg_catalog,
     hooks::{
@@ -54,7 +58,7 @@ use datafusion_postgres::{
                 },
             },
             cancel::{CancelHandler, DefaultCancelHandler},
-            portal::Portal,
+            portal::{Format, Portal},
             query::{ExtendedQueryHandler, SimpleQueryHandler},
             results::Response,
             stmt::StoredStatement,
@@ -63,6 +67,7 @@ use datafusion_postgres::{
         error::{ErrorInfo, PgWireError, PgWireResult},
         messages::{PgWireBackendMessage, PgWireFrontendMessage, startup::ParameterStatus},
         tokio::process_socket_unix,
+        types::format::FormatOptions,
     },
 };
 use futures_sink::Sink;
@@ -356,7 +361,7 @@ async fn connection(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr
             return;
         }
     };
-    let handlers = match Handlers::new(&shared, peer) {
+    let handlers = match Handlers::new(&shared, peer).await {
         Ok(handlers) => handlers,
         Err(error) => {
             tracing::error!(%peer, %error, "setting up a Postgres session failed");
@@ -449,6 +454,15 @@ impl Tables {
         }
         Ok(())
     }
+
+    /// Plans `statement` over the tables registered now.
+    async fn plan(&self, statement: Statement) -> PgWireResult<LogicalPlan> {
+        self.ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
 }
 
 fn session_error(error: &Error) -> PgWireError {
@@ -478,15 +492,16 @@ struct Handlers {
 
 impl Handlers {
     /// pgwire reads the client through a socket pair, so `peer` is told here, for the logs.
-    fn new(shared: &Shared, peer: SocketAddr) -> Result<Self, Error> {
-        let ctx = sql::empty_context(&shared.memory)?;
-        setup_pg_catalog(&ctx, "datafusion", AuthManager::new()).map_err(|source| {
-            Error::Register {
-                table: "pg_catalog".into(),
-                source: *source,
-            }
-        })?;
-        let visibility = functions::register(&ctx);
+    async fn new(shared: &Shared, peer: SocketAddr) -> Result<Self, Error> {
+        let ctx = vectors::install(sql::empty_context(&shared.memory)?);
+        let pg_catalog = |source| Error::Register {
+            table: "pg_catalog".into(),
+            source,
+        };
+        setup_pg_catalog(&ctx, "datafusion", AuthManager::new())
+            .map_err(|source| pg_catalog(*source))?;
+        settings::install(&ctx).await.map_err(pg_catalog)?;
+        let visibility = functions::register(&ctx, &shared.user);
         let ctx = Arc::new(ctx);
         let tables = Arc::new(Tables {
             data_dir: shared.data_dir.clone(),
@@ -589,6 +604,20 @@ impl ReadOnly {
         }
         Ok(())
     }
+
+    /// Runs a rewritten query of the simple protocol, answering as datafusion-postgres would.
+    async fn run(&self, statement: Statement, client: &dyn HookClient) -> PgWireResult<Response> {
+        let plan = self.tables.plan(statement).await?;
+        let frame = self
+            .tables
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let options = FormatOptions::from_client_metadata(client.metadata());
+        let rows = encode_dataframe(frame, &Format::UnifiedText, Some(Arc::new(options))).await?;
+        Ok(Response::Query(rows))
+    }
 }
 
 #[async_trait]
@@ -597,9 +626,14 @@ impl QueryHook for ReadOnly {
         &self,
         statement: &Statement,
         _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        self.before(statement).await.err().map(Err)
+        if let Err(refused) = self.before(statement).await {
+            return Some(Err(refused));
+        }
+        // What needs no rewrite runs as datafusion-postgres runs it.
+        let rewritten = rewrite::rewrite(statement)?;
+        Some(self.run(rewritten, client).await)
     }
 
     async fn handle_extended_parse_query(
@@ -608,7 +642,11 @@ impl QueryHook for ReadOnly {
         _session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        self.before(statement).await.err().map(Err)
+        if let Err(refused) = self.before(statement).await {
+            return Some(Err(refused));
+        }
+        let rewritten = rewrite::rewrite(statement)?;
+        Some(self.tables.plan(rewritten).await)
     }
 
     async fn handle_extended_query(
@@ -731,13 +769,9 @@ impl ExtendedQueryHandler for Extended {
             .await;
         }
         self.tables.refresh().await?;
-        let plan = self
-            .tables
-            .ctx
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
-            .await
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        // Rewritten where DataFusion needs it, as when it was parsed.
+        let planned = rewrite::rewrite(statement).unwrap_or_else(|| statement.clone());
+        let plan = self.tables.plan(planned).await?;
         let mut fresh = Portal::default();
         fresh.name = portal.name.clone();
         fresh.statement = Arc::new(StoredStatement::new(

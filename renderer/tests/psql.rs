@@ -19,7 +19,7 @@ use scope_renderer::{
 };
 use scope_testkit::{
     Process,
-    postgres::{analyst_clients_found, pg8000_found, psql_command, psql_found},
+    postgres::{analyst_clients_found, client_available, pg8000_found, psql_command, psql_found},
 };
 use tokio::{process::Command, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -565,5 +565,110 @@ async fn analysts_connect_with_pandas_sqlalchemy_and_psycopg() {
     }
     assert_eq!(files(dir.path()), files_before, "the data dir is untouched");
     drop(client);
+    endpoint.stop().await;
+}
+
+/// Debian's pgjdbc, and the client that opens the endpoint with it (compiled as it runs, by
+/// java's source launcher).
+const PGJDBC: &str = "/usr/share/java/postgresql.jar";
+const JDBC_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jdbc/ScopeJdbc.java");
+
+fn jdbc_found() -> bool {
+    client_available(
+        "java",
+        &["-cp", PGJDBC, JDBC_CLIENT, "--version"],
+        "java with its compiler (default-jdk-headless) and pgjdbc (libpostgresql-jdbc-java)",
+    )
+}
+
+/// What DBeaver and Metabase do when they open a Postgres connection through pgjdbc, with a
+/// password: the server's name and version, the schema tree (schemas, tables, columns, keys),
+/// a prepared statement past pgjdbc's server-side prepare threshold, transactions and
+/// read-only mode; and writes, refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
+    if !jdbc_found() {
+        return;
+    }
+    let dir = data_dir().await;
+    let endpoint = Endpoint::start(dir.path(), Some("s3cret")).await;
+    let files_before = files(dir.path());
+
+    let mut command = StdCommand::new("java");
+    command
+        .args(["-cp", PGJDBC, JDBC_CLIENT])
+        .arg(endpoint.addr.port().to_string())
+        .arg("s3cret");
+    let client = Process::spawn(command);
+    // A line is its check and what came of it, and an error's message after a tab.
+    let next = |what: &str| {
+        let line = client.line(LIMIT, what);
+        let (result, _) = line.split_once('\t').unwrap_or((&line, ""));
+        (result.to_owned(), line)
+    };
+    let tables = "connections,containers,graph_edges,graph_nodes,hosts,kubernetes_objects,\
+                  local_networks,processes,sockets";
+    for expected in [
+        "product ok PostgreSQL 16".to_owned(),
+        "version".to_owned(),
+        "current_schema ok public,scope".to_owned(),
+        "schemas ok history,pg_catalog,public".to_owned(),
+        format!("tables ok {tables}"),
+        format!("history ok {tables}"),
+        "columns".to_owned(),
+        "keys ok 0,0,0".to_owned(),
+        "prepared ok wget,postgres,wget,postgres,wget,postgres".to_owned(),
+        "transaction ok 2,2".to_owned(),
+        "read_only ok true,2".to_owned(),
+        "insert error 25006".to_owned(),
+        "create error 25006".to_owned(),
+        "prepared_insert error 25006".to_owned(),
+        "count ok 2".to_owned(),
+    ] {
+        let (result, line) = next(&expected);
+        match expected.as_str() {
+            "version" => assert!(
+                result.starts_with("version ok 16.") && result.contains("Weave Scope"),
+                "{line}"
+            ),
+            // The first of processes' columns, with pgjdbc's names for their types.
+            "columns" => assert!(
+                result.starts_with("columns ok snapshot_time:timestamptz,host_id:text,pid:int4,")
+                    && result.contains(",name:text,"),
+                "{line}"
+            ),
+            _ => assert_eq!(result, expected, "{line}"),
+        }
+    }
+    assert_eq!(files(dir.path()), files_before, "the data dir is untouched");
+    drop(client);
+    endpoint.stop().await;
+}
+
+/// The Postgres forms pgjdbc's catalog queries use, over the simple protocol as psql sends
+/// them: `information_schema._pg_expandarray` (one row per element, with its position), a
+/// field of a composite value, `(row).x`, and a subscript of a pg_catalog vector, which is text
+/// here in either of its printed forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_arrays_expand_and_subscript_as_in_postgres() {
+    if !psql_found() {
+        return;
+    }
+    let dir = data_dir().await;
+    let endpoint = Endpoint::start(dir.path(), None).await;
+    let expanded = psql(
+        endpoint.addr,
+        &[
+            "\\pset tuples_only on",
+            "SELECT (information_schema._pg_expandarray(v.k)).n, \
+             (information_schema._pg_expandarray(v.k)).x, v.k[2] \
+             FROM (VALUES ('8 9 2'), ('[4, 5]')) AS v(k) ORDER BY 1, 2",
+        ],
+    )
+    .await;
+    assert_eq!(
+        expanded.lines().collect::<Vec<_>>(),
+        ["1,4,5", "1,8,9", "2,5,5", "2,9,9", "3,2,9"]
+    );
     endpoint.stop().await;
 }

@@ -4,10 +4,11 @@
 //! `to_regtype(name)` (psycopg's type lookups, SQLAlchemy's dialect start-up),
 //! `pg_get_serial_sequence` and `json_build_object` (SQLAlchemy's column introspection: no
 //! table has a sequence or an identity column; every collation and type is `pg_catalog`'s, so
-//! visible) and
+//! visible),
 //! `pg_table_is_visible(oid)`, true only for tables on the search path (`public`, and
 //! `pg_catalog` as Postgres always adds it), so that `\dt` and SQLAlchemy's inspector list each
-//! table once, not its `history` twin too.
+//! table once, not its `history` twin too, `session_user` naming the user who logged in, and
+//! `_pg_expandarray_rows` (see [`super::rewrite`]).
 
 use std::{
     collections::HashSet,
@@ -37,9 +38,11 @@ pub const POSTGRES_VERSION: &str = "16.6";
 
 /// Registers the functions in a session, over those of the same names. The session's tables
 /// off the search path are told to the returned [`Visibility`] as they change.
-pub fn register(ctx: &SessionContext) -> Arc<Visibility> {
+pub fn register(ctx: &SessionContext, user: &str) -> Arc<Visibility> {
     let visibility = Arc::new(Visibility::default());
     ctx.register_udf(version_udf());
+    ctx.register_udf(session_user_udf(user));
+    ctx.register_udf(super::rewrite::ExpandArrayRows::udf());
     ctx.register_udf(to_regtype_udf());
     ctx.register_udf(serial_sequence_udf());
     ctx.register_udf(json_build_object_udf());
@@ -107,6 +110,20 @@ fn always_visible_udf(name: &str) -> ScalarUDF {
         DataType::Boolean,
         Volatility::Stable,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
+    )
+}
+
+/// `session_user` (and `current_user`, which datafusion-pg-catalog reads as it): the one user
+/// the endpoint lets in, where datafusion-pg-catalog answers `postgres`. DBeaver shows it and
+/// reads the user's schemas by it.
+fn session_user_udf(user: &str) -> ScalarUDF {
+    let user = ScalarValue::Utf8(Some(user.to_owned()));
+    create_udf(
+        "session_user",
+        Vec::new(),
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(user.clone()))),
     )
 }
 
