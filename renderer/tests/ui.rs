@@ -110,3 +110,30 @@ async fn beyond_loopback_the_page_wants_the_token_too() {
     assert_eq!(status, 200);
     assert!(body.contains("/ui/app.js"), "{body}");
 }
+
+/// The layout's own tests (`renderer/ui/tests/layout.test.mjs`), in Node as the browser runs
+/// the module.
+#[test]
+fn the_layout_keeps_every_node_in_its_place() {
+    if !scope_testkit::postgres::client_available("node", &["--version"], "node") {
+        return;
+    }
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/ui/tests/layout.test.mjs");
+    let out = std::process::Command::new("node")
+        .args(["--test", tests])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A file that ran no test would pass too.
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("# pass ") && !report.contains("# pass 0\n"),
+        "{report}"
+    );
+}

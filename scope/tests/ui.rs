@@ -113,7 +113,7 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
     let second = client(server_port);
     browser.write_line(&format!("{host};{}", second.pid()));
     for expected in [
-        "the new client's edge arrived without a reload",
+        "the new client's edge arrived without a reload, nothing moved",
         "switching to hosts changes the URL and the graph",
         "a link opens the view and node it names",
         "done",

@@ -119,10 +119,17 @@ try {
   await page.screenshot({ path: `${screenshots}/details.png` });
   console.log("clicking the server opens its details");
 
-  // A client that connects now arrives through the websocket: the page is not reloaded.
+  // A client that connects now arrives through the websocket: the page is not reloaded, and
+  // no node already drawn moves.
   await page.evaluate(() => {
     window.notReloaded = true;
   });
+  const places = () =>
+    page.evaluate(() => {
+      const { graph } = window.scopeGraph;
+      return Object.fromEntries(graph.nodes().map((id) => [id, `${graph.getNodeAttribute(id, "x")},${graph.getNodeAttribute(id, "y")}`]));
+    });
+  const before = await places();
   console.log("waiting for a new client");
   const next = await stdin.next();
   check(!next.done, "no new client's id on stdin");
@@ -133,7 +140,11 @@ try {
     { timeout: LIMIT },
   );
   check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
-  console.log("the new client's edge arrived without a reload");
+  const after = await places();
+  const moved = Object.keys(before).filter((id) => id in after && after[id] !== before[id]);
+  check(moved.length === 0, `nodes moved: ${moved.map((id) => `${id} ${before[id]} -> ${after[id]}`)}`);
+  check(!(newClient in before) && newClient in after, "the new client was not new");
+  console.log("the new client's edge arrived without a reload, nothing moved");
 
   // Another view: the URL says so, and the graph is that view's.
   await page.locator('#topologies button[data-view="hosts"]').click();
