@@ -2,9 +2,9 @@
 //! (`renderer/ui/tests/browser.mjs`), with real processes connecting: the processes view draws
 //! the client, the server and the edge between them with the API's labels; clicking the server
 //! opens its details with the API's metadata and the client inbound; a client connecting later
-//! arrives through the websocket without a reload; switching view changes the URL and the
-//! graph; a link opens the view and node it names. The page must log no error and ask nothing
-//! of any other origin.
+//! arrives through the websocket without a reload, and leaves once it exits; switching view
+//! changes the URL and the graph; a link opens the view and node it names. The page must log
+//! no error and ask nothing of any other origin.
 
 mod support;
 
@@ -114,6 +114,14 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
     browser.write_line(&format!("{host};{}", second.pid()));
     for expected in [
         "the new client's edge arrived without a reload, nothing moved",
+        "waiting for the new client to exit",
+    ] {
+        assert_eq!(step(&browser, expected), expected);
+    }
+    drop(second);
+    browser.write_line("exited");
+    for expected in [
+        "the exited client left the graph without a reload",
         "switching to hosts changes the URL and the graph",
         "a link opens the view and node it names",
         "done",

@@ -4,7 +4,8 @@
 //   node browser.mjs <base URL> <server node id> <client node id> <screenshot dir>
 //
 // Prints one line per step passed. After "waiting for a new client" it reads the node id of a
-// client that connects only then from stdin, and expects it in the graph without a reload.
+// client that connects only then from stdin, and expects it in the graph without a reload;
+// after "waiting for the new client to exit", a line once it has, and expects it to go.
 // Any failure prints "error: ..." and exits 1.
 
 import { createInterface } from "node:readline";
@@ -145,6 +146,13 @@ try {
   check(moved.length === 0, `nodes moved: ${moved.map((id) => `${id} ${before[id]} -> ${after[id]}`)}`);
   check(!(newClient in before) && newClient in after, "the new client was not new");
   console.log("the new client's edge arrived without a reload, nothing moved");
+
+  // Once it exits (and the window and the pipeline's memory of it pass), a delta removes it.
+  console.log("waiting for the new client to exit");
+  check(!(await stdin.next()).done, "no word of the new client's exit on stdin");
+  await page.waitForFunction((client) => !window.scopeGraph.graph.hasNode(client), newClient, { timeout: 3 * LIMIT });
+  check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
+  console.log("the exited client left the graph without a reload");
 
   // Another view: the URL says so, and the graph is that view's.
   await page.locator('#topologies button[data-view="hosts"]').click();
