@@ -65,6 +65,7 @@ async fn the_page_and_everything_it_loads_are_served_from_the_binary() {
         "/ui/layout.js",
         "/ui/shapes.js",
         "/ui/details.js",
+        "/ui/table.js",
     ] {
         assert!(
             answers.contains_key(path),

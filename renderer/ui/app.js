@@ -4,12 +4,15 @@
 
 import { renderDetails, renderDetailsError } from "./details.js";
 import { GraphView } from "./graph.js";
+import { NodeTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
 const elements = {
   topologies: $("topologies"),
   options: $("options"),
   pause: $("pause"),
+  mode: $("mode"),
+  table: $("table"),
   status: $("status"),
   graph: $("graph"),
   list: $("node-list"),
@@ -22,11 +25,13 @@ let topologies = new Map();
 let shown = { view: null, query: null };
 let socket = null;
 let graph = null;
+/** The view's nodes as a table, drawn while the table mode is on. */
+let table = null;
 let paused = false;
 /** Details already asked for, so a later answer for another node is dropped. */
 let detailsRequest = 0;
 
-/** The hash's state: `view`, the view's option values, `node`. */
+/** The hash's state: `view`, the view's option values, `node`, `mode` (graph or table). */
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const view = topologies.has(params.get("view")) ? params.get("view") : topologies.keys().next().value;
@@ -34,12 +39,13 @@ function readHash() {
   for (const group of topologies.get(view).options) {
     options[group.id] = params.get(group.id) ?? group.defaultValue;
   }
-  return { view, options, node: params.get("node") };
+  return { view, options, node: params.get("node"), mode: params.get("mode") === "table" ? "table" : "graph" };
 }
 
-function hashFor({ view, options, node }) {
+function hashFor({ view, options, node, mode }) {
   const params = new URLSearchParams({ view, ...options });
   if (node) params.set("node", node);
+  if (mode === "table") params.set("mode", mode);
   return `#${params}`;
 }
 
@@ -50,8 +56,9 @@ function go(state) {
 
 /** The href that selects `node` in `view` with that view's default options. */
 function link(view, node) {
-  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node });
-  return hashFor({ view, options: defaults(view), node });
+  const { mode } = readHash();
+  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node, mode });
+  return hashFor({ view, options: defaults(view), node, mode });
 }
 
 function defaults(view) {
@@ -83,7 +90,7 @@ async function loadTopologies() {
       button.className = index ? "sub" : "";
       button.textContent = entry.name;
       button.title = `${entry.stats.node_count} nodes, ${entry.stats.edge_count} edges`;
-      button.addEventListener("click", () => go({ view: id, options: defaults(id), node: null }));
+      button.addEventListener("click", () => go({ ...readHash(), view: id, options: defaults(id), node: null }));
       group.append(button);
     }
     nav.push(group);
@@ -153,6 +160,7 @@ function connect() {
     else graph.apply(delta);
     setStatus(`${graph.graph.order} nodes, ${graph.graph.size} edges`);
     refreshDetails(delta);
+    if (!elements.table.hidden) table.render([...graph.summaries.values()]);
   });
   current.addEventListener("close", () => {
     if (current !== socket) return;
@@ -179,12 +187,18 @@ async function show() {
     disconnect();
     graph?.kill();
     shown = { view: state.view, query };
-    graph = new GraphView(elements.graph, elements.list, (node) => go({ ...readHash(), node }));
+    const select = (node) => go({ ...readHash(), node });
+    graph = new GraphView(elements.graph, elements.list, select);
+    table = new NodeTable(elements.table, select);
     // For the browser's console and the browser tests: the graph as drawn.
     window.scopeGraph = graph;
     renderOptions(state);
     if (!paused) connect();
   }
+  const tableMode = state.mode === "table";
+  elements.mode.setAttribute("aria-pressed", String(tableMode));
+  if (tableMode) table.render([...graph.summaries.values()]);
+  elements.table.hidden = !tableMode;
   if (state.node !== (elements.details.hidden ? null : elements.details.dataset.node)) {
     await openDetails(state.node);
   }
@@ -227,6 +241,10 @@ elements.pause.addEventListener("click", () => {
   }
 });
 
+elements.mode.addEventListener("click", () => {
+  const state = readHash();
+  go({ ...state, mode: state.mode === "table" ? "graph" : "table" });
+});
 elements.details.addEventListener("close-details", () => go({ ...readHash(), node: null }));
 window.addEventListener("hashchange", show);
 

@@ -72,7 +72,7 @@ function metricsTable(metrics) {
   return table(["Metric", "Value", "Recent"], rows);
 }
 
-function formatMetric(metric) {
+export function formatMetric(metric) {
   const value = metric.value;
   switch (metric.format) {
     case "percent":

@@ -59,6 +59,8 @@ export class GraphView {
     this.layout = new Layout();
     this.list = list;
     this.items = new Map();
+    /** The API's summary of every node, by id, for the table. */
+    this.summaries = new Map();
     this.onSelect = onSelect;
     /** The hovered node and its neighbours, drawn while the rest fades. */
     this.highlighted = null;
@@ -110,6 +112,7 @@ export class GraphView {
     for (const id of remove ?? []) {
       if (!this.graph.hasNode(id)) continue;
       this.graph.dropNode(id);
+      this.summaries.delete(id);
       this.layout.remove(id);
       this.items.get(id)?.remove();
       this.items.delete(id);
@@ -137,6 +140,7 @@ export class GraphView {
         size: SIZE,
         color: colour(summary),
       });
+      this.summaries.set(summary.id, summary);
       this.listItem(summary);
     }
     // Edges once every node of the delta exists: a node may name one added after it.

@@ -2,9 +2,10 @@
 //! (`renderer/ui/tests/browser.mjs`), with real processes connecting: the processes view draws
 //! the client, the server and the edge between them with the API's labels; clicking the server
 //! opens its details with the API's metadata and the client inbound; a client connecting later
-//! arrives through the websocket without a reload, and leaves once it exits; switching view
-//! changes the URL and the graph; a link opens the view and node it names. The page must log
-//! no error and ask nothing of any other origin.
+//! arrives through the websocket without a reload, and leaves once it exits; the table mode
+//! lists the graph's nodes, sorted by a column; switching view changes the URL and the graph;
+//! a link opens the view and node it names. The page must log no error and ask nothing of any
+//! other origin.
 
 mod support;
 
@@ -122,6 +123,7 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
     browser.write_line("exited");
     for expected in [
         "the exited client left the graph without a reload",
+        "the table lists the graph's nodes, sorts and opens details",
         "switching to hosts changes the URL and the graph",
         "a link opens the view and node it names",
         "done",

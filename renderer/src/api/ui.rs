@@ -41,6 +41,7 @@ const ASSETS: &[Asset] = &[
     asset!("layout.js", JAVASCRIPT),
     asset!("shapes.js", JAVASCRIPT),
     asset!("details.js", JAVASCRIPT),
+    asset!("table.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!(
         "graphology.umd.min.js",

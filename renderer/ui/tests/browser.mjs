@@ -154,6 +154,27 @@ try {
   check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
   console.log("the exited client left the graph without a reload");
 
+  // The table mode lists the graph's nodes, sorts by a column, and opens a row's details.
+  await page.locator("#mode").click();
+  await page.locator("#table tbody tr").first().waitFor({ state: "visible", timeout: LIMIT });
+  check(new URLSearchParams(new URL(page.url()).hash.slice(1)).get("mode") === "table", `the URL does not say table: ${page.url()}`);
+  const [rows, nodes] = await page.evaluate(() => [
+    [...document.querySelectorAll("#table tbody tr")].map((tr) => tr.dataset.id).sort(),
+    window.scopeGraph.graph.nodes().sort(),
+  ]);
+  check(JSON.stringify(rows) === JSON.stringify(nodes), `the table lists ${rows}, the graph has ${nodes}`);
+  await page.locator("#table th button", { hasText: /^PID$/ }).click();
+  const pids = (await page.locator("#table tbody tr").evaluateAll((trs) => trs.map((tr) => tr.cells[1].textContent)))
+    .filter(Boolean)
+    .map(Number);
+  check(pids.length >= 2 && pids.every((pid, i) => i === 0 || pids[i - 1] <= pid), `not sorted by PID: ${pids}`);
+  await page.locator(`#table tbody tr[data-id="${serverId}"]`).click();
+  await page.locator(`#details[data-node="${serverId}"]`).waitFor({ state: "visible", timeout: LIMIT });
+  await page.screenshot({ path: `${screenshots}/table.png` });
+  await page.locator("#mode").click();
+  await page.locator("#table").waitFor({ state: "hidden", timeout: LIMIT });
+  console.log("the table lists the graph's nodes, sorts and opens details");
+
   // Another view: the URL says so, and the graph is that view's.
   await page.locator('#topologies button[data-view="hosts"]').click();
   await page.waitForFunction(() => new URLSearchParams(location.hash.slice(1)).get("view") === "hosts", null, { timeout: LIMIT });
