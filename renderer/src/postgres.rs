@@ -16,6 +16,7 @@
 
 mod frames;
 mod functions;
+mod maps;
 mod rewrite;
 mod savepoints;
 mod settings;
@@ -438,6 +439,15 @@ impl Tables {
             sql::register(&self.ctx, &now, &self.local_networks)
                 .await
                 .map_err(|e| session_error(&e))?;
+            let tables = now
+                .names()
+                .flat_map(|name| [name.to_owned(), format!("{}.{name}", sql::HISTORY_SCHEMA)]);
+            maps::as_json(&self.ctx, tables).await.map_err(|source| {
+                session_error(&Error::Query {
+                    what: "the map columns as JSON".into(),
+                    source,
+                })
+            })?;
             // A table's oid is stable by name: only new names change what is off the path.
             if listed
                 .as_ref()

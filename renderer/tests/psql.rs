@@ -616,6 +616,7 @@ async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
         format!("tables ok {tables}"),
         format!("history ok {tables}"),
         "columns".to_owned(),
+        "open ok 9".to_owned(),
         "keys ok 0,0,0".to_owned(),
         "prepared ok wget,postgres,wget,postgres,wget,postgres".to_owned(),
         "transaction ok 2,2".to_owned(),
@@ -670,5 +671,45 @@ async fn catalog_arrays_expand_and_subscript_as_in_postgres() {
         expanded.lines().collect::<Vec<_>>(),
         ["1,4,5", "1,8,9", "2,5,5", "2,9,9", "3,2,9"]
     );
+    endpoint.stop().await;
+}
+
+/// Maps (labels, selectors) have no Postgres type: each is sent as the text of a JSON object,
+/// so that `SELECT *` of the tables that have them works in every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_are_sent_as_json_text() {
+    if !psql_found() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    Snapshot::new(T1)
+        .host("h1", "h1")
+        .container("h1", "abcdef0123456789", "web", "nginx:1")
+        .label("app", "web")
+        .label("tier", "front")
+        .kube("pod", "u1", "default", "web-1", None, &["app=web"])
+        .write(dir.path(), "m1");
+    render(dir.path(), T1, &[]).await.unwrap();
+    let endpoint = Endpoint::start(dir.path(), None).await;
+    let rows = psql(
+        endpoint.addr,
+        &[
+            "\\pset tuples_only on",
+            "SELECT name, labels FROM containers",
+            "SELECT name, labels, selector FROM history.kubernetes_objects",
+        ],
+    )
+    .await;
+    assert_eq!(
+        rows.lines().collect::<Vec<_>>(),
+        [
+            r#"web,{"app":"web","tier":"front"}"#,
+            r#"web-1,{"app":"web"},{}"#
+        ]
+    );
+    for table in ["containers", "kubernetes_objects"] {
+        let all = psql(endpoint.addr, &[&format!("SELECT * FROM {table}")]).await;
+        assert!(all.contains(r#",{"app":"web""#), "{table}: {all}");
+    }
     endpoint.stop().await;
 }

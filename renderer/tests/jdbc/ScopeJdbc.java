@@ -109,6 +109,27 @@ public class ScopeJdbc {
                 }
                 return String.join(",", columns);
             });
+            // Opening a table shows its rows: every column of every table is read.
+            check("open", () -> {
+                List<String> names = new ArrayList<>();
+                try (ResultSet rows = meta.getTables(null, "public", "%", tables)) {
+                    while (rows.next()) {
+                        names.add(rows.getString("TABLE_NAME"));
+                    }
+                }
+                for (String name : names) {
+                    try (Statement statement = con.createStatement();
+                            ResultSet rows = statement.executeQuery("SELECT * FROM \"" + name + "\"")) {
+                        int columns = rows.getMetaData().getColumnCount();
+                        while (rows.next()) {
+                            for (int i = 1; i <= columns; i++) {
+                                rows.getObject(i);
+                            }
+                        }
+                    }
+                }
+                return names.size();
+            });
             check("keys", () -> count(meta.getPrimaryKeys(null, "public", "processes"))
                     + "," + count(meta.getImportedKeys(null, "public", "processes"))
                     + "," + count(meta.getExportedKeys(null, "public", "processes")));
