@@ -20,8 +20,9 @@ use scope_schemas::snapshot::table;
 use crate::{Error, render::Rendered, store};
 
 /// Bytes of rendered snapshots kept in memory beyond the newest two (the live one, and the
-/// one before it that websockets diff against), which are always kept: a few moments of time
-/// travel at a small scale, none at 10,000 processes, where one snapshot is ~100 MB.
+/// one before it that websockets diff against) and the moment of time travel asked for last,
+/// which are always kept: a few more moments at a small scale, none at 10,000 processes,
+/// where one snapshot is ~100 MB.
 const CACHE_BYTES: usize = 256 << 20;
 
 pub struct Snapshots {
@@ -84,11 +85,14 @@ impl Snapshots {
         let Some(t) = self.rendered_at_or_before(time_us.unwrap_or(i64::MAX))? else {
             return Ok(None);
         };
-        if let Some(hit) = self.cached(t) {
+        // Someone looking at the past asks again (another view, a node's details, the next
+        // poll): keeping that moment spares them a render each time.
+        let travelling = time_us.is_some();
+        if let Some(hit) = self.cached(t, travelling) {
             return Ok(Some(hit));
         }
         let _one = self.computing.lock().await;
-        if let Some(hit) = self.cached(t) {
+        if let Some(hit) = self.cached(t, travelling) {
             return Ok(Some(hit));
         }
         let rendered =
@@ -127,8 +131,13 @@ impl Snapshots {
         Ok(on_disk.max(held))
     }
 
-    fn cached(&self, t: i64) -> Option<Arc<Rendered>> {
+    /// Snapshot `t` if held; when `travelling`, it is kept as the moment of time travel
+    /// whether held yet or not.
+    fn cached(&self, t: i64, travelling: bool) -> Option<Arc<Rendered>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if travelling {
+            cache.travelled = Some(t);
+        }
         cache.get(t)
     }
 }
@@ -140,6 +149,8 @@ struct Cache {
     bytes: usize,
     limit: usize,
     uses: u64,
+    /// The moment of time travel asked for last, kept whatever its size.
+    travelled: Option<i64>,
 }
 
 impl Default for Cache {
@@ -149,6 +160,7 @@ impl Default for Cache {
             bytes: 0,
             limit: CACHE_BYTES,
             uses: 0,
+            travelled: None,
         }
     }
 }
@@ -173,11 +185,18 @@ impl Cache {
         }
         self.bytes += size;
         while self.bytes > self.limit && self.held.len() > 2 {
-            let newest: Vec<i64> = self.held.keys().rev().take(2).copied().collect();
+            let kept: Vec<i64> = self
+                .held
+                .keys()
+                .rev()
+                .take(2)
+                .copied()
+                .chain(self.travelled)
+                .collect();
             let Some(evict) = self
                 .held
                 .iter()
-                .filter(|(t, _)| !newest.contains(t))
+                .filter(|(t, _)| !kept.contains(t))
                 .min_by_key(|(_, (_, _, used))| *used)
                 .map(|(&t, _)| t)
             else {
@@ -362,5 +381,24 @@ mod tests {
         assert_eq!(insert(&mut cache, 5), 2);
         assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [4, 5]);
         assert_eq!(cache.bytes, 2 * one);
+    }
+
+    #[test]
+    fn the_moment_of_time_travel_stays_however_large() {
+        let one = heap_size(&rendered(0));
+        let mut cache = Cache {
+            limit: one,
+            ..Cache::default()
+        };
+        cache.travelled = Some(1);
+        for t in 1..=5 {
+            cache.insert(rendered(t), one);
+        }
+        assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [1, 4, 5]);
+        assert!(cache.get(1).is_some());
+        // Travelling elsewhere lets it go with the next snapshot.
+        cache.travelled = Some(4);
+        cache.insert(rendered(6), one);
+        assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [4, 5, 6]);
     }
 }
