@@ -45,6 +45,7 @@ pub fn register(ctx: &SessionContext, user: &str) -> Arc<Visibility> {
     ctx.register_udf(super::rewrite::ExpandArrayRows::udf());
     ctx.register_udf(to_regtype_udf());
     ctx.register_udf(serial_sequence_udf());
+    ctx.register_udf(index_definition_udf());
     ctx.register_udf(json_build_object_udf());
     for name in ["pg_collation_is_visible", "pg_type_is_visible"] {
         ctx.register_udf(always_visible_udf(name));
@@ -127,15 +128,50 @@ fn session_user_udf(user: &str) -> ScalarUDF {
     )
 }
 
+/// `pg_get_indexdef(index [, column, pretty])`: null, as Postgres answers for an oid that is
+/// not an index's: no table has an index here (pgjdbc's `getIndexInfo` names the columns of an
+/// index with it).
+fn index_definition_udf() -> ScalarUDF {
+    ScalarUDF::from(Unknown {
+        name: "pg_get_indexdef",
+        signature: Signature::variadic_any(Volatility::Stable),
+    })
+}
+
+/// A function of a catalog object that this catalog never has: null for any arguments.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Unknown {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Unknown {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType, DataFusionError> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> Result<ColumnarValue, DataFusionError> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
 /// `pg_get_serial_sequence(table, column)`: null, as for a column with no sequence.
 fn serial_sequence_udf() -> ScalarUDF {
-    create_udf(
-        "pg_get_serial_sequence",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    )
+    ScalarUDF::from(Unknown {
+        name: "pg_get_serial_sequence",
+        signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable),
+    })
 }
 
 /// `version()`: `PostgreSQL 16.6 on x86_64-linux, Weave Scope 0.1.0 (Apache DataFusion 55.2.0),

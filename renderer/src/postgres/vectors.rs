@@ -1,9 +1,10 @@
-//! pg_catalog's vector columns. Postgres' `int2vector`, `oidvector` and `int2[]` columns
-//! (`pg_index.indkey`, `pg_constraint.conkey`, ...) are text in datafusion-pg-catalog, as
-//! Postgres prints a vector (`1 2`) or as Arrow prints a list (`[1, 2]`), so `conkey[1]` fails
-//! to plan as an array subscript; pgjdbc's foreign-key metadata (`getImportedKeys`,
-//! `getExportedKeys`) reads them so. Here `v[i]` of a text is its i-th number (from 1), null
-//! past its end, as for an array; `_pg_vector(text)` is the array itself.
+//! pg_catalog's vector and array columns. Postgres' `int2vector` and `oidvector`
+//! (`pg_index.indkey`, `indoption`) and its `int2[]` columns (`pg_constraint.conkey`) are text
+//! in datafusion-pg-catalog, a vector as Postgres prints it (`1 2`), an array as Arrow prints a
+//! list (`[1, 2]`), so `conkey[1]` fails to plan as an array subscript; pgjdbc's key and index
+//! metadata (`getImportedKeys`, `getExportedKeys`, `getIndexInfo`) reads them so. Here a
+//! subscript of such a text is its number at that position, counted as Postgres counts it
+//! (from 0 in a vector, from 1 in an array), and null past its end, as Postgres answers.
 
 use std::sync::Arc;
 
@@ -13,33 +14,32 @@ use datafusion::{
         buffer::OffsetBuffer,
         datatypes::{DataType, Field},
     },
-    common::{DFSchema, cast::as_string_array, exec_err},
+    common::{
+        DFSchema,
+        cast::{as_int64_array, as_string_array},
+        exec_err,
+    },
     error::DataFusionError,
     execution::SessionStateBuilder,
-    functions_nested::expr_fn::array_element,
     logical_expr::{
         ColumnarValue, ExprSchemable, GetFieldAccess, ScalarUDF, Volatility, create_udf,
         planner::{ExprPlanner, PlannerResult, RawFieldAccessExpr},
     },
-    prelude::SessionContext,
+    prelude::{SessionContext, cast},
 };
 
-/// `ctx` with `_pg_vector` and the subscript planner, which goes first, before DataFusion's
-/// array subscripts.
+/// `ctx` with the subscript planner, which goes first, before DataFusion's array subscripts.
 pub fn install(ctx: SessionContext) -> SessionContext {
-    let vector = Arc::new(vector_udf());
     let state = ctx.state();
     let planners = std::iter::once(Arc::new(VectorSubscript {
-        vector: Arc::clone(&vector),
+        subscript: Arc::new(subscript_udf()),
     }) as Arc<dyn ExprPlanner>)
     .chain(state.expr_planners().iter().cloned())
     .collect();
     let state = SessionStateBuilder::new_from_existing(state)
         .with_expr_planners(planners)
         .build();
-    let ctx = SessionContext::new_with_state(state);
-    ctx.register_udf(vector.as_ref().clone());
-    ctx
+    SessionContext::new_with_state(state)
 }
 
 /// The numbers of each text, as lists; null stays null.
@@ -69,24 +69,43 @@ pub fn parse(text: &StringArray) -> Result<ListArray, DataFusionError> {
     )?)
 }
 
-fn vector_udf() -> ScalarUDF {
+/// `text[i]`, planned by [`VectorSubscript`].
+fn subscript_udf() -> ScalarUDF {
     create_udf(
-        "_pg_vector",
-        vec![DataType::Utf8],
-        DataType::new_list(DataType::Int64, true),
+        "_pg_subscript",
+        vec![DataType::Utf8, DataType::Int64],
+        DataType::Int64,
         Volatility::Immutable,
         Arc::new(|args| {
-            let text = ColumnarValue::values_to_arrays(args)?;
-            Ok(ColumnarValue::Array(Arc::new(parse(as_string_array(
-                &text[0],
-            )?)?)))
+            let args = ColumnarValue::values_to_arrays(args)?;
+            let texts = as_string_array(&args[0])?;
+            let lists = parse(texts)?;
+            let positions = as_int64_array(&args[1])?;
+            let numbers: Int64Array = (0..lists.len())
+                .map(|row| {
+                    if lists.is_null(row) || positions.is_null(row) {
+                        return None;
+                    }
+                    let first = if is_array(texts.value(row)) { 1 } else { 0 };
+                    let index = usize::try_from(positions.value(row) - first).ok()?;
+                    let numbers = lists.value(row);
+                    let numbers = numbers.as_any().downcast_ref::<Int64Array>()?;
+                    (index < numbers.len()).then(|| numbers.value(index))
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(numbers)))
         }),
     )
 }
 
+/// Whether a text is an array as Arrow prints one, rather than a vector.
+fn is_array(text: &str) -> bool {
+    text.trim_start().starts_with(['[', '{'])
+}
+
 #[derive(Debug)]
 struct VectorSubscript {
-    vector: Arc<ScalarUDF>,
+    subscript: Arc<ScalarUDF>,
 }
 
 impl ExprPlanner for VectorSubscript {
@@ -98,8 +117,8 @@ impl ExprPlanner for VectorSubscript {
         let RawFieldAccessExpr { field_access, expr } = access;
         match field_access {
             GetFieldAccess::ListIndex { key } if is_text(&expr.get_type(schema)?) => {
-                let vector = self.vector.call(vec![expr]);
-                Ok(PlannerResult::Planned(array_element(vector, *key)))
+                let key = cast(*key, DataType::Int64);
+                Ok(PlannerResult::Planned(self.subscript.call(vec![expr, key])))
             }
             field_access => Ok(PlannerResult::Original(RawFieldAccessExpr {
                 field_access,
@@ -135,8 +154,10 @@ mod tests {
     #[tokio::test]
     async fn a_text_vector_is_subscripted_by_its_numbers() {
         let ctx = install(SessionContext::new());
-        for vector in ["3 17", "[3, 17]", "{3,17}"] {
-            let sql = format!("SELECT v[1], v[2], v[3] FROM (VALUES ('{vector}')) AS t(v)");
+        let sql = "SELECT v[0], v[1], v[2] FROM (VALUES ('3 17')) AS t(v)";
+        assert_eq!(numbers(&ctx, sql).await, vec![Some(3), Some(17), None]);
+        for array in ["[3, 17]", "{3,17}"] {
+            let sql = format!("SELECT v[1], v[2], v[3] FROM (VALUES ('{array}')) AS t(v)");
             assert_eq!(numbers(&ctx, &sql).await, vec![Some(3), Some(17), None]);
         }
         let sql = "SELECT make_array(5, 6)[2]";

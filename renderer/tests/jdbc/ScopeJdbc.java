@@ -132,7 +132,8 @@ public class ScopeJdbc {
             });
             check("keys", () -> count(meta.getPrimaryKeys(null, "public", "processes"))
                     + "," + count(meta.getImportedKeys(null, "public", "processes"))
-                    + "," + count(meta.getExportedKeys(null, "public", "processes")));
+                    + "," + count(meta.getExportedKeys(null, "public", "processes"))
+                    + "," + count(meta.getIndexInfo(null, "public", "processes", false, true)));
             // pgjdbc prepares a statement on the server from its fifth run on: both ways.
             check("prepared", () -> {
                 List<String> names = new ArrayList<>();
