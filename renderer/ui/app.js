@@ -13,6 +13,9 @@ const elements = {
   pause: $("pause"),
   mode: $("mode"),
   table: $("table"),
+  when: $("when"),
+  whenLabel: $("when-label"),
+  live: $("live"),
   status: $("status"),
   graph: $("graph"),
   list: $("node-list"),
@@ -21,17 +24,19 @@ const elements = {
 
 /** The views `GET /api/topology` lists, sub-views flattened after their parent, by id. */
 let topologies = new Map();
-/** What is on screen: the view's id and its options as the websocket was opened with them. */
-let shown = { view: null, query: null };
+/** What is on screen: the view's id, its options as asked for, and the moment (null: live). */
+let shown = { view: null, query: null, time: null };
 let socket = null;
 let graph = null;
 /** The view's nodes as a table, drawn while the table mode is on. */
 let table = null;
 let paused = false;
-/** Details already asked for, so a later answer for another node is dropped. */
+/** Details and past moments already asked for, so an answer overtaken by another is dropped. */
 let detailsRequest = 0;
+let momentRequest = 0;
 
-/** The hash's state: `view`, the view's option values, `node`, `mode` (graph or table). */
+/** The hash's state: `view`, the view's option values, `node`, `mode` (graph or table), `time`
+ * (an RFC 3339 moment to show instead of the live view). */
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const view = topologies.has(params.get("view")) ? params.get("view") : topologies.keys().next().value;
@@ -39,13 +44,15 @@ function readHash() {
   for (const group of topologies.get(view).options) {
     options[group.id] = params.get(group.id) ?? group.defaultValue;
   }
-  return { view, options, node: params.get("node"), mode: params.get("mode") === "table" ? "table" : "graph" };
+  const mode = params.get("mode") === "table" ? "table" : "graph";
+  return { view, options, node: params.get("node"), mode, time: params.get("time") };
 }
 
-function hashFor({ view, options, node, mode }) {
+function hashFor({ view, options, node, mode, time }) {
   const params = new URLSearchParams({ view, ...options });
   if (node) params.set("node", node);
   if (mode === "table") params.set("mode", mode);
+  if (time) params.set("time", time);
   return `#${params}`;
 }
 
@@ -54,11 +61,11 @@ function go(state) {
   location.hash = hashFor(state);
 }
 
-/** The href that selects `node` in `view` with that view's default options. */
+/** The href that selects `node` in `view` with that view's default options, at the same moment. */
 function link(view, node) {
-  const { mode } = readHash();
-  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node, mode });
-  return hashFor({ view, options: defaults(view), node, mode });
+  const { mode, time } = readHash();
+  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node, mode, time });
+  return hashFor({ view, options: defaults(view), node, mode, time });
 }
 
 function defaults(view) {
@@ -113,7 +120,7 @@ function renderOptions(state) {
         box.addEventListener("change", () => {
           if (box.checked) picked.add(option.value);
           else picked.delete(option.value);
-          go({ ...state, options: { ...state.options, [group.id]: [...picked].join(",") } });
+          setOption(group.id, [...picked].join(","));
         });
         const item = document.createElement("span");
         item.append(box, option.label);
@@ -126,7 +133,7 @@ function renderOptions(state) {
     for (const option of group.options) {
       select.append(new Option(option.label, option.value, false, option.value === state.options[group.id]));
     }
-    select.addEventListener("change", () => go({ ...state, options: { ...state.options, [group.id]: select.value } }));
+    select.addEventListener("change", () => setOption(group.id, select.value));
     field.append(select);
     return field;
   });
@@ -134,6 +141,12 @@ function renderOptions(state) {
   for (const button of elements.topologies.querySelectorAll("button")) {
     button.setAttribute("aria-current", String(button.dataset.view === state.view));
   }
+}
+
+/** Goes to the current state with one option changed. */
+function setOption(id, value) {
+  const state = readHash();
+  go({ ...state, options: { ...state.options, [id]: value } });
 }
 
 /** The query the view's listing, websocket and details are asked with: every option spelled out, as Scope's UI does. */
@@ -155,12 +168,17 @@ function connect() {
   setStatus("Connecting…");
   current.addEventListener("message", (message) => {
     if (current !== socket) return;
-    const delta = JSON.parse(message.data);
+    let delta;
+    try {
+      delta = JSON.parse(message.data);
+    } catch (error) {
+      setStatus(`Skipped a message the server garbled: ${error.message}`);
+      return;
+    }
     if (delta.reset) graph.reset(delta.add ?? []);
     else graph.apply(delta);
-    setStatus(`${graph.graph.order} nodes, ${graph.graph.size} edges`);
+    drawn("");
     refreshDetails(delta);
-    if (!elements.table.hidden) table.render([...graph.summaries.values()]);
   });
   current.addEventListener("close", () => {
     if (current !== socket) return;
@@ -168,7 +186,7 @@ function connect() {
     socket = null;
     setStatus("Disconnected, retrying…");
     setTimeout(() => {
-      if (socket === null && !paused) connect();
+      if (socket === null && !paused && shown.time === null) connect();
     }, 2000);
   });
 }
@@ -179,27 +197,57 @@ function disconnect() {
   old?.close();
 }
 
-/** Shows the state in the hash: a new view or options reconnect, a new node opens its details. */
+/** After the graph changed: the status line and, when shown, the table. */
+function drawn(prefix) {
+  setStatus(`${prefix}${graph.graph.order} nodes, ${graph.graph.size} edges`);
+  if (!elements.table.hidden) table.render([...graph.summaries.values()]);
+}
+
+/** The view as it was at `shown.time`, from the listing (the websocket only plays forward). */
+async function showMoment() {
+  const request = ++momentRequest;
+  const { time } = shown;
+  setStatus(`Loading ${time}…`);
+  try {
+    const { nodes } = await fetchJson(`/api/topology/${shown.view}?${shown.query}&timestamp=${encodeURIComponent(time)}`);
+    if (request !== momentRequest) return;
+    graph.reset(Object.values(nodes));
+    drawn(`At ${new Date(time).toLocaleString()}: `);
+  } catch (error) {
+    if (request === momentRequest) setStatus(`Cannot show ${time}: ${error.message}`);
+  }
+}
+
+/** Shows the state in the hash: a new view starts a graph, new options or moment ask again
+ * (places kept), a new node opens its details. */
 async function show() {
   const state = readHash();
   const query = queryOf(state.options);
-  if (state.view !== shown.view || query !== shown.query) {
-    disconnect();
+  const time = state.time || null;
+  if (state.view !== shown.view) {
     graph?.kill();
-    shown = { view: state.view, query };
     const select = (node) => go({ ...readHash(), node });
     graph = new GraphView(elements.graph, elements.list, select);
     table = new NodeTable(elements.table, select);
     // For the browser's console and the browser tests: the graph as drawn.
     window.scopeGraph = graph;
+  }
+  const changed = state.view !== shown.view || query !== shown.query || time !== shown.time;
+  if (changed) {
+    disconnect();
+    momentRequest += 1;
+    shown = { view: state.view, query, time };
     renderOptions(state);
-    if (!paused) connect();
+    renderTimeline();
+    if (time) await showMoment();
+    else if (!paused) connect();
   }
   const tableMode = state.mode === "table";
   elements.mode.setAttribute("aria-pressed", String(tableMode));
   if (tableMode) table.render([...graph.summaries.values()]);
   elements.table.hidden = !tableMode;
-  if (state.node !== (elements.details.hidden ? null : elements.details.dataset.node)) {
+  // Other options or another moment change a node's details too.
+  if (changed || state.node !== (elements.details.hidden ? null : elements.details.dataset.node)) {
     await openDetails(state.node);
   }
 }
@@ -211,7 +259,8 @@ async function openDetails(node) {
     delete elements.details.dataset.node;
     return;
   }
-  const path = `/api/topology/${shown.view}/${encodeURIComponent(node)}?${shown.query}`;
+  const at = shown.time ? `&timestamp=${encodeURIComponent(shown.time)}` : "";
+  const path = `/api/topology/${shown.view}/${encodeURIComponent(node)}?${shown.query}${at}`;
   try {
     const { node: details } = await fetchJson(path);
     if (request === detailsRequest) renderDetails(elements.details, details, link);
@@ -241,6 +290,38 @@ elements.pause.addEventListener("click", () => {
   }
 });
 
+/** How far back the timeline reaches: the default `--retention`. A moment before the oldest
+ * snapshot kept shows an empty graph, as the API answers it. */
+const TIMELINE_SPAN_S = 3600;
+
+/** The timeline ends now. */
+function timelineToNow() {
+  const now = Math.floor(Date.now() / 1000);
+  elements.when.min = String(now - TIMELINE_SPAN_S);
+  elements.when.max = String(now);
+  renderTimeline();
+}
+
+function renderTimeline() {
+  const live = shown.time === null;
+  elements.live.setAttribute("aria-pressed", String(live));
+  elements.pause.disabled = !live;
+  const seconds = live ? Number(elements.when.max) : Math.floor(Date.parse(shown.time) / 1000);
+  elements.when.value = String(seconds);
+  elements.whenLabel.textContent = live ? "Live" : new Date(shown.time).toLocaleString();
+}
+
+elements.when.addEventListener("pointerdown", timelineToNow);
+elements.when.addEventListener("focus", timelineToNow);
+elements.when.addEventListener("input", () => {
+  elements.whenLabel.textContent = new Date(Number(elements.when.value) * 1000).toLocaleString();
+});
+elements.when.addEventListener("change", () => {
+  const time = new Date(Number(elements.when.value) * 1000).toISOString().replace(".000Z", "Z");
+  go({ ...readHash(), time });
+});
+elements.live.addEventListener("click", () => go({ ...readHash(), time: null }));
+
 elements.mode.addEventListener("click", () => {
   const state = readHash();
   go({ ...state, mode: state.mode === "table" ? "graph" : "table" });
@@ -250,6 +331,7 @@ window.addEventListener("hashchange", show);
 
 try {
   await loadTopologies();
+  timelineToNow();
   await show();
 } catch (error) {
   setStatus(`Cannot load the views: ${error.message}`);

@@ -28,6 +28,15 @@ async function api(path) {
   return response.json();
 }
 
+/** Waits for `condition(arg)` to hold in the page, failing with `what` after `limit`. */
+async function until(page, what, condition, arg, limit = LIMIT) {
+  try {
+    await page.waitForFunction(condition, arg, { timeout: limit });
+  } catch (error) {
+    throw new Error(`${what}: ${error.message}`);
+  }
+}
+
 /** A new page of the browser, its errors and any request beyond `origin` noted as problems. */
 async function open() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -35,6 +44,7 @@ async function open() {
     if (message.type() === "error") problems.push(`console error: ${message.text()}`);
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("requestfailed", (request) => problems.push(`failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`));
   page.on("request", (request) => {
     const url = new URL(request.url());
     if (url.protocol !== "data:" && url.origin !== origin) problems.push(`request outside ${origin}: ${request.url()}`);
@@ -53,11 +63,7 @@ try {
   const page = await open();
   // The processes view is the first the API lists, so the page opens on it.
   await page.goto(`${origin}/`);
-  await page.waitForFunction(
-    ([client, server]) => window.scopeGraph?.graph.hasEdge(client, server),
-    [clientId, serverId],
-    { timeout: LIMIT },
-  );
+  await until(page, "the client's edge to the server", ([client, server]) => window.scopeGraph?.graph.hasEdge(client, server), [clientId, serverId]);
   console.log("the processes view draws the client's edge to the server");
 
   // The labels drawn are the API's, for every node both have (a snapshot may come between).
@@ -131,28 +137,59 @@ try {
       return Object.fromEntries(graph.nodes().map((id) => [id, `${graph.getNodeAttribute(id, "x")},${graph.getNodeAttribute(id, "y")}`]));
     });
   const before = await places();
+  const beforeClient = Math.floor(Date.now() / 1000);
   console.log("waiting for a new client");
   const next = await stdin.next();
   check(!next.done, "no new client's id on stdin");
   const newClient = next.value.trim();
-  await page.waitForFunction(
-    ([client, server]) => window.scopeGraph.graph.hasEdge(client, server),
-    [newClient, serverId],
-    { timeout: LIMIT },
-  );
+  await until(page, "the new client's edge", ([client, server]) => window.scopeGraph.graph.hasEdge(client, server), [newClient, serverId]);
   check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
   const after = await places();
   const moved = Object.keys(before).filter((id) => id in after && after[id] !== before[id]);
   check(moved.length === 0, `nodes moved: ${moved.map((id) => `${id} ${before[id]} -> ${after[id]}`)}`);
   check(!(newClient in before) && newClient in after, "the new client was not new");
+  const whileConnected = new Date().toISOString();
   console.log("the new client's edge arrived without a reload, nothing moved");
 
   // Once it exits (and the window and the pipeline's memory of it pass), a delta removes it.
   console.log("waiting for the new client to exit");
   check(!(await stdin.next()).done, "no word of the new client's exit on stdin");
-  await page.waitForFunction((client) => !window.scopeGraph.graph.hasNode(client), newClient, { timeout: 3 * LIMIT });
+  await until(page, "the exited client gone", (client) => !window.scopeGraph.graph.hasNode(client), newClient, 3 * LIMIT);
   check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
   console.log("the exited client left the graph without a reload");
+
+  // Time travel: on the timeline, a moment before the new client shows the graph without
+  // it; a link to a moment while it was connected, with it; Live goes back to the websocket.
+  await page.locator("#when").focus();
+  await until(page, "the timeline to reach the new client", (t) => Number(document.getElementById("when").max) >= t, beforeClient);
+  await page.locator("#when").evaluate((slider, t) => {
+    slider.value = String(t);
+    slider.dispatchEvent(new Event("change"));
+  }, beforeClient);
+  await until(page, "the moment before the new client", () => document.getElementById("status").textContent.startsWith("At "));
+  const hashTime = new URLSearchParams(new URL(page.url()).hash.slice(1)).get("time");
+  check(Date.parse(hashTime) === beforeClient * 1000, `the URL's time ${hashTime} is not the one picked`);
+  const past = await page.evaluate(([client, server, gone]) => {
+    const { graph } = window.scopeGraph;
+    return { first: graph.hasEdge(client, server), second: graph.hasNode(gone) };
+  }, [clientId, serverId, newClient]);
+  check(past.first && !past.second, `before the new client: ${JSON.stringify(past)}`);
+  await page.screenshot({ path: `${screenshots}/time-travel.png` });
+  await page.evaluate((time) => {
+    const params = new URLSearchParams(location.hash.slice(1));
+    params.set("time", time);
+    location.hash = `#${params}`;
+  }, whileConnected);
+  await until(page, "the new client at a moment it was connected", (client) => window.scopeGraph.graph.hasNode(client), newClient);
+  await page.locator("#live").click();
+  await until(page, "no time in the URL", () => !new URLSearchParams(location.hash.slice(1)).has("time"));
+  await until(
+    page,
+    "the live view without the exited client",
+    (client) => !window.scopeGraph.graph.hasNode(client) && /^\d+ nodes/.test(document.getElementById("status").textContent),
+    newClient,
+  );
+  console.log("the timeline shows the graph before and while the new client was there, then live");
 
   // The table mode lists the graph's nodes, sorts by a column, and opens a row's details.
   await page.locator("#mode").click();
@@ -177,11 +214,11 @@ try {
 
   // Another view: the URL says so, and the graph is that view's.
   await page.locator('#topologies button[data-view="hosts"]').click();
-  await page.waitForFunction(() => new URLSearchParams(location.hash.slice(1)).get("view") === "hosts", null, { timeout: LIMIT });
+  await until(page, "the hosts view in the URL", () => new URLSearchParams(location.hash.slice(1)).get("view") === "hosts");
   const hosts = await api("/api/topology/hosts?pseudo=show");
   const host = Object.keys(hosts.nodes).find((id) => id.endsWith(";<host>"));
   check(host, `the API lists no host: ${Object.keys(hosts.nodes)}`);
-  await page.waitForFunction((id) => window.scopeGraph.graph.hasNode(id), host, { timeout: LIMIT });
+  await until(page, "the host in the hosts view", (id) => window.scopeGraph.graph.hasNode(id), host);
   check(!(await page.evaluate((id) => window.scopeGraph.graph.hasNode(id), serverId)), "the hosts view still draws the server process");
   check((await page.locator('#topologies button[data-view="hosts"]').getAttribute("aria-current")) === "true", "the Hosts button is not marked current");
   await page.screenshot({ path: `${screenshots}/hosts.png` });
