@@ -20,6 +20,7 @@ mod maps;
 mod rewrite;
 mod savepoints;
 mod settings;
+mod show;
 mod vectors;
 
 use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
@@ -27,6 +28,7 @@ use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Du
 use async_trait::async_trait;
 use datafusion::{
     common::ParamValues,
+    dataframe::DataFrame,
     error::DataFusionError,
     logical_expr::LogicalPlan,
     prelude::SessionContext,
@@ -526,6 +528,7 @@ impl Handlers {
                 tables: Arc::clone(&tables),
             }),
             Arc::new(savepoints::Savepoints),
+            Arc::new(show::Show),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -624,10 +627,18 @@ impl ReadOnly {
             .execute_logical_plan(plan)
             .await
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        let options = FormatOptions::from_client_metadata(client.metadata());
-        let rows = encode_dataframe(frame, &Format::UnifiedText, Some(Arc::new(options))).await?;
-        Ok(Response::Query(rows))
+        text_rows(frame, client).await
     }
+}
+
+/// `frame`'s rows as an answer of the simple protocol (in text), formatted as the client asked.
+async fn text_rows(
+    frame: DataFrame,
+    client: &(dyn ClientInfo + Send + Sync),
+) -> PgWireResult<Response> {
+    let options = FormatOptions::from_client_metadata(client.metadata());
+    let rows = encode_dataframe(frame, &Format::UnifiedText, Some(Arc::new(options))).await?;
+    Ok(Response::Query(rows))
 }
 
 #[async_trait]
@@ -867,11 +878,7 @@ fn server_parameters() -> DefaultServerParameterProvider {
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.default_transaction_read_only = true;
     parameters.is_superuser = false;
-    parameters.server_version = format!(
-        "{} (Weave Scope {})",
-        functions::POSTGRES_VERSION,
-        env!("CARGO_PKG_VERSION")
-    );
+    parameters.server_version = settings::server_version();
     parameters
 }
 

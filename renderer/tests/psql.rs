@@ -596,8 +596,9 @@ async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
     let files_before = files(dir.path());
 
     let mut command = StdCommand::new("java");
+    // pgjdbc tells the server the JVM's time zone.
     command
-        .args(["-cp", PGJDBC, JDBC_CLIENT])
+        .args(["-Duser.timezone=Europe/Paris", "-cp", PGJDBC, JDBC_CLIENT])
         .arg(endpoint.addr.port().to_string())
         .arg("s3cret");
     let client = Process::spawn(command);
@@ -612,6 +613,8 @@ async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
     for expected in [
         "product ok PostgreSQL 16".to_owned(),
         "version".to_owned(),
+        "timezone ok Europe/Paris".to_owned(),
+        "show_version".to_owned(),
         "current_schema ok public,scope".to_owned(),
         "schemas ok history,pg_catalog,public".to_owned(),
         format!("tables ok {tables}"),
@@ -629,8 +632,9 @@ async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
     ] {
         let (result, line) = next(&expected);
         match expected.as_str() {
-            "version" => assert!(
-                result.starts_with("version ok 16.") && result.contains("Weave Scope"),
+            "version" | "show_version" => assert!(
+                result.starts_with(&format!("{expected} ok 16."))
+                    && result.ends_with(&format!("(Weave Scope {})", env!("CARGO_PKG_VERSION"))),
                 "{line}"
             ),
             // The first of processes' columns, with pgjdbc's names for their types.

@@ -1,7 +1,8 @@
-//! `pg_catalog.pg_settings` with the settings clients read from it rather than with `SHOW`:
-//! datafusion-pg-catalog's holds `standard_conforming_strings` only, and pgjdbc's foreign-key
-//! metadata (`getImportedKeys`, `getExportedKeys`: DBeaver's and Metabase's relations) fails
-//! without `max_index_keys`. The rest of pg_catalog is datafusion-pg-catalog's.
+//! The server's settings, in `pg_catalog.pg_settings` (for clients that read them from it rather
+//! than with `SHOW`, see [`super::show`]): datafusion-pg-catalog's holds
+//! `standard_conforming_strings` only, and pgjdbc's foreign-key metadata (`getImportedKeys`,
+//! `getExportedKeys`: DBeaver's and Metabase's relations) fails without `max_index_keys`. The
+//! rest of pg_catalog is datafusion-pg-catalog's.
 
 use std::sync::Arc;
 
@@ -19,6 +20,22 @@ use datafusion::{
 
 use super::functions::POSTGRES_VERSION;
 
+/// The server's version as it reports it (`server_version`), naming Scope after Postgres' number
+/// as a packaged Postgres names its distribution.
+pub fn server_version() -> String {
+    format!(
+        "{POSTGRES_VERSION} (Weave Scope {})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The value of setting `name` (lower case), if it is one of [`settings`].
+pub fn value(name: &str) -> Option<String> {
+    settings()
+        .into_iter()
+        .find_map(|(setting, value)| (setting == name).then_some(value))
+}
+
 /// Name and value of each setting, as Postgres 16 reports them for a read-only session.
 fn settings() -> Vec<(&'static str, String)> {
     let (major, minor) = POSTGRES_VERSION
@@ -31,7 +48,7 @@ fn settings() -> Vec<(&'static str, String)> {
         ("max_identifier_length", "63".into()),
         ("max_index_keys", "32".into()),
         ("server_encoding", "UTF8".into()),
-        ("server_version", POSTGRES_VERSION.into()),
+        ("server_version", server_version()),
         ("server_version_num", (major * 10_000 + minor).to_string()),
         ("standard_conforming_strings", "on".into()),
         ("transaction_read_only", "on".into()),

@@ -94,6 +94,9 @@ public class ScopeJdbc {
             DatabaseMetaData meta = con.getMetaData();
             check("product", () -> meta.getDatabaseProductName() + " " + meta.getDatabaseMajorVersion());
             check("version", meta::getDatabaseProductVersion);
+            // Metabase reports times in the zone the server says it is in.
+            check("timezone", () -> single(con, "SHOW TIMEZONE"));
+            check("show_version", () -> single(con, "SHOW server_version"));
             // DBeaver's first query on a Postgres connection.
             check("current_schema", () -> single(con, "SELECT current_schema()") + "," + single(con, "SELECT session_user"));
             check("schemas", () -> column(meta.getSchemas(), "TABLE_SCHEM"));
