@@ -13,6 +13,13 @@
 //! `BEGIN READ WRITE`) is refused with SQLSTATE 25006 before it is planned, on the simple and
 //! the extended protocol alike. What psql and drivers send around queries (`SET datestyle`,
 //! `SHOW`, `BEGIN`/`COMMIT`, cursors) works.
+//!
+//! # Layout
+//! - `frames`: bounds what a client sends before pgwire reads it;
+//! - `functions`, `settings`, `show`, `savepoints`: what Postgres clients (psql, SQLAlchemy,
+//!   pgjdbc) call or ask at start-up and for introspection, answered as Postgres does;
+//! - `rewrite`, `vectors`: Postgres syntax of catalog queries that DataFusion does not plan;
+//! - `maps`: map columns, which the wire cannot carry, as JSON text.
 
 mod frames;
 mod functions;
