@@ -66,6 +66,7 @@ async fn the_page_and_everything_it_loads_are_served_from_the_binary() {
         "/ui/shapes.js",
         "/ui/details.js",
         "/ui/table.js",
+        "/ui/search.js",
     ] {
         assert!(
             answers.contains_key(path),
@@ -112,14 +113,14 @@ async fn beyond_loopback_the_page_wants_the_token_too() {
     assert!(body.contains("/ui/app.js"), "{body}");
 }
 
-/// The layout's own tests (`renderer/ui/tests/layout.test.mjs`), in Node as the browser runs
-/// the module.
+/// The UI modules' own tests (`renderer/ui/tests/*.test.mjs`: the layout, the search syntax),
+/// in Node as the browser runs the modules.
 #[test]
-fn the_layout_keeps_every_node_in_its_place() {
+fn the_ui_modules_pass_their_own_tests() {
     if !scope_testkit::postgres::client_available("node", &["--version"], "node") {
         return;
     }
-    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/ui/tests/layout.test.mjs");
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/ui/tests/");
     let out = std::process::Command::new("node")
         .args(["--test", tests])
         .env_remove("LD_LIBRARY_PATH")

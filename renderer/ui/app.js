@@ -4,6 +4,7 @@
 
 import { renderDetails, renderDetailsError } from "./details.js";
 import { GraphView } from "./graph.js";
+import { parseSearch } from "./search.js";
 import { NodeTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +17,7 @@ const elements = {
   when: $("when"),
   whenLabel: $("when-label"),
   live: $("live"),
+  search: $("search"),
   status: $("status"),
   graph: $("graph"),
   list: $("node-list"),
@@ -36,7 +38,7 @@ let detailsRequest = 0;
 let momentRequest = 0;
 
 /** The hash's state: `view`, the view's option values, `node`, `mode` (graph or table), `time`
- * (an RFC 3339 moment to show instead of the live view). */
+ * (an RFC 3339 moment to show instead of the live view), `q` (the search). */
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const view = topologies.has(params.get("view")) ? params.get("view") : topologies.keys().next().value;
@@ -45,20 +47,27 @@ function readHash() {
     options[group.id] = params.get(group.id) ?? group.defaultValue;
   }
   const mode = params.get("mode") === "table" ? "table" : "graph";
-  return { view, options, node: params.get("node"), mode, time: params.get("time") };
+  return { view, options, node: params.get("node"), mode, time: params.get("time"), q: params.get("q") ?? "" };
 }
 
-function hashFor({ view, options, node, mode, time }) {
+function hashFor({ view, options, node, mode, time, q }) {
   const params = new URLSearchParams({ view, ...options });
   if (node) params.set("node", node);
   if (mode === "table") params.set("mode", mode);
   if (time) params.set("time", time);
+  if (q) params.set("q", q);
   return `#${params}`;
 }
 
-/** Goes to a new state; the hashchange shows it. */
-function go(state) {
-  location.hash = hashFor(state);
+/** Goes to a new state; the hashchange shows it. `replace`: without a step in the history
+ * (a search typed letter by letter). */
+function go(state, { replace = false } = {}) {
+  if (!replace) {
+    location.hash = hashFor(state);
+    return;
+  }
+  history.replaceState(null, "", hashFor(state));
+  show();
 }
 
 /** The href that selects `node` in `view` with that view's default options, at the same moment. */
@@ -200,7 +209,7 @@ function disconnect() {
 /** After the graph changed: the status line and, when shown, the table. */
 function drawn(prefix) {
   setStatus(`${prefix}${graph.graph.order} nodes, ${graph.graph.size} edges`);
-  if (!elements.table.hidden) table.render([...graph.summaries.values()]);
+  if (!elements.table.hidden) table.render(graph.visible());
 }
 
 /** The view as it was at `shown.time`, from the listing (the websocket only plays forward). */
@@ -242,9 +251,10 @@ async function show() {
     if (time) await showMoment();
     else if (!paused) connect();
   }
+  applySearch(state.q);
   const tableMode = state.mode === "table";
   elements.mode.setAttribute("aria-pressed", String(tableMode));
-  if (tableMode) table.render([...graph.summaries.values()]);
+  if (tableMode) table.render(graph.visible());
   elements.table.hidden = !tableMode;
   // Other options or another moment change a node's details too.
   if (changed || state.node !== (elements.details.hidden ? null : elements.details.dataset.node)) {
@@ -289,6 +299,18 @@ elements.pause.addEventListener("click", () => {
     connect();
   }
 });
+
+/** Filters the graph and the table by the search; a query that cannot be read says why and
+ * filters nothing. */
+function applySearch(query) {
+  if (document.activeElement !== elements.search) elements.search.value = query;
+  const { matches, error } = parseSearch(query);
+  elements.search.setCustomValidity(error ?? "");
+  elements.search.title = error ?? "";
+  graph.setFilter(matches ?? (() => true));
+}
+
+elements.search.addEventListener("input", () => go({ ...readHash(), q: elements.search.value }, { replace: true }));
 
 /** How far back the timeline reaches: the default `--retention`. A moment before the oldest
  * snapshot kept shows an empty graph, as the API answers it. */

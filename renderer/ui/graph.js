@@ -64,6 +64,8 @@ export class GraphView {
     this.onSelect = onSelect;
     /** The hovered node and its neighbours, drawn while the rest fades. */
     this.highlighted = null;
+    /** Which summaries the search leaves drawn. */
+    this.filter = () => true;
     this.sigma = new Sigma(this.graph, container, {
       nodeProgramClasses: SHAPE_PROGRAMS,
       defaultNodeType: "circle",
@@ -75,12 +77,14 @@ export class GraphView {
       labelSize: 12,
       zIndex: true,
       nodeReducer: (node, data) => {
+        if (!this.filter(this.summaries.get(node))) return { ...data, hidden: true };
         if (!this.highlighted || this.highlighted.has(node)) return { ...data, zIndex: 1 };
         return { ...data, color: FADED, label: "", labelMinor: "", zIndex: 0 };
       },
       edgeReducer: (edge, data) => {
-        if (!this.highlighted) return data;
         const [source, target] = this.graph.extremities(edge);
+        if (!this.filter(this.summaries.get(source)) || !this.filter(this.summaries.get(target))) return { ...data, hidden: true };
+        if (!this.highlighted) return data;
         const lit = this.highlighted.has(source) && this.highlighted.has(target);
         return lit ? { ...data, zIndex: 1 } : { ...data, color: FADED, zIndex: 0 };
       },
@@ -132,6 +136,8 @@ export class GraphView {
       (id) => [...(peers.get(id) ?? [])],
     );
     for (const summary of changed) {
+      // Before the node, which sigma filters by it.
+      this.summaries.set(summary.id, summary);
       this.graph.mergeNode(summary.id, {
         ...this.layout.position(summary.id),
         label: summary.label,
@@ -140,7 +146,6 @@ export class GraphView {
         size: SIZE,
         color: colour(summary),
       });
-      this.summaries.set(summary.id, summary);
       this.listItem(summary);
     }
     // Edges once every node of the delta exists: a node may name one added after it.
@@ -167,6 +172,17 @@ export class GraphView {
       this.items.set(summary.id, item);
     }
     item.firstChild.textContent = summary.labelMinor ? `${summary.label} (${summary.labelMinor})` : summary.label;
+  }
+
+  /** Draws only the nodes whose summaries `matches`. */
+  setFilter(matches) {
+    this.filter = matches;
+    this.sigma.refresh({ skipIndexation: true });
+  }
+
+  /** The summaries of the nodes the search leaves. */
+  visible() {
+    return [...this.summaries.values()].filter(this.filter);
   }
 
   /** Fades all but `node` and its neighbours, or nothing when `node` is null. */

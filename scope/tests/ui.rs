@@ -3,10 +3,10 @@
 //! the client, the server and the edge between them with the API's labels; clicking the server
 //! opens its details with the API's metadata and the client inbound; a client connecting later
 //! arrives through the websocket without a reload, and leaves once it exits; the table mode
-//! lists the graph's nodes, sorted by a column; a moment picked on the timeline before the
-//! later client shows the graph without it; switching view changes the URL and the graph;
-//! a link opens the view and node it names. The page must log no error and ask nothing of any
-//! other origin.
+//! lists the graph's nodes, sorted by a column, and a search `pid: <server's>` leaves the
+//! server alone; a moment picked on the timeline before the later client shows the graph
+//! without it; switching view changes the URL and the graph; a link opens the view and node it
+//! names. The page must log no error and ask nothing of any other origin.
 
 mod support;
 
@@ -125,7 +125,7 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
     for expected in [
         "the exited client left the graph without a reload",
         "the timeline shows the graph before and while the new client was there, then live",
-        "the table lists the graph's nodes, sorts and opens details",
+        "the table lists the graph's nodes, sorts, searches and opens details",
         "switching to hosts changes the URL and the graph",
         "a link opens the view and node it names",
         "done",

@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = &[
     asset!("shapes.js", JAVASCRIPT),
     asset!("details.js", JAVASCRIPT),
     asset!("table.js", JAVASCRIPT),
+    asset!("search.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!(
         "graphology.umd.min.js",

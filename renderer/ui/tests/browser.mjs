@@ -205,12 +205,27 @@ try {
     .filter(Boolean)
     .map(Number);
   check(pids.length >= 2 && pids.every((pid, i) => i === 0 || pids[i - 1] <= pid), `not sorted by PID: ${pids}`);
+  // Scope's search: `pid: <the server's>` leaves the server alone, in the table and the graph.
+  await page.locator("#search").fill(`pid: ${serverId.split(";")[1]}`);
+  await until(
+    page,
+    "the search to leave the server alone",
+    (id) => {
+      const rows = [...document.querySelectorAll("#table tbody tr")].map((tr) => tr.dataset.id);
+      const drawn = window.scopeGraph.visible().map((summary) => summary.id);
+      return rows.length === 1 && rows[0] === id && drawn.length === 1 && drawn[0] === id;
+    },
+    serverId,
+  );
+  check(new URLSearchParams(new URL(page.url()).hash.slice(1)).get("q") === `pid: ${serverId.split(";")[1]}`, `the URL lacks the search: ${page.url()}`);
+  await page.locator("#search").fill("");
+  await until(page, "every row back", (count) => document.querySelectorAll("#table tbody tr").length === count, rows.length);
   await page.locator(`#table tbody tr[data-id="${serverId}"]`).click();
   await page.locator(`#details[data-node="${serverId}"]`).waitFor({ state: "visible", timeout: LIMIT });
   await page.screenshot({ path: `${screenshots}/table.png` });
   await page.locator("#mode").click();
   await page.locator("#table").waitFor({ state: "hidden", timeout: LIMIT });
-  console.log("the table lists the graph's nodes, sorts and opens details");
+  console.log("the table lists the graph's nodes, sorts, searches and opens details");
 
   // Another view: the URL says so, and the graph is that view's.
   await page.locator('#topologies button[data-view="hosts"]').click();
