@@ -87,29 +87,45 @@ try {
   check(buttons.includes(`${listing.nodes[serverId].label} (${listing.nodes[serverId].labelMinor})`), `no button for the server: ${buttons}`);
   console.log(`labels match the API (${compared} nodes)`);
 
-  // WebGL drew the server where sigma says it is, in its colour.
+  // WebGL drew the server where sigma says it is, in its colour. The view rescales when a node
+  // arrives or leaves (chromium's own connections come and go), so a place read just before
+  // may be stale: a few tries.
   const box = await page.locator("#graph").boundingBox();
-  const at = await page.evaluate((id) => window.scopeGraph.viewportPosition(id), serverId);
   const colour = await page.evaluate((id) => window.scopeGraph.graph.getNodeAttribute(id, "color"), serverId);
-  const pixel = await page.screenshot({ clip: { x: box.x + at.x, y: box.y + at.y, width: 1, height: 1 } });
-  const drawnColour = await page.evaluate(async (png) => {
-    const image = new Image();
-    image.src = `data:image/png;base64,${png}`;
-    await image.decode();
-    const canvas = new OffscreenCanvas(1, 1);
-    const context = canvas.getContext("2d");
-    context.drawImage(image, 0, 0);
-    const [r, g, b] = context.getImageData(0, 0, 1, 1).data;
-    return `#${[r, g, b].map((c) => c.toString(16).padStart(2, "0")).join("")}`;
-  }, pixel.toString("base64"));
-  check(drawnColour === colour, `the server's centre is ${drawnColour}, its colour ${colour}`);
+  const centre = async () => {
+    const at = await page.evaluate((id) => window.scopeGraph.viewportPosition(id), serverId);
+    return { x: box.x + at.x, y: box.y + at.y };
+  };
+  const colourAt = async ({ x, y }) => {
+    const pixel = await page.screenshot({ clip: { x, y, width: 1, height: 1 } });
+    return page.evaluate(async (png) => {
+      const image = new Image();
+      image.src = `data:image/png;base64,${png}`;
+      await image.decode();
+      const canvas = new OffscreenCanvas(1, 1);
+      const context = canvas.getContext("2d");
+      context.drawImage(image, 0, 0);
+      const [r, g, b] = context.getImageData(0, 0, 1, 1).data;
+      return `#${[r, g, b].map((c) => c.toString(16).padStart(2, "0")).join("")}`;
+    }, pixel.toString("base64"));
+  };
+  const seen = [];
+  for (let tries = 0; tries < 5 && seen.at(-1) !== colour; tries++) seen.push(await colourAt(await centre()));
+  check(seen.at(-1) === colour, `the server's centre is ${seen}, its colour ${colour}`);
   await page.screenshot({ path: `${screenshots}/processes.png` });
   console.log("the server is drawn in its colour");
 
   // A click on the server opens its details, with the API's metadata and the client inbound.
-  await page.mouse.click(box.x + at.x, box.y + at.y);
   const panel = page.locator(`#details[data-node="${serverId}"]`);
-  await panel.waitFor({ state: "visible", timeout: LIMIT });
+  for (let tries = 0; ; tries++) {
+    await page.mouse.click(...Object.values(await centre()));
+    try {
+      await panel.waitFor({ state: "visible", timeout: 5_000 });
+      break;
+    } catch (error) {
+      if (tries === 4) throw new Error(`clicking the server opened no details: ${error.message}`);
+    }
+  }
   const { node: details } = await api(`/api/topology/processes/${encodeURIComponent(serverId)}?unconnected=hide`);
   check((await panel.locator("h2").textContent()) === details.label, "the panel's title is not the server's label");
   const info = await panel.locator("section").filter({ hasText: "Info" }).locator("tr").evaluateAll((rows) =>
