@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use scope_benches::{LoadArgs, main_loop};
 
+/// As in the `scope` binary, so the figures are of what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = LoadArgs::parse();
     if let Err(reason) = args.validate() {

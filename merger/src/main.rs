@@ -1,5 +1,10 @@
 //! `scope-merger`: one member of the merger consumer group.
 
+/// See the workspace's `mimalloc` entry: freeing a retired snapshot must not stall the threads
+/// that serve the next one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     scope_kafka::service::main::<scope_merger::MergerArgs>(

@@ -90,6 +90,11 @@ struct SqlArgs {
     limits: QueryArgs,
 }
 
+/// See the workspace's `mimalloc` entry: freeing a retired snapshot must not stall the threads
+/// that serve the next one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
