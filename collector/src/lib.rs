@@ -1,8 +1,9 @@
 //! Scope's collector: the probe that runs on every host.
 //!
 //! It publishes TCP connections as [`scope_schemas::ConnectionEvent`]s on `scope.connections`
-//! as they happen, learnt from the eBPF tracker ([`scope_ebpf`]) or, where it cannot load,
-//! from `/proc` every `--spy-interval` (`tracker`). It reads `/proc` every spy for processes
+//! as they happen (a batch of them a record, [`scope_schemas::ConnectionEvents`]), learnt
+//! from the eBPF tracker ([`scope_ebpf`]) or, where it cannot load, from `/proc` every
+//! `--spy-interval` (`tracker`). It reads `/proc` every spy for processes
 //! and the host itself, published as [`scope_schemas::ReportDelta`]s on `scope.reports`
 //! (every `--publish-interval`, full every `--full-every` publishes).
 //! Mergers turn these streams into snapshots; the collector keeps no history and talks to
