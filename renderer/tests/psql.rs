@@ -625,6 +625,7 @@ async fn jdbc_tools_open_it_as_dbeaver_and_metabase_do() {
         "prepared ok wget,postgres,wget,postgres,wget,postgres".to_owned(),
         "transaction ok 2,2".to_owned(),
         "read_only ok true,2".to_owned(),
+        "read_only_insert error 25006".to_owned(),
         "insert error 25006".to_owned(),
         "create error 25006".to_owned(),
         "prepared_insert error 25006".to_owned(),

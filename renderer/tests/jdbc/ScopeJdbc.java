@@ -174,6 +174,18 @@ public class ScopeJdbc {
                 con.setReadOnly(false);
                 return readOnly + "," + hosts;
             });
+            // In a transaction pgjdbc opens with BEGIN READ ONLY.
+            check("read_only_insert", () -> {
+                con.setReadOnly(true);
+                con.setAutoCommit(false);
+                try {
+                    return update(con, "INSERT INTO hosts (host_id) VALUES ('x')");
+                } finally {
+                    con.rollback();
+                    con.setAutoCommit(true);
+                    con.setReadOnly(false);
+                }
+            });
             check("insert", () -> update(con, "INSERT INTO hosts (host_id) VALUES ('x')"));
             check("create", () -> update(con, "CREATE TABLE t (a INT)"));
             check("prepared_insert", () -> {
