@@ -106,6 +106,9 @@ async function loadTopologies() {
       button.className = index ? "sub" : "";
       button.textContent = entry.name;
       button.title = `${entry.stats.node_count} nodes, ${entry.stats.edge_count} edges`;
+      // As Scope: a view that is empty here (no Kubernetes, say) is not offered, unless shown.
+      button.hidden = entry.hide_if_empty && entry.stats.node_count === 0 && id !== shown.view;
+      button.setAttribute("aria-current", String(id === shown.view));
       button.addEventListener("click", () => go({ ...readHash(), view: id, options: defaults(id), node: null }));
       group.append(button);
     }
@@ -113,6 +116,9 @@ async function loadTopologies() {
   }
   elements.topologies.replaceChildren(...nav);
 }
+
+/** The views again, for their counts and which are empty. */
+const TOPOLOGIES_EVERY_MS = 10_000;
 
 /** The option groups of the current view: a select each, or checkboxes for a union. */
 function renderOptions(state) {
@@ -148,7 +154,9 @@ function renderOptions(state) {
   });
   elements.options.replaceChildren(...groups);
   for (const button of elements.topologies.querySelectorAll("button")) {
-    button.setAttribute("aria-current", String(button.dataset.view === state.view));
+    const current = button.dataset.view === state.view;
+    button.setAttribute("aria-current", String(current));
+    if (current) button.hidden = false;
   }
 }
 
@@ -355,6 +363,7 @@ try {
   await loadTopologies();
   timelineToNow();
   await show();
+  setInterval(() => loadTopologies().catch((error) => console.warn("reloading the views failed:", error.message)), TOPOLOGIES_EVERY_MS);
 } catch (error) {
   setStatus(`Cannot load the views: ${error.message}`);
 }
