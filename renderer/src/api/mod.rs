@@ -502,7 +502,8 @@ async fn run_sql(
 
 /// The rows of a query as a body, encoded batch by batch as they come. The query ends when
 /// the body does: dropped with it when the client goes away, or cut (the response left
-/// incomplete, so the client sees an error) when it fails or outlives `deadline`.
+/// incomplete, so the client sees an error) when it fails or outlives `deadline`. Fused: the
+/// compression layer polls a body once more after its end, which `unfold` answers by panicking.
 fn streamed(
     rows: SendableRecordBatchStream,
     first: Option<RecordBatch>,
@@ -535,6 +536,7 @@ fn streamed(
             }
         }
     })
+    .fuse()
 }
 
 /// Query results as JSON rows or an Arrow IPC stream, written batch by batch.
