@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use scope_testkit::{Docker, Process, free_port, wait_for};
+use scope_testkit::{Docker, free_port, wait_for};
 use serde_json::Value;
-use support::{Up, get_json, hostname};
+use support::{Up, get_json, hostname, listening_server};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -55,15 +55,7 @@ fn two_containers_talking_are_two_nodes_with_an_edge_and_the_host_is_uncontained
 
     // A process of the host, in no container, that a container connects to.
     let host_port = free_port();
-    let host_server = Process::python(
-        &format!(
-            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-             s.bind(('0.0.0.0',{host_port}));s.listen()\nprint('listening',flush=True)\n\
-             held=[]\nwhile True: held.append(s.accept()[0])"
-        ),
-        &[],
-    );
-    host_server.line(Duration::from_secs(10), "listening");
+    let host_server = listening_server("0.0.0.0", host_port);
 
     // `sleep | nc` keeps each connection open: nc's input never ends.
     let server = docker.run(

@@ -14,7 +14,7 @@ use scope_testkit::{
     scope_api_script, wait_for,
 };
 use serde_json::Value;
-use support::{Up, hostname};
+use support::{Up, connected_client, hostname, listening_server};
 
 /// Runs each argument as one statement through pg8000's extended protocol (Parse, Bind,
 /// Execute) and prints `ok` or `error <SQLSTATE>` for each.
@@ -114,18 +114,7 @@ fn the_api_and_psql_show_real_processes_connecting_and_the_websocket_their_leavi
     );
 
     let server_port = free_port();
-    let server = Process::python(
-        &format!(
-            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-             s.bind(('127.0.0.1',{server_port}));s.listen()\nprint('listening',flush=True)\n\
-             held=[]\nwhile True: held.append(s.accept()[0])"
-        ),
-        &[],
-    );
-    assert_eq!(
-        server.line(Duration::from_secs(10), "listening"),
-        "listening"
-    );
+    let server = listening_server("127.0.0.1", server_port);
     wait_for("the HTTP API to answer", Duration::from_secs(60), || {
         get_json(&format!("{}/api", up.api))
     });
@@ -141,17 +130,7 @@ fn the_api_and_psql_show_real_processes_connecting_and_the_websocket_their_leavi
         .expect("a JSON message");
     assert_eq!(reset["reset"], true, "{reset}");
 
-    let client = Process::python(
-        &format!(
-            "import socket,time\nc=socket.create_connection(('127.0.0.1',{server_port}))\n\
-             print('connected',flush=True)\ntime.sleep(600)"
-        ),
-        &[],
-    );
-    assert_eq!(
-        client.line(Duration::from_secs(10), "connected"),
-        "connected"
-    );
+    let client = connected_client(server_port);
     let host = hostname();
     let client_id = format!("{host};{}", client.pid());
     let server_id = format!("{host};{}", server.pid());

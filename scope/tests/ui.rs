@@ -13,26 +13,11 @@ mod support;
 use std::{path::Path, process::Command, time::Duration};
 
 use scope_testkit::{Process, free_port, postgres::client_available, wait_for};
-use support::{Up, get_json, hostname};
+use support::{Up, connected_client, get_json, hostname, listening_server};
 
 const UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../renderer/ui");
 
 /// A client of `port` that stays connected and prints `connected`.
-fn client(port: u16) -> Process {
-    let client = Process::python(
-        &format!(
-            "import socket,time\nc=socket.create_connection(('127.0.0.1',{port}))\n\
-             print('connected',flush=True)\ntime.sleep(600)"
-        ),
-        &[],
-    );
-    assert_eq!(
-        client.line(Duration::from_secs(10), "connected"),
-        "connected"
-    );
-    client
-}
-
 /// The browser's next line, which must not be its failure.
 fn step(browser: &Process, expected: &str) -> String {
     let line = browser.line(Duration::from_secs(120), expected);
@@ -59,19 +44,8 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
         &dir.path().join("up.log"),
     );
     let server_port = free_port();
-    let server = Process::python(
-        &format!(
-            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-             s.bind(('127.0.0.1',{server_port}));s.listen()\nprint('listening',flush=True)\n\
-             held=[]\nwhile True: held.append(s.accept()[0])"
-        ),
-        &[],
-    );
-    assert_eq!(
-        server.line(Duration::from_secs(10), "listening"),
-        "listening"
-    );
-    let first = client(server_port);
+    let server = listening_server("127.0.0.1", server_port);
+    let first = connected_client(server_port);
     let host = hostname();
     let server_id = format!("{host};{}", server.pid());
     let client_id = format!("{host};{}", first.pid());
@@ -112,7 +86,7 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
         let line = step(&browser, expected);
         assert!(line.starts_with(expected), "{line}");
     }
-    let second = client(server_port);
+    let second = connected_client(server_port);
     browser.write_line(&format!("{host};{}", second.pid()));
     for expected in [
         "the new client's edge arrived without a reload, nothing moved",

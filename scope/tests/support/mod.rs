@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use scope_testkit::{http_request, wait_for};
+use scope_testkit::{Process, http_request, wait_for};
 
 pub const SCOPE: &str = env!("CARGO_BIN_EXE_scope");
 
@@ -158,4 +158,38 @@ pub fn get_json(url: &str) -> Option<serde_json::Value> {
     (status == 200)
         .then(|| serde_json::from_slice(&body).ok())
         .flatten()
+}
+
+/// A Python process listening on `addr:port` that accepts and holds every connection, once it
+/// listens.
+pub fn listening_server(addr: &str, port: u16) -> Process {
+    let server = Process::python(
+        &format!(
+            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{addr}',{port}));s.listen()\nprint('listening',flush=True)\n\
+             held=[]\nwhile True: held.append(s.accept()[0])"
+        ),
+        &[],
+    );
+    assert_eq!(
+        server.line(Duration::from_secs(10), "listening"),
+        "listening"
+    );
+    server
+}
+
+/// A Python process holding one connection to 127.0.0.1:`port`, once it is connected.
+pub fn connected_client(port: u16) -> Process {
+    let client = Process::python(
+        &format!(
+            "import socket,time\nc=socket.create_connection(('127.0.0.1',{port}))\n\
+             print('connected',flush=True)\ntime.sleep(600)"
+        ),
+        &[],
+    );
+    assert_eq!(
+        client.line(Duration::from_secs(10), "connected"),
+        "connected"
+    );
+    client
 }
