@@ -11,7 +11,7 @@ use common::{
     served::{Served, get_json, node_ids, request, serve},
 };
 use scope_renderer::{api::ApiArgs, render::render};
-use scope_testkit::{Process, http_request, scope_api_script};
+use scope_testkit::{Process, http_request, python_json, scope_api_script};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -126,19 +126,7 @@ print(json.dumps({"zipped": zipped, "plain": plain, "same": json.loads(gzip.deco
                   "nodes": sorted(json.loads(raw)["nodes"]),
                   "rows_zipped": rows_zipped, "rows": json.loads(gzip.decompress(rows))}))
 "#;
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new("python3")
-            .args(["-c", script, &url, &sql])
-            .env_remove("LD_LIBRARY_PATH")
-            .output()
-    })
-    .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answer = tokio::task::block_in_place(|| python_json(script, &[&url, &sql]));
     assert_eq!(answer["zipped"], "gzip", "{answer}");
     assert!(answer["plain"].is_null(), "{answer}");
     assert_eq!(answer["same"], true, "{answer}");

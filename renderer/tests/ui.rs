@@ -7,7 +7,7 @@
 mod common;
 
 use common::served::{request, serve};
-use serde_json::Value;
+use scope_testkit::python_json;
 
 /// Fetches `/` and what it references, transitively (`src`/`href` of the page, `from "./x"`
 /// of the modules), as a browser would; prints, per path, its status and headers.
@@ -39,19 +39,7 @@ print(json.dumps(answers))
 async fn the_page_and_everything_it_loads_are_served_from_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path(), None).await;
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new("python3")
-            .args(["-c", CRAWL, &served.base])
-            .env_remove("LD_LIBRARY_PATH")
-            .output()
-    })
-    .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answers = tokio::task::block_in_place(|| python_json(CRAWL, &[&served.base]));
     let answers = answers.as_object().unwrap();
     // The page, its stylesheet, the two npm bundles, the entry module and the modules it
     // imports: a module missing from the embedded table would be a 404 here.

@@ -40,7 +40,7 @@ pub use cgroup::Cgroup;
 pub use component::Running;
 pub use docker::{Container, Docker};
 pub use netns::Netns;
-pub use process::{Process, free_port, python3, rss_bytes, run};
+pub use process::{Process, free_port, python_json, python3, rss_bytes, run};
 pub use scope_api::{http_request, scope_api_file, scope_api_script};
 /// The clock of the pipeline's records, for test data that must look recent (the merger's
 /// window and the renderer's retention drop what is old).

@@ -60,6 +60,30 @@ pub fn run(args: &[&str]) {
     );
 }
 
+/// Runs a Python script as a user would (the `python3` on PATH, which scripts/setup installs
+/// packages for, without cargo's `LD_LIBRARY_PATH`) and reads the JSON it prints; its
+/// failure fails the test with its stderr.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the script printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// A child process, killed when dropped so that a failing test leaves none behind, whose
 /// stdout lines can be awaited (a server printing that it listens, a client the port it
 /// connected from) and whose stdin takes lines (a cue to do the next step).
