@@ -72,7 +72,7 @@ pub use stats::{Stats, stats};
 pub use tracker::TrackerChoice;
 
 use scope_ebpf::Tracker;
-use scope_kafka::component::Component;
+use scope_runtime::component::Component;
 
 use crate::{
     conntrack::Conntrack,

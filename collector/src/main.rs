@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    scope_kafka::service::main::<scope_collector::CollectorArgs>(
+    scope_runtime::service::main::<scope_collector::CollectorArgs>(
         "scope-collector",
         "Reports this node's connections, processes and host to Kafka",
     )

@@ -30,7 +30,7 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
 };
 use scope_kafka::KafkaArgs;
-use scope_kafka::throttle::Throttle;
+use scope_runtime::throttle::Throttle;
 use scope_schemas::{ConnectionEvent, ConnectionEvents, Record, ReportDelta, topics};
 
 use crate::{Error, stats::Stats};

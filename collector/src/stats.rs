@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use scope_ebpf::EventKind;
-use scope_kafka::metrics::Families;
+use scope_runtime::metrics::Families;
 
 use crate::{
     container::{cri::CriStats, docker::DockerStats},
@@ -180,7 +180,7 @@ mod metrics_tests {
         stats.set_tracker_mode(TrackerMode::Ebpf);
         stats.kernel_event(EventKind::Accept);
         stats.kernel_event(EventKind::Accept);
-        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let text = scope_runtime::metrics::encode(|out| stats.write_metrics(out));
         let counters = [
             "scope_collector_events_published",
             "scope_collector_deltas_published",

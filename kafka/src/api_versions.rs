@@ -37,7 +37,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::{
+use scope_runtime::{
     metrics::Families,
     throttle::{LOG_EVERY, Throttle},
 };

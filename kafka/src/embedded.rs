@@ -78,7 +78,7 @@ impl EmbeddedBroker {
     }
 
     /// The counters of every embedded broker of this process (its proxy's refusals).
-    pub fn write_metrics(out: &mut crate::metrics::Families) {
+    pub fn write_metrics(out: &mut scope_runtime::metrics::Families) {
         crate::api_versions::write_metrics(out);
     }
 }

@@ -1,4 +1,5 @@
-//! What every Scope process shares: Kafka plumbing and the process life cycle.
+//! Kafka for every Scope process: how its clients are configured, the topics it makes, and
+//! the broker `scope up` embeds.
 //!
 //! # Layout
 //! - [`KafkaArgs`]: `--brokers` and `-X key=value` librdkafka properties, the one way every
@@ -9,22 +10,11 @@
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
 //!   and loses messages under load. `api_versions` is the framing proxy in front of it that
 //!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read.
-//! - [`component`]: [`component::Component`], the trait every stage implements (validate,
-//!   metrics, `run(self, cx)`), and its [`component::Context`].
-//! - [`service`]: logging, signals, `--check-config`, `--metrics-addr` and exit codes for every
-//!   binary.
-//! - [`throttle`]: [`throttle::Throttle`], one log line per interval for a repeated problem.
-//! - [`metrics`]: every component's counters as [`metrics::Families`], encoded by
-//!   prometheus-client and served at `GET /metrics` by axum.
 
 #[cfg(feature = "embedded")]
 mod api_versions;
-pub mod component;
 #[cfg(feature = "embedded")]
 mod embedded;
-pub mod metrics;
-pub mod service;
-pub mod throttle;
 
 use std::time::Duration;
 
@@ -83,9 +73,8 @@ impl KafkaArgs {
     }
 }
 
-/// Why a shared piece of plumbing failed: creating topics, serving metrics, or starting the
-/// embedded broker. The merger and renderer only warn when topics cannot be made; `scope up`
-/// and the `--metrics-addr` listener stop the process.
+/// Why the Kafka plumbing failed: creating topics, or starting the embedded broker. The merger
+/// and renderer only warn when topics cannot be made; `scope up` stops.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// librdkafka refused the admin client's configuration, before any broker is contacted:
@@ -98,13 +87,6 @@ pub enum Error {
     /// or create the topic by hand.
     #[error("creating topic {topic}: {source}")]
     CreateTopic { topic: String, source: KafkaError },
-    /// `--metrics-addr` could not be bound: the port is in use (often another Scope process),
-    /// or it is below 1024 without the privilege. Choose another address or free the port.
-    #[error("listening for metrics on {addr}: {source}")]
-    MetricsListen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
     /// The embedded broker of `scope up` could not start: most often its listen address
     /// (`--listen`) is in use, e.g. by a real Kafka; pass `--brokers` or another `--listen`.
     #[cfg(feature = "embedded")]

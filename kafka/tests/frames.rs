@@ -3,7 +3,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics, metrics};
+use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_runtime::metrics;
 use scope_schemas::topics::{Cleanup, TopicSpec};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scope_kafka::{
-    KafkaArgs,
+use scope_kafka::KafkaArgs;
+use scope_runtime::{
     component::{Component, Context},
     metrics::Families,
     service::default_duration,

@@ -7,7 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    scope_kafka::service::main::<scope_merger::MergerArgs>(
+    scope_runtime::service::main::<scope_merger::MergerArgs>(
         "scope-merger",
         "Merges collector deltas into windowed Parquet snapshots",
     )

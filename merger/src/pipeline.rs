@@ -30,7 +30,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scope_kafka::{component::Component, throttle::Throttle};
+use scope_runtime::{component::Component, throttle::Throttle};
 use scope_schemas::{
     ConnectionEvent, ConnectionEvents, Record, ReportDelta, SnapshotInput, topics,
 };
@@ -133,7 +133,7 @@ pub(crate) async fn run(
     consumer.unsubscribe();
     // Closing polls until the group is left, which blocks.
     let closed = tokio::task::spawn_blocking(move || drop(consumer)).await;
-    let stats = scope_kafka::metrics::Families::of(|out| merger.stats.write_metrics(out));
+    let stats = scope_runtime::metrics::Families::of(|out| merger.stats.write_metrics(out));
     tracing::info!(
         snapshot_time_us = t,
         ok = last.is_ok(),

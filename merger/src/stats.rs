@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use scope_kafka::metrics::Families;
+use scope_runtime::metrics::Families;
 use scope_schemas::topics;
 
 /// Counters of one input topic.
@@ -171,7 +171,7 @@ mod tests {
         let stats = Stats::default();
         stats.reports.malformed.fetch_add(3, Ordering::Relaxed);
         stats.skewed_hosts.store(2, Ordering::Relaxed);
-        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let text = scope_runtime::metrics::encode(|out| stats.write_metrics(out));
         let per_topic = [
             "scope_merger_messages_applied",
             "scope_merger_duplicate_messages",

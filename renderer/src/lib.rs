@@ -41,8 +41,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use scope_kafka::{
-    KafkaArgs,
+use scope_kafka::KafkaArgs;
+use scope_runtime::{
     component::{Component, Context},
     metrics::Families,
 };
@@ -170,12 +170,12 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its value, for a log line.
-    pub fn metrics(&self) -> scope_kafka::metrics::Families {
-        scope_kafka::metrics::Families::of(|out| self.write_metrics(out))
+    pub fn metrics(&self) -> scope_runtime::metrics::Families {
+        scope_runtime::metrics::Families::of(|out| self.write_metrics(out))
     }
 
     /// Every counter as a metric family: what a scrape of `--metrics-addr` shows.
-    pub fn write_metrics(&self, out: &mut scope_kafka::metrics::Families) {
+    pub fn write_metrics(&self, out: &mut scope_runtime::metrics::Families) {
         for (name, help, counter) in self.counters() {
             out.counter(name, help, counter.load(Ordering::Relaxed));
         }
@@ -299,7 +299,7 @@ mod tests {
     fn a_scrape_shows_every_counter_by_its_name() {
         let stats = Stats::default();
         stats.nodes_published.fetch_add(5, Ordering::Relaxed);
-        let text = scope_kafka::metrics::encode(|out| stats.write_metrics(out));
+        let text = scope_runtime::metrics::encode(|out| stats.write_metrics(out));
         let families = [
             "scope_renderer_snapshots_rendered",
             "scope_renderer_snapshots_missing",

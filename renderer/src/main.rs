@@ -7,7 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    scope_kafka::service::main::<scope_renderer::RendererArgs>(
+    scope_runtime::service::main::<scope_renderer::RendererArgs>(
         "scope-renderer",
         "Renders topology views of each snapshot with SQL and publishes them",
     )

@@ -82,7 +82,7 @@ use datafusion_postgres::{
 };
 use futures_sink::Sink;
 use ip_network::IpNetwork;
-use scope_kafka::throttle::{LOG_EVERY, Throttle};
+use scope_runtime::throttle::{LOG_EVERY, Throttle};
 use tokio::{
     io::{AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream, UnixStream},

@@ -25,7 +25,7 @@ use rdkafka::{
     error::KafkaError,
     message::BorrowedMessage,
 };
-use scope_kafka::{component::Component, throttle::Throttle};
+use scope_runtime::{component::Component, throttle::Throttle};
 use scope_schemas::{Record, Snapshot, snapshot::table, topics};
 use tokio_util::sync::CancellationToken;
 

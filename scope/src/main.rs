@@ -5,11 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use scope_collector::CollectorArgs;
-use scope_kafka::{
-    EmbeddedBroker, KafkaArgs,
-    component::{Component, Context},
-    service::{self, Cli as ComponentCli},
-};
+use scope_kafka::{EmbeddedBroker, KafkaArgs};
 use scope_merger::MergerArgs;
 use scope_renderer::{
     RendererArgs,
@@ -17,6 +13,10 @@ use scope_renderer::{
     network::NetworkArgs,
     postgres::PostgresArgs,
     sql::{self, QueryArgs},
+};
+use scope_runtime::{
+    component::{Component, Context},
+    service::{self, Cli as ComponentCli},
 };
 use scope_schemas::{View, topics};
 use tokio_util::sync::CancellationToken;
@@ -179,7 +179,7 @@ async fn run_up(up: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Bound before anything starts, so a port in use stops `scope up` at once.
     let metrics = match up.metrics_addr {
         Some(addr) => Some(
-            scope_kafka::metrics::listen(addr, write_all_metrics, shutdown.child_token()).await?,
+            scope_runtime::metrics::listen(addr, write_all_metrics, shutdown.child_token()).await?,
         ),
         None => None,
     };
@@ -283,7 +283,7 @@ fn first_failure(stopped: impl IntoIterator<Item = Stopped>) -> anyhow::Result<(
 
 /// Every component's counters: `scope up` runs all three, so one endpoint shows them all,
 /// with the embedded broker's (zero when `--brokers` names a cluster).
-fn write_all_metrics(out: &mut scope_kafka::metrics::Families) {
+fn write_all_metrics(out: &mut scope_runtime::metrics::Families) {
     EmbeddedBroker::write_metrics(out);
     scope_collector::stats().write_metrics(out);
     scope_merger::stats().write_metrics(out);

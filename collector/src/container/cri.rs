@@ -30,7 +30,7 @@ use std::{
 
 use hyper::http::uri::PathAndQuery;
 use hyper_util::rt::TokioIo;
-use scope_kafka::metrics::Families;
+use scope_runtime::metrics::Families;
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{

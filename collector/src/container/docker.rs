@@ -26,7 +26,7 @@ use hyper::{
     header,
 };
 use hyper_util::rt::TokioIo;
-use scope_kafka::metrics::Families;
+use scope_runtime::metrics::Families;
 use serde::{Deserialize, de::DeserializeOwned};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;

@@ -23,7 +23,7 @@ mod watch;
 
 use std::sync::Arc;
 
-use scope_kafka::component::Component;
+use scope_runtime::component::Component;
 use scope_schemas::report::{cluster_host_id, keys};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;

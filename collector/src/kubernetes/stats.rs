@@ -6,7 +6,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use scope_kafka::metrics::Families;
+use scope_runtime::metrics::Families;
 use scope_schemas::report::keys::KUBERNETES_TOPOLOGIES;
 
 #[derive(Debug, Default)]

@@ -57,7 +57,7 @@ struct Family {
 /// counters are logged in (the collector and the renderer do when they stop).
 ///
 /// ```
-/// use scope_kafka::metrics::{self, Families};
+/// use scope_runtime::metrics::{self, Families};
 ///
 /// let write = |out: &mut Families| {
 ///     out.counter_by(
@@ -242,6 +242,15 @@ async fn scrape(State(write): State<Write>) -> impl IntoResponse {
     )
 }
 
+/// `--metrics-addr` could not be bound: the port is in use (often another Scope process), or it
+/// is below 1024 without the privilege. Choose another address or free the port.
+#[derive(Debug, thiserror::Error)]
+#[error("listening for metrics on {addr}: {source}")]
+pub struct ListenError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
 /// Binds `addr`, logs the bound address and serves the families `write` adds on it until
 /// `shutdown`; then it stops accepting, and open connections end after their response.
 /// Returns the bound address (useful with port 0). Binding happens before this returns, so
@@ -250,8 +259,8 @@ pub async fn listen(
     addr: SocketAddr,
     write: impl Fn(&mut Families) + Send + Sync + 'static,
     shutdown: CancellationToken,
-) -> Result<SocketAddr, crate::Error> {
-    let bind_error = |source| crate::Error::MetricsListen { addr, source };
+) -> Result<SocketAddr, ListenError> {
+    let bind_error = |source| ListenError { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     tracing::info!(addr = %bound, "serving Prometheus metrics at http://{bound}/metrics");
@@ -434,8 +443,9 @@ mod tests {
         let error = listen(addr, |_| {}, CancellationToken::new())
             .await
             .unwrap_err();
-        assert!(
-            matches!(error, crate::Error::MetricsListen { .. }),
+        assert_eq!(
+            error.source.kind(),
+            std::io::ErrorKind::AddrInUse,
             "{error}"
         );
         assert!(error.to_string().contains(&addr.to_string()), "{error}");

@@ -14,7 +14,7 @@ use crate::{
 /// warnings. The embedded broker (the `tansu_*` crates) logs every request it serves at
 /// `info`, nested in its spans, about 100 kB a second under `scope up`; librdkafka and
 /// DataFusion have nothing a user needs below `warn` either.
-pub const DEFAULT_LOG_FILTER: &str = "warn,scope=info,scope_kafka=info,scope_collector=info,\
+pub const DEFAULT_LOG_FILTER: &str = "warn,scope=info,scope_kafka=info,scope_runtime=info,scope_collector=info,\
      scope_ebpf=info,scope_merger=info,scope_renderer=info,scope_schemas=info";
 
 /// Logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]).
