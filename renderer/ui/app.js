@@ -1,10 +1,11 @@
-// The page: what is shown (view, its options, the selected node) lives in the URL's hash, so a
-// link reproduces it and the back button undoes a click. Every change goes through the hash:
+// The page: what is shown (view, its options, the selected node, the mode, the searches and
+// the moment) lives in the URL's hash, so a link reproduces it and the back button undoes a click. Every change goes through the hash:
 // a click sets it, `show` reads it.
 
 import { renderDetails, renderDetailsError } from "./details.js";
 import { GraphView } from "./graph.js";
-import { parseSearch } from "./search.js";
+import { parseSearches } from "./search.js";
+import { SqlConsole } from "./sql.js";
 import { NodeTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,11 +14,15 @@ const elements = {
   options: $("options"),
   pause: $("pause"),
   mode: $("mode"),
+  sqlMode: $("sql-mode"),
   table: $("table"),
+  sql: $("sql"),
   when: $("when"),
   whenLabel: $("when-label"),
   live: $("live"),
   search: $("search"),
+  pin: $("pin"),
+  pins: $("pins"),
   status: $("status"),
   graph: $("graph"),
   list: $("node-list"),
@@ -33,12 +38,14 @@ let graph = null;
 /** The view's nodes as a table, drawn while the table mode is on. */
 let table = null;
 let paused = false;
+const sql = new SqlConsole({ form: $("sql-form"), query: $("sql-query"), status: $("sql-status"), result: $("sql-result") });
 /** Details and past moments already asked for, so an answer overtaken by another is dropped. */
 let detailsRequest = 0;
 let momentRequest = 0;
 
-/** The hash's state: `view`, the view's option values, `node`, `mode` (graph or table), `time`
- * (an RFC 3339 moment to show instead of the live view), `q` (the search). */
+/** The hash's state: `view`, the view's option values, `node`, `mode` (graph, table or sql),
+ * `time` (an RFC 3339 moment to show instead of the live view), `q` (the search being typed),
+ * `pin` (a pinned search; repeated, kept across views). */
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const view = topologies.has(params.get("view")) ? params.get("view") : topologies.keys().next().value;
@@ -46,16 +53,21 @@ function readHash() {
   for (const group of topologies.get(view).options) {
     options[group.id] = params.get(group.id) ?? group.defaultValue;
   }
-  const mode = params.get("mode") === "table" ? "table" : "graph";
-  return { view, options, node: params.get("node"), mode, time: params.get("time"), q: params.get("q") ?? "" };
+  const mode = MODES.includes(params.get("mode")) ? params.get("mode") : "graph";
+  const pins = params.getAll("pin");
+  return { view, options, node: params.get("node"), mode, time: params.get("time"), q: params.get("q") ?? "", pins };
 }
 
-function hashFor({ view, options, node, mode, time, q }) {
+/** The modes besides the graph, each with its button. */
+const MODES = ["table", "sql"];
+
+function hashFor({ view, options, node, mode, time, q, pins = [] }) {
   const params = new URLSearchParams({ view, ...options });
   if (node) params.set("node", node);
-  if (mode === "table") params.set("mode", mode);
+  if (mode !== "graph") params.set("mode", mode);
   if (time) params.set("time", time);
   if (q) params.set("q", q);
+  for (const pin of pins) params.append("pin", pin);
   return `#${params}`;
 }
 
@@ -70,11 +82,12 @@ function go(state, { replace = false } = {}) {
   show();
 }
 
-/** The href that selects `node` in `view` with that view's default options, at the same moment. */
+/** The href that selects `node` in `view` with that view's default options, at the same moment
+ * and with the same pinned searches. */
 function link(view, node) {
-  const { mode, time } = readHash();
-  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node, mode, time });
-  return hashFor({ view, options: defaults(view), node, mode, time });
+  const { mode, time, pins } = readHash();
+  if (!topologies.has(view)) return hashFor({ view: shown.view, options: {}, node, mode, time, pins });
+  return hashFor({ view, options: defaults(view), node, mode, time, pins });
 }
 
 function defaults(view) {
@@ -259,11 +272,13 @@ async function show() {
     if (time) await showMoment();
     else if (!paused) connect();
   }
-  applySearch(state.q);
-  const tableMode = state.mode === "table";
-  elements.mode.setAttribute("aria-pressed", String(tableMode));
-  if (tableMode) table.render(graph.visible());
-  elements.table.hidden = !tableMode;
+  applySearch(state.q, state.pins);
+  elements.mode.setAttribute("aria-pressed", String(state.mode === "table"));
+  elements.sqlMode.setAttribute("aria-pressed", String(state.mode === "sql"));
+  if (state.mode === "table") table.render(graph.visible());
+  elements.table.hidden = state.mode !== "table";
+  if (state.mode === "sql") sql.example(state.view);
+  elements.sql.hidden = state.mode !== "sql";
   // Other options or another moment change a node's details too.
   if (changed || state.node !== (elements.details.hidden ? null : elements.details.dataset.node)) {
     await openDetails(state.node);
@@ -308,17 +323,42 @@ elements.pause.addEventListener("click", () => {
   }
 });
 
-/** Filters the graph and the table by the search; a query that cannot be read says why and
- * filters nothing. */
-function applySearch(query) {
+/** Filters the graph and the table by the pinned searches and the one typed, all together; a
+ * query that cannot be read says why and filters nothing. */
+function applySearch(query, pins) {
   if (document.activeElement !== elements.search) elements.search.value = query;
-  const { matches, error } = parseSearch(query);
+  const { matches, errors } = parseSearches([query, ...pins]);
+  const [error, ...pinErrors] = errors;
   elements.search.setCustomValidity(error ?? "");
   elements.search.title = error ?? "";
-  graph.setFilter(matches ?? (() => true));
+  elements.pin.disabled = query.trim() === "" || error !== null || pins.includes(query);
+  elements.pins.replaceChildren(
+    ...pins.map((pin, index) => {
+      const chip = document.createElement("span");
+      chip.className = "pinned";
+      chip.textContent = pin;
+      chip.title = pinErrors[index] ?? "Pinned: filters every view";
+      chip.classList.toggle("invalid", pinErrors[index] !== null);
+      const unpin = document.createElement("button");
+      unpin.type = "button";
+      unpin.textContent = "×";
+      unpin.setAttribute("aria-label", `Unpin ${pin}`);
+      unpin.addEventListener("click", () => {
+        const state = readHash();
+        go({ ...state, pins: state.pins.filter((p) => p !== pin) });
+      });
+      chip.append(unpin);
+      return chip;
+    }),
+  );
+  graph.setFilter(matches);
 }
 
 elements.search.addEventListener("input", () => go({ ...readHash(), q: elements.search.value }, { replace: true }));
+elements.pin.addEventListener("click", () => {
+  const state = readHash();
+  go({ ...state, q: "", pins: [...state.pins, state.q] });
+});
 
 /** How far back the timeline reaches: the default `--retention`. A moment before the oldest
  * snapshot kept shows an empty graph, as the API answers it. */
@@ -352,10 +392,15 @@ elements.when.addEventListener("change", () => {
 });
 elements.live.addEventListener("click", () => go({ ...readHash(), time: null }));
 
-elements.mode.addEventListener("click", () => {
-  const state = readHash();
-  go({ ...state, mode: state.mode === "table" ? "graph" : "table" });
-});
+for (const [button, mode] of [
+  [elements.mode, "table"],
+  [elements.sqlMode, "sql"],
+]) {
+  button.addEventListener("click", () => {
+    const state = readHash();
+    go({ ...state, mode: state.mode === mode ? "graph" : mode });
+  });
+}
 elements.details.addEventListener("close-details", () => go({ ...readHash(), node: null }));
 window.addEventListener("hashchange", show);
 

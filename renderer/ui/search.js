@@ -26,6 +26,16 @@ export function parseSearch(query) {
   return { matches: (summary) => tests.every((matches) => matches(summary)) };
 }
 
+/**
+ * Several queries together (the pinned searches and the one being typed): a node must match
+ * every one that can be read. `errors` holds, by index, why a query cannot (or null).
+ */
+export function parseSearches(queries) {
+  const parsed = queries.map(parseSearch);
+  const tests = parsed.filter((p) => p.matches).map((p) => p.matches);
+  return { matches: (summary) => tests.every((matches) => matches(summary)), errors: parsed.map((p) => p.error ?? null) };
+}
+
 /** Commas always split; spaces split too, except around a `:` or a comparison's operator. */
 function splitTerms(query) {
   return query

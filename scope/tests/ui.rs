@@ -5,8 +5,11 @@
 //! arrives through the websocket without a reload, and leaves once it exits; the table mode
 //! lists the graph's nodes, sorted by a column, and a search `pid: <server's>` leaves the
 //! server alone; a moment picked on the timeline before the later client shows the graph
-//! without it; switching view changes the URL and the graph; a link opens the view and node it
-//! names. The page must log no error and ask nothing of any other origin.
+//! without it; a pinned search filters together with the one typed, stays across views until
+//! unpinned, and a link with pins, search and moment shows the same in a new page; switching
+//! view changes the URL and the graph; the SQL console runs the view's example and a query
+//! (its rows in a table) and shows a write's refusal; a link opens the view and node it names.
+//! The page must log no error and ask nothing of any other origin.
 
 mod support;
 
@@ -100,7 +103,9 @@ fn the_browser_shows_the_map_its_details_and_live_edges() {
         "the exited client left the graph without a reload",
         "the timeline shows the graph before and while the new client was there, then live",
         "the table lists the graph's nodes, sorts, searches and opens details",
+        "pinned searches filter together, and a link reproduces the search, pins and moment",
         "switching to hosts changes the URL and the graph",
+        "the SQL console shows rows and refuses a write",
         "a link opens the view and node it names",
         "done",
     ] {

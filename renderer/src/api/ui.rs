@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = &[
     asset!("details.js", JAVASCRIPT),
     asset!("table.js", JAVASCRIPT),
     asset!("search.js", JAVASCRIPT),
+    asset!("sql.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!(
         "graphology.umd.min.js",

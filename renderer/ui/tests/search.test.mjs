@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseSearch } from "../search.js";
+import { parseSearch, parseSearches } from "../search.js";
 
 const server = {
   id: "vm;10",
@@ -63,4 +63,15 @@ test("terms all match; a regex is between slashes", () => {
 
 test("an unreadable term is an error, not an exception", () => {
   assert.match(parseSearch("/(/").error, /"\/\(\/"/);
+});
+
+test("pinned searches and the typed one all filter; an unreadable one filters nothing", () => {
+  const pinned = (queries) => nodes.filter(parseSearches(queries).matches).map((node) => node.id);
+  assert.deepEqual(pinned(["vm", "cpu > 4%"]), ["vm;10"]);
+  assert.deepEqual(pinned(["httpd", "curl"]), []);
+  assert.deepEqual(pinned([]), nodes.map((node) => node.id));
+  const { matches, errors } = parseSearches(["curl", "/(/"]);
+  assert.deepEqual(nodes.filter(matches).map((node) => node.id), ["vm;100"]);
+  assert.equal(errors[0], null);
+  assert.match(errors[1], /"\/\(\/"/);
 });
