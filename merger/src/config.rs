@@ -20,6 +20,7 @@ const DEFAULT_TICK: &str = "1s";
 const DEFAULT_FULL_INTERVAL: &str = "15s";
 const DEFAULT_INPUT_PARTITIONS: i32 = 6;
 const DEFAULT_MAX_CLOCK_SKEW: &str = "5s";
+const DEFAULT_IDLE_INTERVAL: &str = "15s";
 
 /// Flags of `scope merger`. Every flag also reads an environment variable.
 #[derive(clap::Args, Clone, Debug)]
@@ -39,6 +40,16 @@ pub struct MergerArgs {
     /// How often a snapshot is cut, aligned to multiples of this on the wall clock.
     #[arg(long, env = "SCOPE_MERGER_TICK", default_value = DEFAULT_TICK, value_parser = humantime::parse_duration)]
     pub tick: Duration,
+
+    /// How old a snapshot may get while nothing the views draw changes (no host, process,
+    /// container, Kubernetes object, connection or network comes, goes or is renamed): ticks
+    /// that only moved metrics (CPU, memory, load, threads, open files) write nothing until
+    /// then, and the previous snapshot stands for them. A tick that changed the graph is
+    /// written at once. At most --tick apart in any case; a merger that shares the input
+    /// partitions with others writes every tick, since readers need every writer's files of
+    /// a time.
+    #[arg(long, env = "SCOPE_MERGER_IDLE_INTERVAL", default_value = DEFAULT_IDLE_INTERVAL, value_parser = humantime::parse_duration)]
+    pub idle_interval: Duration,
 
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -75,6 +86,7 @@ impl MergerArgs {
             group_id: DEFAULT_GROUP_ID.into(),
             window: default_duration(DEFAULT_WINDOW),
             tick: default_duration(DEFAULT_TICK),
+            idle_interval: default_duration(DEFAULT_IDLE_INTERVAL),
             storage: StorageArgs::new(data_dir),
             writer: default_writer(),
             full_interval: default_duration(DEFAULT_FULL_INTERVAL),
@@ -116,6 +128,14 @@ impl Component for MergerArgs {
                 "--retention ({}) must be at least --window ({})",
                 humantime::format_duration(self.storage.retention),
                 humantime::format_duration(self.window)
+            ));
+        }
+        if self.idle_interval >= self.storage.retention {
+            return fail(format!(
+                "--idle-interval ({}) must be below --retention ({}): the snapshot standing \
+                 for the present would be deleted",
+                humantime::format_duration(self.idle_interval),
+                humantime::format_duration(self.storage.retention)
             ));
         }
         if self.max_clock_skew.is_zero() {
@@ -208,6 +228,7 @@ mod tests {
                     (
                         new.window,
                         new.tick,
+                        new.idle_interval,
                         new.full_interval,
                         new.input_partitions,
                         new.max_clock_skew,
@@ -220,6 +241,7 @@ mod tests {
                     (
                         args.window,
                         args.tick,
+                        args.idle_interval,
                         args.full_interval,
                         args.input_partitions,
                         args.max_clock_skew,
@@ -248,6 +270,10 @@ mod tests {
                     retention: Duration::from_secs(10),
                     ..base().storage
                 },
+                ..base()
+            },
+            MergerArgs {
+                idle_interval: Duration::from_secs(3600),
                 ..base()
             },
             MergerArgs {

@@ -10,6 +10,14 @@
 //! the snapshot on `scope.snapshots`, and only then commits the offsets of every message
 //! applied before the cut: a crash at any point replays messages rather than losing them.
 //!
+//! A tick whose cut has the shape of the last snapshot written ([`State`]'s nodes, edges,
+//! names and labels: only metrics and confirmations moved, as they do every second at rest)
+//! writes nothing while that snapshot is younger than `--idle-interval`: readers take the
+//! newest snapshot at or before a moment, so the previous one stands for it, and nothing
+//! downstream renders. Its offsets wait for the next snapshot written. A merger that shares
+//! the input partitions writes every tick, since a time is rendered only once every writer's
+//! files of it exist.
+//!
 //! A snapshot is announced as the truth about every host of the partitions its writer owns,
 //! so it is cut only when that holds: while the merger owns at least one partition and has
 //! replayed each up to where it ended when assigned. Until then ticks are withheld (counted in
@@ -100,6 +108,8 @@ pub(crate) async fn run(
 
     let mut merger = Merger {
         tick_us: micros(args.tick).max(1),
+        idle_us: micros(args.idle_interval),
+        last_written: None,
         retention: args.storage.retention,
         writer: Arc::new(writer),
         window,
@@ -125,6 +135,8 @@ pub(crate) async fn run(
 
     // Shutdown (or a fatal consumer error): persist what is known, commit, leave the group.
     merger.take_rebalances(consumer.context());
+    // Written whatever changed: it holds the latest metrics and commits every offset.
+    merger.last_written = None;
     let t = window::align_up(now_us(), merger.tick_us);
     let last = merger
         .snapshot_if_complete(&consumer, t, CommitMode::Sync)
@@ -147,6 +159,10 @@ pub(crate) async fn run(
 
 struct Merger {
     tick_us: i64,
+    /// `--idle-interval`.
+    idle_us: i64,
+    /// The shape and time of the last snapshot written and announced.
+    last_written: Option<(u64, i64)>,
     retention: Duration,
     window: Window,
     writer: Arc<SnapshotWriter>,
@@ -379,6 +395,8 @@ impl Merger {
     /// Applies assignment changes the rebalance hook recorded.
     fn take_rebalances(&mut self, context: &MergerContext) {
         for rebalance in context.take() {
+            // The next announcement names other partitions: readers need it.
+            self.last_written = None;
             match rebalance {
                 Rebalance::Assigned {
                     partitions,
@@ -493,6 +511,11 @@ impl Merger {
             .expired_sockets
             .fetch_add(tables.expired_sockets, Relaxed);
         self.flush_counts();
+        let shape = tables.shape();
+        if self.stands_for(shape, t) {
+            self.stats.unchanged_ticks.fetch_add(1, Relaxed);
+            return Ok(());
+        }
         let offsets = self.positions.to_list();
         let rows = (
             tables.hosts.len(),
@@ -532,6 +555,7 @@ impl Merger {
                 source,
             })?;
 
+        self.last_written = Some((shape, t));
         if let Some(offsets) = offsets {
             match mode {
                 CommitMode::Sync => blocking(|| consumer.commit(&offsets, CommitMode::Sync)),
@@ -567,6 +591,25 @@ impl Merger {
             }
         }
         Ok(())
+    }
+
+    /// Whether the last snapshot written stands for a cut of `shape` at `t`: it has that
+    /// shape, is younger than `--idle-interval`, and this merger is the only writer.
+    fn stands_for(&self, shape: u64, t: i64) -> bool {
+        self.last_written
+            .is_some_and(|(last, at)| last == shape && t.saturating_sub(at) < self.idle_us)
+            && self.owns_every_partition()
+    }
+
+    /// Whether every partition of both input topics is this merger's, as far as the broker
+    /// said at the last assignment.
+    fn owns_every_partition(&self) -> bool {
+        [Input::Connections, Input::Reports]
+            .into_iter()
+            .all(|input| {
+                let count = self.partition_counts.get(&input).copied().unwrap_or(0);
+                count > 0 && (0..count).all(|p| self.owned.contains_key(&(input, p)))
+            })
     }
 
     fn flush_counts(&mut self) {

@@ -40,6 +40,9 @@ pub struct Stats {
     /// `scope_merger_snapshots_withheld_total`: ticks with no snapshot, because the merger
     /// owned no partition or was still replaying one.
     pub snapshots_withheld: AtomicU64,
+    /// `scope_merger_unchanged_ticks_total`: ticks with no snapshot, because nothing the
+    /// views draw changed since the last one and it is younger than `--idle-interval`.
+    pub unchanged_ticks: AtomicU64,
     /// `scope_merger_expired_sockets_total`: open sockets dropped for lack of confirmation.
     pub expired_sockets: AtomicU64,
     /// `scope_merger_retention_deleted_files_total`: snapshot files deleted past retention.
@@ -115,6 +118,11 @@ impl Stats {
                 "scope_merger_snapshots_withheld_total",
                 "Ticks without a snapshot: no partition owned, or one still replaying.",
                 &self.snapshots_withheld,
+            ),
+            (
+                "scope_merger_unchanged_ticks_total",
+                "Ticks without a snapshot: nothing the views draw changed, and the last one is younger than --idle-interval.",
+                &self.unchanged_ticks,
             ),
             (
                 "scope_merger_expired_sockets_total",
@@ -198,6 +206,7 @@ mod tests {
             "scope_merger_snapshot_written_bytes",
             "scope_merger_snapshot_failures",
             "scope_merger_snapshots_withheld",
+            "scope_merger_unchanged_ticks",
             "scope_merger_expired_sockets",
             "scope_merger_retention_deleted_files",
             "scope_merger_clock_skew_corrected_messages",

@@ -39,6 +39,8 @@ fn merger_args(kafka: &KafkaArgs, dir: &Path, group: &str, writer: &str) -> Merg
         writer: writer.into(),
         window: Duration::from_secs(60),
         tick: Duration::from_millis(250),
+        // Ticks that only move metrics are skipped here too, for at most four ticks.
+        idle_interval: Duration::from_secs(1),
         full_interval: Duration::from_secs(5),
         ..MergerArgs::new(kafka.clone(), dir)
     }
@@ -489,6 +491,81 @@ async fn malformed_messages_are_counted_and_skipped() {
     .await;
     assert_eq!(stats.connections.applied.load(Ordering::Relaxed), 1);
     assert_eq!(stats.reports.applied.load(Ordering::Relaxed), 1);
+    merger.stop().await;
+}
+
+/// At rest every host still reports each tick, with other metrics and its sockets confirmed
+/// again: the merger writes no file and announces nothing for those ticks, and writes at
+/// once, with the latest metrics, when a connection appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merger_at_rest_writes_nothing_until_the_graph_changes() {
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let announcements = snapshot_consumer(&kafka, "test-announcements-rest");
+    let producer = producer(&kafka);
+    let merger = start(MergerArgs {
+        idle_interval: Duration::from_secs(600),
+        ..merger_args(&kafka, dir.path(), "merger-rest", "rest")
+    });
+    let first_seen = now_us();
+    let report = |seq: i64| {
+        let ts = now_us();
+        let mut delta = host_delta(seq, ts);
+        delta.upserts[0]
+            .metrics
+            .insert(keys::LOAD1.into(), Metric::single(ts, seq as f64));
+        delta.encode().unwrap()
+    };
+    let open = |port: i32, refresh: bool| {
+        let ev = ConnectionEvent {
+            refresh,
+            ..connection(ConnectionEventKind::Connect, first_seen, port, 80)
+        };
+        ConnectionEvents::encode_slice(&[ev]).unwrap()
+    };
+    send(&producer, topics::REPORTS, "h1", &report(1)).await;
+    send(&producer, topics::CONNECTIONS, "h1", &open(40000, false)).await;
+    wait_snapshot(&announcements, "rest", |t| {
+        t.rows(table::SOCKETS) == 1 && t.rows(table::HOSTS) == 1
+    })
+    .await;
+
+    let stats = Arc::clone(&merger.stats);
+    let written = stats.snapshots_written.load(Ordering::Relaxed);
+    let files = || {
+        std::fs::read_dir(dir.path().join(table::HOSTS))
+            .unwrap()
+            .count()
+    };
+    let files_before = files();
+    let mut seq = 1;
+    for _ in 0..8 {
+        seq += 1;
+        send(&producer, topics::REPORTS, "h1", &report(seq)).await;
+        send(&producer, topics::CONNECTIONS, "h1", &open(40000, true)).await;
+        // Counts are added up at each tick: the report is in a cut once it is counted.
+        wait_until("the report applied", || {
+            stats.reports.applied.load(Ordering::Relaxed) >= seq as u64
+        })
+        .await;
+        let unchanged = stats.unchanged_ticks.load(Ordering::Relaxed);
+        wait_until("an unchanged tick after it", || {
+            stats.unchanged_ticks.load(Ordering::Relaxed) > unchanged
+        })
+        .await;
+    }
+    assert_eq!(stats.reports.applied.load(Ordering::Relaxed), seq as u64);
+    assert_eq!(stats.snapshots_written.load(Ordering::Relaxed), written);
+    assert_eq!(files(), files_before, "no file written at rest");
+
+    send(&producer, topics::CONNECTIONS, "h1", &open(40001, false)).await;
+    let changed = wait_snapshot(&announcements, "rest", |t| t.rows(table::SOCKETS) == 2).await;
+    assert_eq!(
+        changed.columns(table::HOSTS, &["load1"]),
+        vec![vec![format!("{seq}.0")]],
+        "the metrics moved along"
+    );
+    assert_eq!(files(), files_before + 1);
     merger.stop().await;
 }
 

@@ -20,6 +20,8 @@
 //! - `cut`: [`State::cut`] into [`SnapshotTables`].
 //! - `rows`: the rows of those tables ([`HostRow`], [`ProcessRow`], [`ContainerRow`],
 //!   [`KubernetesObjectRow`], [`SocketRow`], [`LocalNetworkRow`]) and the socket identity they carry ([`SocketKey`], [`Direction`]).
+//! - `shape`: [`SnapshotTables::shape`], what the views draw of a cut, to tell a cut that
+//!   only moved metrics from one that changed the graph.
 //! - `host`: what is held per host between messages: its reporters' nodes and its sockets.
 //! - `node`: the numbers of a report node, whichever way the collector published them.
 //!
@@ -55,6 +57,7 @@ mod host;
 mod input;
 mod node;
 mod rows;
+mod shape;
 mod validate;
 
 use std::collections::HashMap;

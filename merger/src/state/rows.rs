@@ -147,7 +147,7 @@ impl SocketRow {
 }
 
 /// One row of the `local_networks` table, without `snapshot_time`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LocalNetworkRow {
     pub host_id: String,
     pub cidr: String,
