@@ -36,6 +36,7 @@ use scope_merger::{
 };
 use scope_renderer::{
     api::{ApiArgs, Snapshots},
+    index::Index,
     render::{self, Rendered},
 };
 use scope_schemas::{View, time::now_us};
@@ -186,6 +187,8 @@ async fn deltas(
     for _ in 0..requests {
         next.snapshot_time_us += 1_000_000;
         delta_updates = churn_cpu(next, 20);
+        // What the render computes of each snapshot, before the hand-over timed here.
+        next.index = Index::of(next);
         let handed = Arc::new(next.clone());
         let started = Instant::now();
         snapshots.insert(handed);

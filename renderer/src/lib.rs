@@ -10,6 +10,8 @@
 //!   (a service's) against an object's labels.
 //! - [`api`]: the HTTP API (Weave Scope's `/api`, websocket deltas, `POST /api/sql`) on
 //!   `--http-listen`, over the rendered snapshots.
+//! - [`index`]: what the API looks up in a rendered snapshot (each node's digest, its
+//!   edges), computed by the render.
 //! - [`render`]: one snapshot time in (all writers' Parquet files), rendered tables and
 //!   [`scope_schemas::RenderedNode`]s out.
 //! - [`publish`]: diffs each view against what was published and produces the changes and
@@ -25,6 +27,7 @@
 mod announcements;
 pub mod api;
 mod error;
+pub mod index;
 pub mod network;
 pub mod postgres;
 pub mod publish;

@@ -36,7 +36,7 @@ use datafusion::{
 use ip_network::IpNetwork;
 use scope_schemas::{RenderedNode, View, snapshot::table, tables};
 
-use crate::{Error, network, store, view};
+use crate::{Error, index::Index, network, store, view};
 
 /// The result of rendering one snapshot.
 #[derive(Clone, Debug)]
@@ -52,6 +52,8 @@ pub struct Rendered {
     pub files: Vec<PathBuf>,
     /// Local-network CIDRs of the snapshot that did not parse, with the reason.
     pub rejected_cidrs: Vec<(String, String)>,
+    /// What the HTTP API looks up: each node's digest, its edges, the snapshot's size.
+    pub index: Index,
 }
 
 /// One view's edges, metrics and parents: the node query's `metric_<id>` and `parent_<view>`
@@ -211,14 +213,16 @@ async fn compute_tables(
         graph_edges.extend(edges);
     }
 
-    let rendered = Rendered {
+    let mut rendered = Rendered {
         snapshot_time_us,
         views,
         graphs,
         connections: connections.iter().map(RecordBatch::num_rows).sum(),
         files: Vec::new(),
         rejected_cidrs,
+        index: Index::default(),
     };
+    rendered.index = Index::of(&rendered);
     let tables = Tables {
         connections,
         graph_nodes,

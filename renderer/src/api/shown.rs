@@ -5,23 +5,24 @@
 //! Building a 10,000-node view's summaries and their JSON takes about a tenth of a second;
 //! Weave Scope (and this API before) paid that per request and per socket. Here it is paid
 //! once per snapshot, view and options, and between two snapshots only for the nodes whose
-//! inputs changed (usually the few whose metrics moved): the others reuse the previous
-//! snapshot's JSON, found while that snapshot is still held.
+//! summary changed (usually the few whose metrics moved), told by the digests the render
+//! computed ([`crate::index`]): the others reuse the previous snapshot's JSON. Nodes are kept
+//! in id order, as the render sorts them, so pairing two snapshots' nodes is one merge.
 
 use std::{
-    collections::{BTreeMap, HashSet, VecDeque},
+    collections::{HashSet, VecDeque},
     fmt::Write as _,
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use axum::body::Bytes;
-use scope_schemas::{RenderedNode, View};
+use scope_schemas::View;
 
 use super::{
     scope_json::NodeSummary,
     topology::{self, Options},
 };
-use crate::{Error, render::Rendered};
+use crate::{Error, index::ViewIndex, render::Rendered};
 
 /// How many bytes of node JSON the cache keeps, over every snapshot, view and options.
 const CACHE_BYTES: usize = 256 << 20;
@@ -41,12 +42,18 @@ struct Key {
 
 pub struct Shown {
     key: Key,
-    /// The snapshot shown, while something else holds it, to compare the next one with.
-    rendered: Weak<Rendered>,
-    /// Each shown node's JSON (Scope's `NodeSummary`), by id.
-    nodes: BTreeMap<String, Arc<str>>,
+    /// The shown nodes, by id.
+    nodes: Vec<ShownNode>,
     listing: OnceLock<Bytes>,
     reset: OnceLock<Bytes>,
+}
+
+/// A shown node's id and JSON (Scope's `NodeSummary`), and the digest of the summary it was
+/// built from; a grouped node has none and is never reused.
+struct ShownNode {
+    id: Arc<str>,
+    digest: Option<u64>,
+    json: Arc<str>,
 }
 
 impl Shown {
@@ -60,10 +67,10 @@ impl Shown {
             .get_or_init(|| {
                 let mut json = String::with_capacity(self.json_bytes() + 16);
                 json.push_str("{\"nodes\":{");
-                push_joined(&mut json, &self.nodes, |json, (id, node)| {
-                    push_string(json, id);
+                push_joined(&mut json, &self.nodes, |json, node| {
+                    push_string(json, &node.id);
                     json.push(':');
-                    json.push_str(node);
+                    json.push_str(&node.json);
                 });
                 json.push_str("}}");
                 Bytes::from(json)
@@ -75,7 +82,7 @@ impl Shown {
     pub fn reset(&self) -> Bytes {
         self.reset
             .get_or_init(|| {
-                let added: Vec<&str> = self.nodes.values().map(|n| &**n).collect();
+                let added: Vec<&str> = self.nodes.iter().map(|n| &*n.json).collect();
                 Bytes::from(diff_json(&added, &[], &[], true))
             })
             .clone()
@@ -83,21 +90,35 @@ impl Shown {
 
     /// What turns `previous` into this, or None when nothing changed.
     fn diff_from(&self, previous: &Shown) -> Option<Bytes> {
-        let mut add = Vec::new();
-        let mut update = Vec::new();
-        for (id, node) in &self.nodes {
-            match previous.nodes.get(id) {
-                None => add.push(&**node),
-                Some(old) if !Arc::ptr_eq(old, node) && old != node => update.push(&**node),
-                Some(_) => {}
+        let (mut add, mut update, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut now, mut before) = (
+            self.nodes.iter().peekable(),
+            previous.nodes.iter().peekable(),
+        );
+        loop {
+            match (now.peek(), before.peek()) {
+                (Some(node), Some(old)) if node.id < old.id => {
+                    add.push(&*node.json);
+                    now.next();
+                }
+                (Some(node), Some(old)) if node.id == old.id => {
+                    if !Arc::ptr_eq(&node.json, &old.json) && node.json != old.json {
+                        update.push(&*node.json);
+                    }
+                    now.next();
+                    before.next();
+                }
+                (_, Some(old)) => {
+                    remove.push(&*old.id);
+                    before.next();
+                }
+                (Some(node), None) => {
+                    add.push(&*node.json);
+                    now.next();
+                }
+                (None, None) => break,
             }
         }
-        let remove: Vec<&str> = previous
-            .nodes
-            .keys()
-            .filter(|id| !self.nodes.contains_key(*id))
-            .map(String::as_str)
-            .collect();
         (!add.is_empty() || !update.is_empty() || !remove.is_empty())
             .then(|| Bytes::from(diff_json(&add, &update, &remove, false)))
     }
@@ -105,7 +126,7 @@ impl Shown {
     fn json_bytes(&self) -> usize {
         self.nodes
             .iter()
-            .map(|(id, node)| id.len() + node.len() + 4)
+            .map(|node| node.id.len() + node.json.len() + 4)
             .sum()
     }
 }
@@ -230,78 +251,108 @@ impl ShownCache {
     }
 }
 
-/// Builds the shown nodes' JSON, reusing `previous`'s for nodes whose inputs are the same.
-fn build(key: Key, rendered: &Arc<Rendered>, previous: Option<&Shown>) -> Shown {
+/// Builds the shown nodes' JSON, reusing `previous`'s for nodes whose digest is the same.
+fn build(key: Key, rendered: &Rendered, previous: Option<&Shown>) -> Shown {
     // A summary has string keys and no types serde_json refuses, so this cannot fail.
-    let json = |node: &NodeSummary| serde_json::to_string(node).unwrap_or_else(|_| "null".into());
-    let nodes: BTreeMap<String, Arc<str>> = if key.options.groups() {
+    let json = |node: &NodeSummary| -> Arc<str> {
+        Arc::from(serde_json::to_string(node).unwrap_or_else(|_| "null".into()))
+    };
+    let nodes = if key.options.groups() {
         topology::summaries(rendered, key.view, &key.options)
             .into_iter()
-            .map(|(id, node)| (id, Arc::from(json(&node))))
+            .map(|(id, node)| ShownNode {
+                json: json(&node),
+                id: Arc::from(id),
+                digest: None,
+            })
             .collect()
     } else {
-        let shown = topology::shown_nodes(rendered, key.view, &key.options);
-        let ids: HashSet<&str> = shown.iter().map(|n| n.id.as_str()).collect();
-        let reuse = previous.and_then(|p| {
-            let before = p.rendered.upgrade()?;
-            // An edge to a node the options hid is pruned, so a node's JSON depends on
-            // which others are shown: reuse only when the same nodes are.
-            (p.nodes.len() == ids.len() && p.nodes.keys().all(|id| ids.contains(id.as_str())))
-                .then_some((p, before))
-        });
+        let all = rendered.views.get(&key.view).map_or(&[][..], Vec::as_slice);
+        let computed;
+        let index = match rendered.index.view(key.view, all) {
+            Some(index) => index,
+            None => {
+                computed = ViewIndex::of(rendered, key.view, all);
+                &computed
+            }
+        };
+        let shown = topology::shown_indices(rendered, key.view, &key.options);
+        let is_shown = |id: &str| {
+            all.binary_search_by(|n| n.id.as_str().cmp(id))
+                .is_ok_and(|i| shown.binary_search(&i).is_ok())
+        };
+        let before = previous.map_or(&[][..], |p| p.nodes.as_slice());
+        let (olds, flipped) = pair(before, shown.iter().map(|&i| all[i].id.as_str()));
         shown
             .iter()
-            .map(|node| {
-                let kept = reuse.as_ref().and_then(|(p, before)| {
-                    same_inputs(before, rendered, key.view, node)
-                        .then(|| p.nodes.get(&node.id).cloned())
-                        .flatten()
+            .zip(olds)
+            .map(|(&i, old)| {
+                let node = &all[i];
+                let digest = index.digests[i];
+                // An edge to a node the options hid is pruned: a node whose peer was shown
+                // and is not (or the other way) summarises differently with the same digest.
+                let reused = old.filter(|old| {
+                    old.digest == Some(digest)
+                        && (flipped.is_empty()
+                            || !node.adjacency.iter().any(|p| flipped.contains(p.as_str())))
                 });
-                let json = kept.unwrap_or_else(|| {
-                    let mut summary = topology::summary(rendered, key.view, node);
-                    summary.adjacency.retain(|peer| ids.contains(peer.as_str()));
-                    Arc::from(json(&summary))
-                });
-                (node.id.clone(), json)
+                match reused {
+                    Some(old) => ShownNode {
+                        id: Arc::clone(&old.id),
+                        digest: Some(digest),
+                        json: Arc::clone(&old.json),
+                    },
+                    None => {
+                        let mut summary = topology::summary(rendered, key.view, node);
+                        summary.adjacency.retain(|peer| is_shown(peer));
+                        ShownNode {
+                            id: Arc::from(node.id.as_str()),
+                            digest: Some(digest),
+                            json: json(&summary),
+                        }
+                    }
+                }
             })
             .collect()
     };
     Shown {
         key,
-        rendered: Arc::downgrade(rendered),
         nodes,
         listing: OnceLock::new(),
         reset: OnceLock::new(),
     }
 }
 
-/// Whether `node` of `after` summarises as it did in `before`: the same node (but for its
-/// snapshot time), metrics and parents, and its parents' labels.
-fn same_inputs(before: &Rendered, after: &Rendered, view: View, node: &RenderedNode) -> bool {
-    let Some(old) = topology::find(before, view, &node.id) else {
-        return false;
-    };
-    let same_node = old.label == node.label
-        && old.label_minor == node.label_minor
-        && old.rank == node.rank
-        && old.shape == node.shape
-        && old.pseudo == node.pseudo
-        && old.adjacency == node.adjacency
-        && old.metadata == node.metadata;
-    if !same_node {
-        return false;
+/// Pairs each of `ids` (sorted) with the node of `before` (sorted) of the same id, and
+/// lists the ids in only one of the two: the nodes shown now and not before, or before and
+/// not now.
+fn pair<'a>(
+    before: &'a [ShownNode],
+    ids: impl Iterator<Item = &'a str>,
+) -> (Vec<Option<&'a ShownNode>>, HashSet<&'a str>) {
+    let mut olds = Vec::new();
+    let mut flipped = HashSet::new();
+    let mut rest = before;
+    for id in ids {
+        while let Some((old, after)) = rest.split_first()
+            && &*old.id < id
+        {
+            flipped.insert(&*old.id);
+            rest = after;
+        }
+        match rest.split_first() {
+            Some((old, after)) if &*old.id == id => {
+                olds.push(Some(old));
+                rest = after;
+            }
+            _ => {
+                flipped.insert(id);
+                olds.push(None);
+            }
+        }
     }
-    let (graph_before, graph_after) = (before.graphs.get(&view), after.graphs.get(&view));
-    let parents_before = graph_before.and_then(|g| g.parents.get(&node.id));
-    let parents_after = graph_after.and_then(|g| g.parents.get(&node.id));
-    graph_before.and_then(|g| g.metrics.get(&node.id))
-        == graph_after.and_then(|g| g.metrics.get(&node.id))
-        && parents_before == parents_after
-        && parents_after.is_none_or(|parents| {
-            parents.iter().all(|(view, id)| {
-                topology::parent_label(before, view, id) == topology::parent_label(after, view, id)
-            })
-        })
+    flipped.extend(rest.iter().map(|old| &*old.id));
+    (olds, flipped)
 }
 
 /// Scope's `Diff` (`{"add", "update", "remove", "reset"}`), from nodes already in JSON.
@@ -359,8 +410,12 @@ fn push_string(json: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use scope_schemas::RenderedNode;
+
     use super::*;
-    use crate::render::Graph;
+    use crate::{index::Index, render::Graph};
 
     fn node(view: View, id: &str, label: &str, adjacency: &[&str]) -> RenderedNode {
         RenderedNode {
@@ -384,26 +439,40 @@ mod tests {
             node(View::Processes, "b", "b", &[]),
             node(View::Processes, "c", "c", &[]),
         ];
+        with_nodes(time, host, cpu, View::Processes, processes)
+    }
+
+    /// `nodes` in `view`, on host `h` labelled `host`, `a`'s CPU at `cpu`.
+    fn with_nodes(
+        time: i64,
+        host: &str,
+        cpu: f64,
+        view: View,
+        nodes: Vec<RenderedNode>,
+    ) -> Arc<Rendered> {
         let graph = Graph {
             metrics: [("a".into(), vec![("process_cpu_usage_percent".into(), cpu)])].into(),
-            parents: ["a", "b", "c"]
-                .into_iter()
-                .map(|id| (id.into(), vec![("hosts".into(), "h".into())]))
+            parents: nodes
+                .iter()
+                .map(|n| (n.id.clone(), vec![("hosts".into(), "h".into())]))
                 .collect(),
             ..Graph::default()
         };
-        Arc::new(Rendered {
+        let mut rendered = Rendered {
             snapshot_time_us: time,
             views: [
-                (View::Processes, processes),
+                (view, nodes),
                 (View::Hosts, vec![node(View::Hosts, "h", host, &[])]),
             ]
             .into(),
-            graphs: [(View::Processes, graph)].into(),
+            graphs: [(view, graph)].into(),
             connections: 1,
             files: Vec::new(),
             rejected_cidrs: Vec::new(),
-        })
+            index: Index::default(),
+        };
+        rendered.index = Index::of(&rendered);
+        Arc::new(rendered)
     }
 
     fn key(time: i64) -> Key {
@@ -414,30 +483,43 @@ mod tests {
         }
     }
 
+    fn json<'a>(shown: &'a Shown, id: &str) -> &'a Arc<str> {
+        &shown
+            .nodes
+            .iter()
+            .find(|n| &*n.id == id)
+            .expect("shown")
+            .json
+    }
+
+    fn diff(now: &Shown, before: &Shown) -> serde_json::Value {
+        serde_json::from_slice(&now.diff_from(before).expect("a change")).unwrap()
+    }
+
     #[test]
     fn only_changed_nodes_are_rebuilt_and_sent() {
         let first = rendered(1, "host", 1.0);
         let shown1 = build(key(1), &first, None);
-        // a's CPU moved: a is rebuilt, b and c reuse their JSON.
+        // a's CPU moved: a is rebuilt, b and c reuse their JSON, even with the snapshot
+        // they were built from gone.
+        drop(first);
         let second = rendered(2, "host", 2.0);
         let shown2 = build(key(2), &second, Some(&shown1));
-        assert!(!Arc::ptr_eq(&shown1.nodes["a"], &shown2.nodes["a"]));
-        assert!(Arc::ptr_eq(&shown1.nodes["b"], &shown2.nodes["b"]));
-        assert_eq!(shown2.nodes, build(key(2), &second, None).nodes);
-        let diff: serde_json::Value =
-            serde_json::from_slice(&shown2.diff_from(&shown1).expect("a changed")).unwrap();
-        assert_eq!(diff["update"].as_array().unwrap().len(), 1, "{diff}");
-        assert_eq!(diff["update"][0]["id"], "a");
-        assert!(diff["add"].is_null() && diff["remove"].is_null());
+        assert!(!Arc::ptr_eq(json(&shown1, "a"), json(&shown2, "a")));
+        assert!(Arc::ptr_eq(json(&shown1, "b"), json(&shown2, "b")));
+        assert_eq!(shown2.listing(), build(key(2), &second, None).listing());
+        let diff2 = diff(&shown2, &shown1);
+        assert_eq!(diff2["update"].as_array().unwrap().len(), 1, "{diff2}");
+        assert_eq!(diff2["update"][0]["id"], "a");
+        assert!(diff2["add"].is_null() && diff2["remove"].is_null());
 
         // The host's label is in every process's parents: all are rebuilt.
         let third = rendered(3, "renamed", 2.0);
         let shown3 = build(key(3), &third, Some(&shown2));
-        assert_eq!(shown3.nodes, build(key(3), &third, None).nodes);
-        let diff: serde_json::Value =
-            serde_json::from_slice(&shown3.diff_from(&shown2).expect("labels changed")).unwrap();
-        assert_eq!(diff["update"].as_array().unwrap().len(), 3, "{diff}");
-        assert_eq!(diff["update"][0]["parents"][0]["label"], "renamed");
+        assert_eq!(shown3.listing(), build(key(3), &third, None).listing());
+        let diff3 = diff(&shown3, &shown2);
+        assert_eq!(diff3["update"].as_array().unwrap().len(), 3, "{diff3}");
+        assert_eq!(diff3["update"][0]["parents"][0]["label"], "renamed");
 
         // Nothing changed: no diff.
         let fourth = rendered(4, "renamed", 2.0);
@@ -449,13 +531,62 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_snapshot_is_not_compared_with() {
+    fn nodes_that_come_and_go_are_added_and_removed_in_one_merge() {
         let shown1 = build(key(1), &rendered(1, "host", 1.0), None);
-        // `rendered(1, ..)` is gone: the next build cannot reuse and builds all anew.
-        let second = rendered(2, "host", 1.0);
+        let processes = vec![
+            node(View::Processes, "a", "a", &["b"]),
+            node(View::Processes, "b", "b", &[]),
+            node(View::Processes, "bb", "bb", &[]),
+            node(View::Processes, "d", "d", &[]),
+        ];
+        let second = with_nodes(2, "host", 1.0, View::Processes, processes);
         let shown2 = build(key(2), &second, Some(&shown1));
-        assert!(!Arc::ptr_eq(&shown1.nodes["b"], &shown2.nodes["b"]));
-        assert!(shown2.diff_from(&shown1).is_none());
+        assert!(Arc::ptr_eq(json(&shown1, "a"), json(&shown2, "a")));
+        let diff2 = diff(&shown2, &shown1);
+        let added: Vec<&str> = diff2["add"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(added, ["bb", "d"]);
+        assert_eq!(diff2["remove"], serde_json::json!(["c"]));
+        assert!(diff2["update"].is_null(), "{diff2}");
+    }
+
+    /// `b` turns pseudo, so `?pseudo=hide` hides it: `a`'s digest is the same, but its edge
+    /// to `b` must go from what is shown.
+    #[test]
+    fn a_node_whose_peer_is_hidden_now_is_rebuilt() {
+        let view = View::Endpoints;
+        let key = |time| Key {
+            snapshot_time_us: time,
+            view,
+            options: Options::from_query(view, &[("pseudo".into(), "hide".into())]),
+        };
+        let endpoints = |b_pseudo| {
+            let mut nodes = vec![
+                node(view, "a", "a", &["b"]),
+                node(view, "b", "b", &[]),
+                node(view, "c", "c", &[]),
+            ];
+            nodes[1].pseudo = b_pseudo;
+            nodes
+        };
+        let shown1 = build(
+            key(1),
+            &with_nodes(1, "host", 1.0, view, endpoints(false)),
+            None,
+        );
+        let a: serde_json::Value = serde_json::from_str(json(&shown1, "a")).unwrap();
+        assert_eq!(a["adjacency"], serde_json::json!(["b"]));
+        let second = with_nodes(2, "host", 1.0, view, endpoints(true));
+        let shown2 = build(key(2), &second, Some(&shown1));
+        assert_eq!(shown2.listing(), build(key(2), &second, None).listing());
+        let diff2 = diff(&shown2, &shown1);
+        assert_eq!(diff2["remove"], serde_json::json!(["b"]));
+        assert_eq!(diff2["update"][0]["id"], "a", "{diff2}");
+        assert!(diff2["update"][0]["adjacency"].is_null(), "{diff2}");
     }
 
     /// Small views would never fill the bytes: the count bounds them, every tick adding one.

@@ -51,7 +51,7 @@ impl Snapshots {
     /// Keeps what the renderer of this process just rendered.
     pub fn insert(&self, rendered: Arc<Rendered>) {
         let t = rendered.snapshot_time_us;
-        let size = heap_size(&rendered);
+        let size = rendered.index.heap_bytes();
         let evicted = self
             .cache
             .lock()
@@ -211,62 +211,6 @@ impl Cache {
     }
 }
 
-/// About how many bytes `rendered` holds: its strings and collections, not the allocator's
-/// overhead, which is the same for every snapshot.
-fn heap_size(rendered: &Rendered) -> usize {
-    use std::mem::size_of;
-    let strings = |v: &[String]| {
-        v.iter()
-            .map(|s| s.len() + size_of::<String>())
-            .sum::<usize>()
-    };
-    let nodes: usize = rendered
-        .views
-        .values()
-        .flatten()
-        .map(|n| {
-            size_of::<scope_schemas::RenderedNode>()
-                + n.view.len()
-                + n.id.len()
-                + n.label.len()
-                + n.label_minor.len()
-                + n.rank.len()
-                + n.shape.len()
-                + strings(&n.adjacency)
-                + n.metadata
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 2 * size_of::<String>())
-                    .sum::<usize>()
-        })
-        .sum();
-    let graphs: usize = rendered
-        .graphs
-        .values()
-        .map(|g| {
-            g.edges
-                .iter()
-                .map(|e| {
-                    size_of::<crate::render::Edge>()
-                        + e.src.len()
-                        + e.dst.len()
-                        + e.ports.len() * 16
-                })
-                .sum::<usize>()
-                + g.metrics
-                    .iter()
-                    .map(|(id, m)| id.len() + m.iter().map(|(k, _)| k.len() + 32).sum::<usize>())
-                    .sum::<usize>()
-                + g.parents
-                    .iter()
-                    .map(|(id, p)| {
-                        id.len() + p.iter().map(|(v, p)| v.len() + p.len() + 48).sum::<usize>()
-                    })
-                    .sum::<usize>()
-        })
-        .sum();
-    nodes + graphs
-}
-
 /// A collector that reported in a snapshot, as `GET /api/probes` lists it.
 pub struct HostReport {
     pub host_id: String,
@@ -332,9 +276,10 @@ pub async fn host_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Index;
 
     fn rendered(t: i64) -> Arc<Rendered> {
-        Arc::new(Rendered {
+        let mut rendered = Rendered {
             snapshot_time_us: t,
             views: [(
                 scope_schemas::View::Hosts,
@@ -356,7 +301,10 @@ mod tests {
             connections: 0,
             files: Vec::new(),
             rejected_cidrs: Vec::new(),
-        })
+            index: Index::default(),
+        };
+        rendered.index = Index::of(&rendered);
+        Arc::new(rendered)
     }
 
     #[test]
@@ -365,7 +313,7 @@ mod tests {
             limit: 0,
             ..Cache::default()
         };
-        let one = heap_size(&rendered(0));
+        let one = rendered(0).index.heap_bytes();
         assert!(one > 0);
         cache.limit = 3 * one;
         let insert = |cache: &mut Cache, t| cache.insert(rendered(t), one).len();
@@ -385,7 +333,7 @@ mod tests {
 
     #[test]
     fn the_moment_of_time_travel_stays_however_large() {
-        let one = heap_size(&rendered(0));
+        let one = rendered(0).index.heap_bytes();
         let mut cache = Cache {
             limit: one,
             ..Cache::default()

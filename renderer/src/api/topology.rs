@@ -18,7 +18,10 @@ use super::scope_json::{
     Column, Connection, ConnectionsSummary, MetadataRow, MetricRow, NodeDetails, NodeSummary,
     NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
 };
-use crate::render::{Edge, Rendered};
+use crate::{
+    index::{ViewIndex, find, parent_label},
+    render::{Edge, Rendered},
+};
 
 /// How Scope lists a view.
 struct Listing {
@@ -459,46 +462,35 @@ pub fn shown_nodes<'a>(
     view: View,
     options: &Options,
 ) -> Vec<&'a RenderedNode> {
-    let Some(nodes) = rendered.views.get(&view) else {
-        return Vec::new();
-    };
-    let connected: HashSet<&str> = if options.hide_unconnected {
-        nodes
-            .iter()
-            .flat_map(|n| {
-                n.adjacency
-                    .iter()
-                    .map(String::as_str)
-                    .chain((!n.adjacency.is_empty()).then_some(n.id.as_str()))
-            })
-            .collect()
-    } else {
-        HashSet::new()
-    };
-    nodes
-        .iter()
-        .filter(|n| !options.hide_unconnected || connected.contains(n.id.as_str()))
-        .filter(|n| !options.hide_pseudo || !n.pseudo)
-        .filter(|n| options.shows_container(n))
+    shown_indices(rendered, view, options)
+        .into_iter()
+        .map(|i| &rendered.views[&view][i])
         .collect()
 }
 
-/// Node `id` of `view`, found in its id-sorted nodes.
-pub fn find<'a>(rendered: &'a Rendered, view: View, id: &str) -> Option<&'a RenderedNode> {
-    let nodes = rendered.views.get(&view)?;
+/// Where the nodes [`shown_nodes`] lists are in the view's nodes.
+pub fn shown_indices(rendered: &Rendered, view: View, options: &Options) -> Vec<usize> {
+    let Some(nodes) = rendered.views.get(&view) else {
+        return Vec::new();
+    };
+    // Only `?unconnected=hide` needs to know which nodes have an edge.
+    let computed;
+    let connected = match rendered.index.view(view, nodes) {
+        _ if !options.hide_unconnected => None,
+        Some(index) => Some(&index.connected),
+        None => {
+            computed = ViewIndex::of(rendered, view, nodes).connected;
+            Some(&computed)
+        }
+    };
     nodes
-        .binary_search_by(|n| n.id.as_str().cmp(id))
-        .ok()
-        .map(|i| &nodes[i])
-}
-
-/// The label of node `id` of the view named `view`, or the id when there is no such node.
-pub fn parent_label<'a>(rendered: &'a Rendered, view: &str, id: &'a str) -> &'a str {
-    View::ALL
-        .into_iter()
-        .find(|v| v.name() == view)
-        .and_then(|v| find(rendered, v, id))
-        .map_or(id, |node| node.label.as_str())
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| connected.is_none_or(|connected| connected[*i]))
+        .filter(|(_, n)| !options.hide_pseudo || !n.pseudo)
+        .filter(|(_, n)| options.shows_container(n))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `node` of `view` as Scope summarises it, its adjacency not yet pruned to the shown nodes.
