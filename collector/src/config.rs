@@ -78,6 +78,11 @@ pub struct CollectorArgs {
     /// service account (in-cluster)].
     #[arg(long, env = "SCOPE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Whether to give up every capability not needed once the tracker is loaded. Not a
+    /// flag: only the standalone `scope-collector` sets it, since a process that also runs
+    /// other stages, or runs them on threads started earlier, cannot drop for all of them.
+    #[arg(skip)]
+    pub drop_capabilities: bool,
 }
 
 /// What a collector reports.
@@ -107,6 +112,7 @@ impl CollectorArgs {
             role: Role::Node,
             cluster_id: DEFAULT_CLUSTER_ID.into(),
             kubeconfig: None,
+            drop_capabilities: false,
         }
     }
 }

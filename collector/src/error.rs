@@ -50,4 +50,9 @@ pub enum Error {
     /// says what to change. `--tracker auto` falls back to procfs instead of failing.
     #[error("starting the eBPF connection tracker (--tracker ebpf): {0}")]
     Tracker(#[source] scope_ebpf::LoadError),
+    /// The kernel refused to drop the capabilities the collector no longer needs (`capset`,
+    /// `prctl`): a seccomp filter or security module forbids it. The collector stops rather
+    /// than run with more privilege than documented.
+    #[error("dropping the capabilities not needed after start: {0}")]
+    DropCapabilities(#[source] io::Error),
 }

@@ -32,6 +32,9 @@
 //!   no runtime thread.
 //! - `stats`: [`Stats`] and [`stats()`], counters; [`Error`]: what can stop the collector.
 //! - [`run`]: the event loop, one `Collector` method per event.
+//! - `privileges`: what capabilities the standalone collector keeps after loading the
+//!   tracker (`CAP_SYS_PTRACE`, `CAP_DAC_READ_SEARCH`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`; none
+//!   in the cluster role), and dropping the rest.
 //! - `kubernetes`: the cluster role (`--role=cluster`), which reads no node but watches the
 //!   Kubernetes API server and publishes the cluster's objects as report deltas.
 
@@ -42,6 +45,7 @@ mod delta;
 mod error;
 mod interfaces;
 mod kubernetes;
+mod privileges;
 mod publisher;
 mod reporter;
 mod scan;
@@ -100,7 +104,10 @@ pub async fn run_with_stats(
 ) -> Result<(), Error> {
     match args.role {
         Role::Node => Collector::start(&args, stats)?.run(&shutdown).await,
-        Role::Cluster => kubernetes::run(&args, &shutdown, stats).await,
+        Role::Cluster => {
+            privileges::drop_unneeded(&args)?;
+            kubernetes::run(&args, &shutdown, stats).await
+        }
     }
 }
 
@@ -131,8 +138,9 @@ struct Collector {
 }
 
 impl Collector {
-    /// Checks the configuration and `/proc`, creates the producer, loads the tracker and
-    /// starts the endpoint reporter's thread.
+    /// Checks the configuration and `/proc`, loads the tracker, drops the capabilities
+    /// only loading needed (before any thread starts, as they inherit them), creates the
+    /// producer and starts the endpoint reporter's thread.
     fn start(args: &CollectorArgs, stats: Arc<Stats>) -> Result<Self, Error> {
         args.validate()?;
         let probe = args.proc_root.join("stat");
@@ -142,8 +150,9 @@ impl Collector {
         })?;
         let hostname = hostname().map_err(Error::Hostname)?;
         let host_id = args.host_id.clone().unwrap_or_else(|| hostname.clone());
-        let publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
         let tracker = tracker::start(args)?;
+        privileges::drop_unneeded(args)?;
+        let publisher = Publisher::new(&args.kafka, &host_id, stats.clone())?;
         let mode = match tracker {
             Some(_) => TrackerMode::Ebpf,
             None => TrackerMode::Procfs,

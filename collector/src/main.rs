@@ -1,10 +1,17 @@
 //! `scope-collector`: the collector of one node.
 
-#[tokio::main]
+use scope_collector::CollectorArgs;
+use scope_runtime::service::Cli;
+
+// One thread: capabilities are per thread, and the collector drops those it no longer needs
+// once its tracker is loaded, before any other thread exists to keep them.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    scope_runtime::service::main::<scope_collector::CollectorArgs>(
-        "scope-collector",
+    const NAME: &str = "scope-collector";
+    let mut cli = Cli::<CollectorArgs>::parse(
+        NAME,
         "Reports this node's connections, processes and host to Kafka",
-    )
-    .await
+    );
+    cli.args.drop_capabilities = true;
+    cli.main(NAME).await
 }

@@ -1,0 +1,232 @@
+//! The standalone `scope-collector`, started as root, keeps only the capabilities its
+//! documentation names once its tracker is loaded, on every one of its threads, and still
+//! reports connections: those of another user's process too, whose `/proc` entries only the
+//! kept capabilities open.
+
+use std::{
+    os::unix::process::CommandExt,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    Message,
+    consumer::{Consumer, StreamConsumer},
+    message::BorrowedMessage,
+};
+use scope_schemas::{
+    ConnectionEvent, ConnectionEventKind, ConnectionEvents, Record, ReportDelta,
+    report::{host_node_id, keys},
+    topics,
+};
+use scope_testkit::{Broker, Process, process::python3};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// CAP_DAC_READ_SEARCH (2), CAP_NET_ADMIN (12), CAP_SYS_PTRACE (19), CAP_SYS_ADMIN (21): what
+/// `collector/src/privileges.rs` and the README say a node collector keeps. Written out here
+/// rather than taken from the code, so a change to the kept set must change this test too.
+const DOCUMENTED: u64 = 1 << 2 | 1 << 12 | 1 << 19 | 1 << 21;
+
+/// `nobody`: not the collector's user, so its `/proc/<pid>/fd` is closed to a root without
+/// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE.
+const OTHER_USER: u32 = 65534;
+
+/// Connects to its own listener, prints the client's and the server's ports, holds both ends.
+const SELF_CONNECTED: &str = r#"
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+c = socket.create_connection(s.getsockname())
+conn, _ = s.accept()
+print(c.getsockname()[1], s.getsockname()[1], flush=True)
+time.sleep(3600)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ebpf_only_the_documented_capabilities_are_kept() {
+    if !scope_collector::test_support::root_or_skip("capabilities to drop, and eBPF") {
+        return;
+    }
+    keeps_only_the_documented_capabilities("ebpf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_procfs_only_the_documented_capabilities_are_kept() {
+    if !scope_collector::test_support::root_or_skip("capabilities to drop") {
+        return;
+    }
+    keeps_only_the_documented_capabilities("procfs").await;
+}
+
+async fn keeps_only_the_documented_capabilities(tracker: &str) {
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
+    let consumer: StreamConsumer = kafka
+        .client_config(&[
+            (
+                "group.id",
+                &format!(
+                    "privileges-test-{}-{:?}",
+                    std::process::id(),
+                    Instant::now()
+                ),
+            ),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
+        .unwrap();
+
+    let host_id = format!("privileges-test-{}-{tracker}", std::process::id());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scope-collector"));
+    command
+        .args(["--brokers", &kafka.brokers, "--host-id", &host_id])
+        .args(["--tracker", tracker])
+        .args(["--spy-interval", "200ms", "--publish-interval", "1s"]);
+    let collector = Process::spawn(command);
+
+    // Its host node is published only after the tracker loaded and the capabilities were
+    // dropped; its tracker mode says that loading still worked.
+    let mut seen = Seen::default();
+    consume(&consumer, &mut seen, &host_id, "the host node", |s| {
+        s.tracker_mode.is_some()
+    })
+    .await;
+    assert_eq!(seen.tracker_mode.as_deref(), Some(tracker));
+
+    // What the test runs with bounds what the collector can keep.
+    let expected = DOCUMENTED & thread_capabilities(std::process::id())[0].1.permitted;
+    let threads = thread_capabilities(collector.pid());
+    assert!(
+        threads.len() > 1,
+        "the Kafka producer's threads are checked too: {threads:#?}"
+    );
+    for (thread, caps) in &threads {
+        assert_eq!(
+            caps,
+            &Capabilities {
+                inheritable: 0,
+                permitted: expected,
+                effective: expected,
+                bounding: expected,
+                ambient: 0,
+                no_new_privs: true,
+            },
+            "thread {thread} of the collector"
+        );
+    }
+
+    // A connection made after the drop, by a process of another user.
+    let mut command = Command::new(python3());
+    command
+        .args(["-c", SELF_CONNECTED])
+        .uid(OTHER_USER)
+        .gid(OTHER_USER);
+    let other = Process::spawn(command);
+    let ports = other.line(WAIT, "its ports");
+    let (client_port, server_port) = ports.trim().split_once(' ').expect("two ports");
+    let pid = other.pid() as i32;
+    let owned = |s: &Seen, kind: ConnectionEventKind, port: &str| {
+        s.events
+            .iter()
+            .any(|e| e.kind == kind && e.pid == Some(pid) && e.local_port.to_string() == port)
+    };
+    consume(
+        &consumer,
+        &mut seen,
+        &host_id,
+        "the other user's connect and accept, with its pid",
+        |s| {
+            owned(s, ConnectionEventKind::Connect, client_port)
+                && owned(s, ConnectionEventKind::Accept, server_port)
+        },
+    )
+    .await;
+}
+
+/// What the collector published for its host so far.
+#[derive(Default)]
+struct Seen {
+    events: Vec<ConnectionEvent>,
+    tracker_mode: Option<String>,
+}
+
+/// Reads both topics until `done` holds, or fails after [`WAIT`] naming `what`.
+async fn consume(
+    consumer: &StreamConsumer,
+    seen: &mut Seen,
+    host_id: &str,
+    what: &str,
+    done: impl Fn(&Seen) -> bool,
+) {
+    let host_node = host_node_id(host_id);
+    let fold = |seen: &mut Seen, message: &BorrowedMessage<'_>| {
+        let payload = message.payload().expect("records have values");
+        match message.topic() {
+            topics::CONNECTIONS => {
+                let batch = ConnectionEvents::decode(payload).expect("valid ConnectionEvents");
+                seen.events.extend(batch.events);
+            }
+            _ => {
+                let delta = ReportDelta::decode(payload).expect("valid ReportDelta");
+                let mode = delta
+                    .upserts
+                    .iter()
+                    .filter(|node| node.id == host_node)
+                    .find_map(|node| node.latest(keys::TRACKER_MODE));
+                if let Some(mode) = mode {
+                    seen.tracker_mode = Some(mode.to_owned());
+                }
+            }
+        }
+    };
+    scope_testkit::consume_until(consumer, WAIT, seen, fold, done)
+        .await
+        .unwrap_or_else(|timed_out| {
+            panic!("{timed_out} waiting for {what}; saw {:#?}", seen.events)
+        });
+}
+
+/// One thread's capability sets, from its `status`.
+#[derive(Debug, PartialEq, Eq)]
+struct Capabilities {
+    inheritable: u64,
+    permitted: u64,
+    effective: u64,
+    bounding: u64,
+    ambient: u64,
+    no_new_privs: bool,
+}
+
+/// Every thread of `pid` (name and tid) with its capabilities. A thread that ends between
+/// the listing and the read (a conntrack helper) is left out.
+fn thread_capabilities(pid: u32) -> Vec<(String, Capabilities)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the collector runs");
+    tasks
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .unwrap_or_else(|| panic!("{name} in {}", dir.display()))
+                    .trim()
+                    .to_owned()
+            };
+            let set = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
+            let caps = Capabilities {
+                inheritable: set("CapInh"),
+                permitted: set("CapPrm"),
+                effective: set("CapEff"),
+                bounding: set("CapBnd"),
+                ambient: set("CapAmb"),
+                no_new_privs: field("NoNewPrivs") == "1",
+            };
+            Some((format!("{} ({})", field("Name"), dir.display()), caps))
+        })
+        .collect()
+}
