@@ -15,7 +15,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use axum::body::Bytes;
+use axum::{body::Bytes, extract::ws::Utf8Bytes};
 use scope_schemas::View;
 
 use super::{
@@ -45,7 +45,8 @@ pub struct Shown {
     /// The shown nodes, by id.
     nodes: Vec<ShownNode>,
     listing: OnceLock<Bytes>,
-    reset: OnceLock<Bytes>,
+    /// Text a websocket sends as it is: checked as UTF-8 once, not once per socket.
+    reset: OnceLock<Utf8Bytes>,
 }
 
 /// A shown node's id and JSON (Scope's `NodeSummary`), and the digest of the summary it was
@@ -79,17 +80,17 @@ impl Shown {
     }
 
     /// A websocket's first message: every node, `{"add": [...], "reset": true}`.
-    pub fn reset(&self) -> Bytes {
+    pub fn reset(&self) -> Utf8Bytes {
         self.reset
             .get_or_init(|| {
                 let added: Vec<&str> = self.nodes.iter().map(|n| &*n.json).collect();
-                Bytes::from(diff_json(&added, &[], &[], true))
+                Utf8Bytes::from(diff_json(&added, &[], &[], true))
             })
             .clone()
     }
 
     /// What turns `previous` into this, or None when nothing changed.
-    fn diff_from(&self, previous: &Shown) -> Option<Bytes> {
+    fn diff_from(&self, previous: &Shown) -> Option<Utf8Bytes> {
         let (mut add, mut update, mut remove) = (Vec::new(), Vec::new(), Vec::new());
         let (mut now, mut before) = (
             self.nodes.iter().peekable(),
@@ -120,7 +121,7 @@ impl Shown {
             }
         }
         (!add.is_empty() || !update.is_empty() || !remove.is_empty())
-            .then(|| Bytes::from(diff_json(&add, &update, &remove, false)))
+            .then(|| Utf8Bytes::from(diff_json(&add, &update, &remove, false)))
     }
 
     fn json_bytes(&self) -> usize {
@@ -140,7 +141,7 @@ pub struct ShownCache {
 }
 
 /// A diff, built by the first socket that needs it.
-type SharedDiff = Arc<OnceLock<Option<Bytes>>>;
+type SharedDiff = Arc<OnceLock<Option<Utf8Bytes>>>;
 
 #[derive(Default)]
 struct Entries {
@@ -184,7 +185,7 @@ impl ShownCache {
 
     /// What turns `previous` into `current` (the same view and options), built once for
     /// every socket that shows both; None when nothing changed.
-    pub fn diff(&self, previous: &Shown, current: &Shown) -> Option<Bytes> {
+    pub fn diff(&self, previous: &Shown, current: &Shown) -> Option<Utf8Bytes> {
         let key = (current.key.clone(), previous.key.snapshot_time_us);
         let cell = {
             let mut diffs = self.diffs.lock().unwrap_or_else(|e| e.into_inner());
@@ -493,7 +494,7 @@ mod tests {
     }
 
     fn diff(now: &Shown, before: &Shown) -> serde_json::Value {
-        serde_json::from_slice(&now.diff_from(before).expect("a change")).unwrap()
+        serde_json::from_str(&now.diff_from(before).expect("a change")).unwrap()
     }
 
     #[test]
@@ -615,7 +616,7 @@ mod tests {
         let listing: serde_json::Value = serde_json::from_slice(&shown.listing()).unwrap();
         assert_eq!(listing["nodes"]["a"]["adjacency"], serde_json::json!(["b"]));
         assert_eq!(listing["nodes"].as_object().unwrap().len(), 3);
-        let reset: serde_json::Value = serde_json::from_slice(&shown.reset()).unwrap();
+        let reset: serde_json::Value = serde_json::from_str(&shown.reset()).unwrap();
         assert_eq!(reset["reset"], true);
         assert_eq!(reset["add"].as_array().unwrap().len(), 3);
         assert!(reset["update"].is_null() && reset["remove"].is_null());

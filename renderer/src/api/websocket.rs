@@ -10,7 +10,6 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    body::Bytes,
     extract::{
         Path, RawQuery, State,
         ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
@@ -26,7 +25,7 @@ use super::{
 use crate::Error;
 
 /// The first message when there is no snapshot yet.
-const EMPTY_RESET: &[u8] = br#"{"add":null,"update":null,"remove":null,"reset":true}"#;
+const EMPTY_RESET: &str = r#"{"add":null,"update":null,"remove":null,"reset":true}"#;
 
 /// Scope's default `t`.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -92,19 +91,16 @@ impl Live {
                     let message = match (&previous, &current) {
                         _ if unchanged => None,
                         (None, Some(current)) => Some(current.reset()),
-                        (None, None) => Some(Bytes::from_static(EMPTY_RESET)),
+                        (None, None) => Some(Utf8Bytes::from_static(EMPTY_RESET)),
                         (Some(previous), Some(current)) => self.state.shown.diff(previous, current),
                         // Not reached: once a snapshot was found, the cache keeps the
                         // newest two; what was sent stands.
                         (Some(_), None) => None,
                     };
-                    if let Some(text) = message {
-                        let Ok(text) = Utf8Bytes::try_from(text) else {
-                            return;
-                        };
-                        if socket.send(Message::Text(text)).await.is_err() {
-                            return;
-                        }
+                    if let Some(text) = message
+                        && socket.send(Message::Text(text)).await.is_err()
+                    {
+                        return;
                     }
                     if current.is_some() || previous.is_none() {
                         previous = current;
