@@ -14,12 +14,13 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::BorrowedMessage,
 };
+use scope_kafka::KafkaArgs;
 use scope_schemas::{
     ConnectionEvent, ConnectionEventKind, ConnectionEvents, Record, ReportDelta,
     report::{host_node_id, keys},
     topics,
 };
-use scope_testkit::{Broker, Process, process::python3};
+use scope_testkit::{Broker, Process, free_port, kube_api, process::python3};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -62,24 +63,7 @@ async fn with_procfs_only_the_documented_capabilities_are_kept() {
 
 async fn keeps_only_the_documented_capabilities(tracker: &str) {
     let (_broker, kafka) = Broker::start_with_topics(1).await;
-    let consumer: StreamConsumer = kafka
-        .client_config(&[
-            (
-                "group.id",
-                &format!(
-                    "privileges-test-{}-{:?}",
-                    std::process::id(),
-                    Instant::now()
-                ),
-            ),
-            ("auto.offset.reset", "earliest"),
-        ])
-        .create()
-        .unwrap();
-    consumer
-        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
-        .unwrap();
-
+    let consumer = subscribe(&kafka);
     let host_id = format!("privileges-test-{}-{tracker}", std::process::id());
     let mut command = Command::new(env!("CARGO_BIN_EXE_scope-collector"));
     command
@@ -96,28 +80,7 @@ async fn keeps_only_the_documented_capabilities(tracker: &str) {
     })
     .await;
     assert_eq!(seen.tracker_mode.as_deref(), Some(tracker));
-
-    // What the test runs with bounds what the collector can keep.
-    let expected = DOCUMENTED & thread_capabilities(std::process::id())[0].1.permitted;
-    let threads = thread_capabilities(collector.pid());
-    assert!(
-        threads.len() > 1,
-        "the Kafka producer's threads are checked too: {threads:#?}"
-    );
-    for (thread, caps) in &threads {
-        assert_eq!(
-            caps,
-            &Capabilities {
-                inheritable: 0,
-                permitted: expected,
-                effective: expected,
-                bounding: expected,
-                ambient: 0,
-                no_new_privs: true,
-            },
-            "thread {thread} of the collector"
-        );
-    }
+    every_thread_keeps_only(collector.pid(), DOCUMENTED);
 
     // A connection made after the drop, by a process of another user.
     let mut command = Command::new(python3());
@@ -147,10 +110,79 @@ async fn keeps_only_the_documented_capabilities(tracker: &str) {
     .await;
 }
 
+/// The cluster role reads no node: it keeps no capability at all, and still publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_role_keeps_no_capability() {
+    if !scope_collector::test_support::root_or_skip("capabilities to drop") {
+        return;
+    }
+    let (_broker, kafka) = Broker::start_with_topics(1).await;
+    let consumer = subscribe(&kafka);
+    // An API server that is away: the collector retries it and publishes the cluster meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig =
+        kube_api::write_kubeconfig(dir.path(), &format!("http://127.0.0.1:{}", free_port()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scope-collector"));
+    command
+        .args(["--role", "cluster", "--brokers", &kafka.brokers])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        // kube's client logs every failed connection as an error: expected here.
+        .env("RUST_LOG", "warn,scope_collector=info,kube_client=off");
+    let collector = Process::spawn(command);
+    let mut seen = Seen::default();
+    consume(&consumer, &mut seen, "", "a report delta", |s| s.deltas > 0).await;
+    every_thread_keeps_only(collector.pid(), 0);
+}
+
+/// A consumer of both collector topics from their start.
+fn subscribe(kafka: &KafkaArgs) -> StreamConsumer {
+    let group = format!(
+        "privileges-test-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    );
+    let consumer: StreamConsumer = kafka
+        .client_config(&[("group.id", &group), ("auto.offset.reset", "earliest")])
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
+        .unwrap();
+    consumer
+}
+
+/// Every thread of `pid` has `documented` (of what this test holds, which bounds what the
+/// collector can keep) as its permitted, effective and bounding sets, no inheritable or
+/// ambient one, and no_new_privs.
+fn every_thread_keeps_only(pid: u32, documented: u64) {
+    let expected = documented & thread_capabilities(std::process::id())[0].1.permitted;
+    let threads = thread_capabilities(pid);
+    assert!(
+        threads.len() > 1,
+        "the Kafka producer's threads are checked too: {threads:#?}"
+    );
+    for (thread, caps) in &threads {
+        assert_eq!(
+            caps,
+            &Capabilities {
+                inheritable: 0,
+                permitted: expected,
+                effective: expected,
+                bounding: expected,
+                ambient: 0,
+                no_new_privs: true,
+            },
+            "thread {thread} of the collector"
+        );
+    }
+}
+
 /// What the collector published for its host so far.
 #[derive(Default)]
 struct Seen {
     events: Vec<ConnectionEvent>,
+    deltas: usize,
     tracker_mode: Option<String>,
 }
 
@@ -172,6 +204,7 @@ async fn consume(
             }
             _ => {
                 let delta = ReportDelta::decode(payload).expect("valid ReportDelta");
+                seen.deltas += 1;
                 let mode = delta
                     .upserts
                     .iter()
