@@ -6,7 +6,8 @@
 //! - `topology`: the views as Scope lists them, and their nodes as summaries and details.
 //! - `snapshots`: which rendered snapshot answers (the latest, or the one in force at a time).
 //! - `samples`: metric samples over the retained snapshots, for a node's details.
-//! - `websocket`: `GET /api/topology/{view}/ws`, the whole view and then what changed.
+//! - `websocket`: `GET /api/topology/{view}/ws`, the whole view and then what changed;
+//!   `upgrade`: its handshake, and long messages sent in frames.
 //! - `ui`: the web UI at `/`, its assets embedded.
 //!
 //! Everything is read-only. Beyond loopback a token is required (`--http-token`), as a bearer
@@ -20,6 +21,7 @@ mod shown;
 mod snapshots;
 mod topology;
 mod ui;
+mod upgrade;
 mod websocket;
 
 use std::{

@@ -15,8 +15,9 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use axum::{body::Bytes, extract::ws::Utf8Bytes};
+use axum::body::Bytes;
 use scope_schemas::View;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
     scope_json::NodeSummary,

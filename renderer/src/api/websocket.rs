@@ -10,17 +10,20 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{
-        Path, RawQuery, State,
-        ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    },
+    extract::{Path, RawQuery, State},
     http::StatusCode,
     response::Response,
 };
 use scope_schemas::View;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{
-    Answer, AppState, Failure, parameters, shown::Shown, timestamp, topology::Options, view_or_404,
+    Answer, AppState, Failure, parameters,
+    shown::Shown,
+    timestamp,
+    topology::Options,
+    upgrade::{Socket, Upgrade},
+    view_or_404,
 };
 use crate::Error;
 
@@ -34,7 +37,7 @@ pub(super) async fn handle(
     State(state): State<AppState>,
     Path(view): Path<String>,
     RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Answer<Response> {
     let view = view_or_404(&view)?;
     let parameters = parameters(&query);
@@ -74,7 +77,7 @@ struct Live {
 }
 
 impl Live {
-    async fn run(self, mut socket: WebSocket) {
+    async fn run(self, mut socket: Socket) {
         let opened = std::time::Instant::now();
         let mut newest = self.state.snapshots.subscribe();
         let mut previous: Option<Arc<Shown>> = None;
@@ -98,7 +101,7 @@ impl Live {
                         (Some(_), None) => None,
                     };
                     if let Some(text) = message
-                        && socket.send(Message::Text(text)).await.is_err()
+                        && socket.send_text(text).await.is_err()
                     {
                         return;
                     }
@@ -112,15 +115,14 @@ impl Live {
             }
             tokio::select! {
                 () = self.state.shutdown.cancelled() => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    socket.close().await;
                     return;
                 }
                 _ = newest.changed() => {}
                 () = tokio::time::sleep(self.interval) => {}
-                received = socket.recv() => match received {
-                    // What a browser sends is ignored, as Scope ignores it.
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return,
+                // What a browser sends is ignored, as Scope ignores it.
+                received = socket.recv() => if received.is_none() {
+                    return;
                 },
             }
         }
