@@ -20,7 +20,11 @@ use scope_schemas::{
     report::{host_node_id, keys},
     topics,
 };
-use scope_testkit::{Broker, Process, free_port, kube_api, process::python3};
+use scope_testkit::{
+    Broker, Process, free_port, kube_api,
+    netns::Netns,
+    process::{python3, run},
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -33,17 +37,25 @@ const DOCUMENTED: u64 = 1 << 2 | 1 << 12 | 1 << 19 | 1 << 21;
 /// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE.
 const OTHER_USER: u32 = 65534;
 
-/// Connects to its own listener, prints the client's and the server's ports, holds both ends.
-const SELF_CONNECTED: &str = r#"
-import socket, time
+/// Listens on argv[1]:argv[2], connects to argv[3]:argv[4] (the listener itself, or an
+/// address DNAT'ed to it), accepts, prints the client's port and holds both ends.
+const CONNECTED: &str = r#"
+import socket, sys, time
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen()
-c = socket.create_connection(s.getsockname())
+c = socket.create_connection((sys.argv[3], int(sys.argv[4])))
 conn, _ = s.accept()
-print(c.getsockname()[1], s.getsockname()[1], flush=True)
+print(c.getsockname()[1], flush=True)
 time.sleep(3600)
 "#;
+
+/// What the DNAT rule of [`CONNECTED`]'s namespace sends a connection to 10.96.0.10:80 to,
+/// as kube-proxy does for a service's virtual address.
+const BACKEND: (&str, &str) = ("10.96.0.1", "8080");
+const NAT_RULES: &str = "add table ip nat; \
+    add chain ip nat output { type nat hook output priority -100; }; \
+    add rule ip nat output ip daddr 10.96.0.10 tcp dport 80 dnat to 10.96.0.1:8080";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_ebpf_only_the_documented_capabilities_are_kept() {
@@ -83,30 +95,60 @@ async fn keeps_only_the_documented_capabilities(tracker: &str) {
     every_thread_keeps_only(collector.pid(), DOCUMENTED);
 
     // A connection made after the drop, by a process of another user.
+    let port = free_port().to_string();
     let mut command = Command::new(python3());
     command
-        .args(["-c", SELF_CONNECTED])
+        .args(["-c", CONNECTED, "127.0.0.1", &port, "127.0.0.1", &port])
         .uid(OTHER_USER)
         .gid(OTHER_USER);
     let other = Process::spawn(command);
-    let ports = other.line(WAIT, "its ports");
-    let (client_port, server_port) = ports.trim().split_once(' ').expect("two ports");
-    let pid = other.pid() as i32;
-    let owned = |s: &Seen, kind: ConnectionEventKind, port: &str| {
-        s.events
-            .iter()
-            .any(|e| e.kind == kind && e.pid == Some(pid) && e.local_port.to_string() == port)
-    };
-    consume(
-        &consumer,
-        &mut seen,
-        &host_id,
-        "the other user's connect and accept, with its pid",
-        |s| {
-            owned(s, ConnectionEventKind::Connect, client_port)
-                && owned(s, ConnectionEventKind::Accept, server_port)
-        },
-    )
+    let what = "the other user's connect and accept, with its pid";
+    let server = ("127.0.0.1", port.as_str());
+    connection_seen(&consumer, &mut seen, &host_id, what, &other, server).await;
+
+    // A connection through DNAT in a network namespace of its own: only conntrack, asked
+    // inside that namespace, names the real server.
+    let netns = Netns::new(format!("scope-privileges-{tracker}"));
+    run(&[
+        "ip",
+        "-n",
+        netns.name(),
+        "addr",
+        "add",
+        "10.96.0.1/24",
+        "dev",
+        "lo",
+    ]);
+    run(&["ip", "netns", "exec", netns.name(), "nft", NAT_RULES]);
+    let (addr, port) = BACKEND;
+    let script = [python3(), "-c", CONNECTED, addr, port, "10.96.0.10", "80"];
+    let nat = Process::spawn(netns.command(&script));
+    let what = "the connect through DNAT, to its real server";
+    connection_seen(&consumer, &mut seen, &host_id, what, &nat, BACKEND).await;
+}
+
+/// Waits for the connect and the accept of the connection `process` (a [`CONNECTED`])
+/// holds, with its pid, the connect towards `server`.
+async fn connection_seen(
+    consumer: &StreamConsumer,
+    seen: &mut Seen,
+    host_id: &str,
+    what: &str,
+    process: &Process,
+    (addr, port): (&str, &str),
+) {
+    let client_port = process.line(WAIT, "its port");
+    let pid = Some(process.pid() as i32);
+    consume(consumer, seen, host_id, what, |s| {
+        let owned = |kind, local_port: &str| {
+            s.events
+                .iter()
+                .find(|e| e.kind == kind && e.pid == pid && e.local_port.to_string() == local_port)
+        };
+        owned(ConnectionEventKind::Connect, client_port.trim()).is_some_and(|e| {
+            (e.remote_addr.as_str(), e.remote_port.to_string().as_str()) == (addr, port)
+        }) && owned(ConnectionEventKind::Accept, port).is_some()
+    })
     .await;
 }
 
