@@ -50,6 +50,17 @@ struct Args {
     /// How long each part is measured.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     measure: Duration,
+    /// A variable for every child's environment, as NAME=VALUE (repeatable): e.g.
+    /// `SCOPE_MERGER_IDLE_INTERVAL=1s` measures the merger writing every tick, as before it
+    /// skipped unchanged ones.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    envs: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
 fn main() -> ExitCode {
@@ -80,11 +91,17 @@ struct Component {
 }
 
 impl Component {
-    fn spawn(scope: &Path, name: &'static str, args: &[&str], dir: &Path) -> anyhow::Result<Self> {
+    fn spawn(
+        scope: &Path,
+        name: &'static str,
+        args: &[&str],
+        envs: &[(String, String)],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).with_context(|| format!("creating {log:?}"))?;
         let mut command = Command::new(scope);
-        // Only the flags given here: none of this process's settings leak in.
+        // Only the flags and `--env` given here: none of this process's settings leak in.
         for (var, _) in std::env::vars_os() {
             if var.to_string_lossy().starts_with("SCOPE_") {
                 command.env_remove(var);
@@ -92,6 +109,7 @@ impl Component {
         }
         let child = command
             .args(args)
+            .envs(envs.iter().map(|(name, value)| (name, value)))
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -239,14 +257,16 @@ async fn measure(
 async fn run(args: &Args, scope: &Path) -> anyhow::Result<String> {
     let scope = scope.to_string_lossy().into_owned();
     let scope = Path::new(&scope);
-    let tmp = tempfile::tempdir()?;
+    let scratch = tempfile::tempdir()?;
+    let tmp = scratch.path();
+    let envs = &args.envs;
     let (load, processes) = procstat::machine();
 
     // Part 1: each component in its own process, the broker in this one.
     eprintln!("scope-rest: part 1, the components apart");
     let broker = EmbeddedBroker::start("127.0.0.1:0".parse()?).await?;
     let brokers = broker.bootstrap();
-    let data_dir = tmp.path().join("apart");
+    let data_dir = tmp.join("apart");
     let dir = data_dir.to_string_lossy().into_owned();
     let kafka = ["--brokers", brokers.as_str()];
     let stored = [&kafka[..], &["--data-dir", dir.as_str()]].concat();
@@ -260,19 +280,22 @@ async fn run(args: &Args, scope: &Path) -> anyhow::Result<String> {
             scope,
             "collector",
             &[&["collector"], &kafka[..]].concat(),
-            tmp.path(),
+            envs,
+            tmp,
         )?,
         Component::spawn(
             scope,
             "merger",
             &[&["merger"], &stored[..]].concat(),
-            tmp.path(),
+            envs,
+            tmp,
         )?,
         Component::spawn(
             scope,
             "renderer",
             &[&["renderer"], &renderer[..]].concat(),
-            tmp.path(),
+            envs,
+            tmp,
         )?,
     ];
     let part1 = measure(
@@ -290,7 +313,7 @@ async fn run(args: &Args, scope: &Path) -> anyhow::Result<String> {
 
     // Part 2: `scope up`.
     eprintln!("scope-rest: part 2, scope up");
-    let data_dir = tmp.path().join("up");
+    let data_dir = tmp.join("up");
     let dir = data_dir.to_string_lossy().into_owned();
     let up_args = [
         "up",
@@ -303,7 +326,7 @@ async fn run(args: &Args, scope: &Path) -> anyhow::Result<String> {
         "--postgres-listen",
         "off",
     ];
-    let mut up = vec![Component::spawn(scope, "scope up", &up_args, tmp.path())?];
+    let mut up = vec![Component::spawn(scope, "scope up", &up_args, envs, tmp)?];
     let part2 = measure(args, &mut up, &[], &data_dir).await;
     for component in up {
         component.stop().await?;
@@ -323,10 +346,14 @@ fn markdown(
 ) -> String {
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let mut out = format!(
-        "`{}` at rest: {:?} measured after {:?} of warm-up; the host ran {processes} processes, \
-         load {load:.2} at the start.\n\n\
+        "`{}` at rest{}: {:?} measured after {:?} of warm-up; the host ran {processes} \
+         processes, load {load:.2} at the start.\n\n\
          | process | CPU (% of one core) | RSS (MiB) |\n|---|---:|---:|\n",
         scope.display(),
+        args.envs
+            .iter()
+            .map(|(name, value)| format!(", {name}={value}"))
+            .collect::<String>(),
         args.measure,
         args.warm_up
     );
