@@ -34,7 +34,8 @@ pub async fn add(
     }
     let times: Vec<i64> = snapshots
         .times()?
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|&t| t <= snapshot_time_us)
         .collect();
     let wanted = spread(&times, MAX_SAMPLES);

@@ -12,6 +12,7 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
 use ip_network::IpNetwork;
@@ -35,6 +36,9 @@ pub struct Snapshots {
     computing: tokio::sync::Mutex<()>,
     /// The newest snapshot time held, for websockets to wake up on rather than wait a tick.
     newest: tokio::sync::watch::Sender<i64>,
+    /// The rendered times on disk as last listed, and the directory's modification time then:
+    /// every request asks, and an hour of 1 s ticks is 3,600 files to list.
+    listed: Mutex<Option<(SystemTime, Arc<[i64]>)>>,
 }
 
 impl Snapshots {
@@ -45,6 +49,7 @@ impl Snapshots {
             cache: Mutex::default(),
             computing: tokio::sync::Mutex::new(()),
             newest: tokio::sync::watch::Sender::new(i64::MIN),
+            listed: Mutex::default(),
         })
     }
 
@@ -101,14 +106,27 @@ impl Snapshots {
         Ok(Some(rendered))
     }
 
-    /// The rendered snapshot times, oldest first.
-    pub fn times(&self) -> Result<Vec<i64>, Error> {
+    /// The rendered snapshot times, oldest first. Listed again only when the directory
+    /// changed: a file added within the same tick of the file system's clock as the last
+    /// listing shows with the next change (the next snapshot written, or retention), and
+    /// what this process rendered is held anyway.
+    pub fn times(&self) -> Result<Arc<[i64]>, Error> {
+        let dir = self.data_dir.join(table::GRAPH_NODES);
+        let modified = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(modified), Some((at, times))) = (modified, listed.as_ref())
+            && modified == *at
+        {
+            return Ok(Arc::clone(times));
+        }
         let mut times: Vec<i64> = store::list(&self.data_dir, table::GRAPH_NODES)?
             .into_iter()
             .filter(|f| f.writer == store::RENDERER_WRITER)
             .map(|f| f.snapshot_time_us)
             .collect();
         times.dedup();
+        let times: Arc<[i64]> = times.into();
+        *listed = modified.map(|at| (at, Arc::clone(&times)));
         Ok(times)
     }
 
@@ -123,7 +141,7 @@ impl Snapshots {
     /// The newest snapshot time at or before `time_us` that is rendered on disk or was handed
     /// over (its files are written before it is, but a listing may not show them yet).
     fn rendered_at_or_before(&self, time_us: i64) -> Result<Option<i64>, Error> {
-        let on_disk = self.times()?.into_iter().rfind(|&t| t <= time_us);
+        let on_disk = self.times()?.iter().copied().rfind(|&t| t <= time_us);
         let held = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             cache.held.range(..=time_us).next_back().map(|(&t, _)| t)
@@ -329,6 +347,36 @@ mod tests {
         assert_eq!(insert(&mut cache, 5), 2);
         assert_eq!(cache.held.keys().copied().collect::<Vec<_>>(), [4, 5]);
         assert_eq!(cache.bytes, 2 * one);
+    }
+
+    /// Every request asks which times are rendered: the directory is listed again only once
+    /// it changed, and then shows what was added and deleted.
+    #[test]
+    fn the_times_on_disk_are_listed_again_when_the_directory_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::new(dir.path().to_path_buf(), &[]);
+        let write = |t| {
+            let path = dir.path().join(scope_store::file_path(
+                table::GRAPH_NODES,
+                t,
+                store::RENDERER_WRITER,
+            ));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"").unwrap();
+            path
+        };
+        assert!(snapshots.times().unwrap().is_empty());
+        let first = write(1);
+        let listed = snapshots.times().unwrap();
+        assert_eq!(*listed, [1]);
+        assert!(
+            Arc::ptr_eq(&listed, &snapshots.times().unwrap()),
+            "listed again"
+        );
+        write(2);
+        assert_eq!(*snapshots.times().unwrap(), [1, 2]);
+        std::fs::remove_file(first).unwrap();
+        assert_eq!(*snapshots.times().unwrap(), [2]);
     }
 
     #[test]
