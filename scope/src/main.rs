@@ -95,9 +95,25 @@ struct SqlArgs {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    // The collector on one thread, as `scope-collector`: it drops the capabilities it no
+    // longer needs once its tracker is loaded, and capabilities are per thread.
+    let mut runtime = match command {
+        Command::Collector(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(command)),
+        Err(error) => {
+            eprintln!("scope: starting the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
         Command::Up(up) => {
             service::init_tracing();
             match run_up(up, service::shutdown_on_signal()).await {
@@ -108,7 +124,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Collector(c) => c.main("scope collector").await,
+        Command::Collector(mut c) => {
+            c.args.drop_capabilities = true;
+            c.main("scope collector").await
+        }
         Command::Merger(c) => c.main("scope merger").await,
         Command::Renderer(c) => c.main("scope renderer").await,
         Command::Sql(args) => {
