@@ -18,6 +18,8 @@
 //! - [`membership`]: phase 4, the network lookup of `scope_local_network` against a linear
 //!   scan.
 //! - [`api`]: phase 5, the HTTP API's latency: a large view, and the websocket delta.
+//! - [`ui`]: a synthetic processes view of any size served to the web UI, for
+//!   `examples/ui_scale.rs` (its draw and pan times in Chromium) and `tests/ui_scale.rs`.
 //! - [`memory`]: peak resident memory (VmHWM) per phase.
 //! - [`report`]: the figures and their markdown table.
 //! - [`run`]: all phases in order.
@@ -33,6 +35,7 @@ pub mod memory;
 pub mod merge;
 pub mod render;
 pub mod report;
+pub mod ui;
 pub mod workload;
 
 use std::time::Instant;

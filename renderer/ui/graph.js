@@ -9,6 +9,11 @@ const { Sigma } = globalThis.Sigma;
 const Graph = globalThis.graphology;
 
 const SIZE = 14;
+/** Edges above which the graph is drawn without them while it moves: in Chromium without a GPU
+ * (as in the scale benchmark), drawing 30,000 edges took seconds a frame. */
+const LARGE_EDGES = 5000;
+/** New nodes that sigma takes one by one; a delta with more is applied detached. */
+const DETACH_ABOVE = 100;
 const FADED = "#e2e4ea";
 const EDGE = "#9aa3b5";
 const PSEUDO = "#b6bccb";
@@ -90,8 +95,35 @@ export class GraphView {
       },
     });
     this.sigma.on("clickNode", ({ node }) => this.onSelect(node));
-    this.sigma.on("enterNode", ({ node }) => this.highlight(node));
-    this.sigma.on("leaveNode", () => this.highlight(null));
+    // Not while the graph is dragged: the mouse crosses node after node, and each highlight
+    // redraws every node and edge (a quarter of a second at 10,000 nodes).
+    this.sigma.on("enterNode", ({ node }) => {
+      if (!this.sigma.getMouseCaptor().isMouseDown) this.highlight(node);
+    });
+    this.sigma.on("leaveNode", () => {
+      if (this.highlighted) this.highlight(null);
+    });
+    /** An empty graph sigma draws while a delta changes the real one: see `detach`. */
+    this.placeholder = null;
+  }
+
+  /**
+   * Stops sigma following the graph until the delta is applied. Sigma re-indexes every node
+   * and edge after each one dropped, and refreshes after each one added: removing 10,000
+   * nodes one by one took minutes. Detached, the delta costs one refresh, at `attach`.
+   */
+  detach() {
+    if (this.placeholder) return;
+    this.placeholder = new Graph({ type: "directed" });
+    this.sigma.setGraph(this.placeholder);
+  }
+
+  attach() {
+    if (!this.placeholder) return;
+    this.placeholder = null;
+    const large = this.graph.size > LARGE_EDGES;
+    if (this.sigma.getSetting("hideEdgesOnMove") !== large) this.sigma.setSetting("hideEdgesOnMove", large);
+    this.sigma.setGraph(this.graph);
   }
 
   /** Whether the view has this node now. */
@@ -113,6 +145,8 @@ export class GraphView {
 
   /** A delta of the websocket: `add` and `update` are node summaries, `remove` ids. */
   apply({ add, update, remove }) {
+    const changed = [...(add ?? []), ...(update ?? [])];
+    if (remove?.length || changed.filter((s) => !this.graph.hasNode(s.id)).length > DETACH_ABOVE) this.detach();
     for (const id of remove ?? []) {
       if (!this.graph.hasNode(id)) continue;
       this.graph.dropNode(id);
@@ -121,7 +155,6 @@ export class GraphView {
       this.items.get(id)?.remove();
       this.items.delete(id);
     }
-    const changed = [...(add ?? []), ...(update ?? [])];
     // Sigma draws a node as soon as it is added, so new nodes are placed first, next to the
     // peers this delta and the graph give them.
     const peers = new Map(changed.map((s) => [s.id, new Set(this.graph.hasNode(s.id) ? this.graph.neighbors(s.id) : [])]));
@@ -152,10 +185,13 @@ export class GraphView {
     for (const summary of changed) {
       const targets = new Set((summary.adjacency ?? []).filter((id) => this.graph.hasNode(id)));
       for (const target of this.graph.outNeighbors(summary.id)) {
-        if (!targets.has(target)) this.graph.dropEdge(summary.id, target);
+        if (targets.has(target)) continue;
+        this.detach();
+        this.graph.dropEdge(summary.id, target);
       }
       for (const target of targets) this.graph.mergeEdge(summary.id, target, { size: 2 });
     }
+    this.attach();
   }
 
   /** The node's button in the list, created or relabelled. */
