@@ -97,6 +97,8 @@ const UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../renderer/ui");
 pub struct Drawn {
     pub nodes: usize,
     pub edges: usize,
+    /// Whether the page offered the coarser view.
+    pub offered: bool,
     pub first_message_ms: f64,
     pub first_draw_ms: f64,
     pub frames: usize,
@@ -161,6 +163,7 @@ pub fn draw(
     Ok(Drawn {
         nodes: count("nodes")?,
         edges: count("edges")?,
+        offered: count("offered")? == 1,
         first_message_ms: number("first_message_ms")?,
         first_draw_ms: number("first_draw_ms")?,
         frames: count("frames")?,

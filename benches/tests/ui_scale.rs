@@ -1,7 +1,8 @@
 //! The web UI draws a synthetic processes view of 10,000 nodes and 30,000 edges, served by the
-//! renderer's API, in Chromium: every node and edge is in the graph, the page pans, and a
-//! screenshot of it is written (under the target dir's `tmp/ui-screenshots/`). Its times are
-//! figures of `examples/ui_scale.rs`, in BENCHMARKS.md, not asserted here.
+//! renderer's API, in Chromium: every node and edge is in the graph, the page offers the
+//! coarser view (processes by name), it pans, and a screenshot of it is written (under the
+//! target dir's `tmp/ui-screenshots/`). Its times are figures of `examples/ui_scale.rs`, in
+//! BENCHMARKS.md, not asserted here.
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ async fn the_page_draws_ten_thousand_nodes() {
     let drawn = tokio::task::block_in_place(|| ui::draw(&map, Some(&screenshot), 30)).unwrap();
     assert_eq!((drawn.nodes, drawn.edges), (map.nodes, map.edges));
     assert!(drawn.renders > 0, "panning redrew nothing: {drawn:?}");
+    assert!(drawn.offered, "processes by name not offered: {drawn:?}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
     eprintln!("screenshot: {}; {drawn:?}", screenshot.display());
 }

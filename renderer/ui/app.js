@@ -24,6 +24,7 @@ const elements = {
   pin: $("pin"),
   pins: $("pins"),
   status: $("status"),
+  group: $("group"),
   graph: $("graph"),
   list: $("node-list"),
   details: $("details"),
@@ -227,11 +228,32 @@ function disconnect() {
   old?.close();
 }
 
-/** After the graph changed: the status line and, when shown, the table. */
+/** After the graph changed: the status line, the coarser view's offer and, when shown, the table. */
 function drawn(prefix) {
   setStatus(`${prefix}${graph.graph.order} nodes, ${graph.graph.size} edges`);
+  offerCoarser();
   if (!elements.table.hidden) table.render(graph.visible());
 }
+
+/** Nodes above which the view's coarser one is offered: a graph that large is a texture more
+ * than a map, and redraws slowly without a GPU. */
+const GROUP_ABOVE = 2000;
+
+/** Offers the coarser view of a large one: its first sub-view (processes by name, containers
+ * by image), as Scope grouped them. */
+function offerCoarser() {
+  const coarser = topologies.get(shown.view)?.sub_topologies?.[0];
+  const id = coarser?.url.replace("/api/topology/", "");
+  elements.group.hidden = !(graph.graph.order > GROUP_ABOVE && topologies.has(id));
+  if (elements.group.hidden) return;
+  elements.group.textContent = `${graph.graph.order} nodes: group by ${coarser.name.replace(/^by /, "")}`;
+  elements.group.dataset.view = id;
+}
+
+elements.group.addEventListener("click", () => {
+  const view = elements.group.dataset.view;
+  go({ ...readHash(), view, options: defaults(view), node: null });
+});
 
 /** The view as it was at `shown.time`, from the listing (the websocket only plays forward). */
 async function showMoment() {

@@ -326,6 +326,24 @@ try {
   await page.locator("#sql").waitFor({ state: "hidden", timeout: LIMIT });
   console.log("the SQL console shows rows and refuses a write");
 
+  // A screenshot of every view offered, each drawn from its own websocket.
+  const views = await page.locator("#topologies button:not([hidden])").evaluateAll((buttons) => buttons.map((b) => b.dataset.view));
+  for (const view of views) {
+    await page.locator(`#topologies button[data-view="${view}"]`).click();
+    await until(
+      page,
+      `the ${view} view drawn`,
+      // Marked current as the page starts the view, before it asks for its nodes.
+      (id) =>
+        document.querySelector('#topologies button[aria-current="true"]')?.dataset.view === id &&
+        /^\d+ nodes/.test(document.getElementById("status").textContent),
+      view,
+    );
+    await page.screenshot({ path: `${screenshots}/view-${view}.png` });
+  }
+  check(views.includes("processes") && views.includes("hosts"), `views offered: ${views}`);
+  console.log(`every view drawn: ${views.join(", ")}`);
+
   // The link copied while the details were open opens them again, in a page of its own.
   const linked = await open();
   await linked.goto(detailsLink);

@@ -7,6 +7,7 @@
 //
 // Prints one line of key=value figures, or "error: ..." and exits 1:
 //   nodes, edges          what the graph holds once drawn
+//   offered               1 if the page offers the view's coarser one, else 0
 //   first_message_ms      the websocket's first message (the whole view) arrived
 //   first_draw_ms         the first frame after every node was added had begun: sigma drew them
 //   frames, pan_ms        frames while the mouse dragged the graph, and how long that took
@@ -58,6 +59,7 @@ try {
     edges: window.scopeGraph.graph.size,
     first_message_ms: window.firstMessage,
     first_draw_ms: window.firstDraw,
+    offered: document.getElementById("group").hidden ? 0 : 1,
   }));
   if (screenshot !== "-") await page.screenshot({ path: screenshot });
 
