@@ -125,40 +125,56 @@ pub fn judge(truth: &Truth, t_us: i64, rows: &[(u16, String)]) -> Verdict {
     verdict
 }
 
-/// The first snapshot after `since_us` that equals the truth, waited for up to `limit`:
-/// its time and when it was seen. Fails with every later snapshot's differences and the
-/// stages' logs.
-pub fn first_clean_after(
+/// How long snapshots must go on equalling the truth for the first of them to count as
+/// converged: longer than [`MARGIN`], so a connection excused for being near a window's edge
+/// cannot make a wrong run look right.
+const SETTLED: Duration = Duration::from_secs(5);
+
+/// Waits up to `limit` for the snapshots after `since_us` to equal the truth from some
+/// snapshot on, for [`SETTLED`] at least: that snapshot's time and when it was first seen.
+/// Fails with the differences of the later snapshots and the stages' logs.
+pub fn converged_after(
     pipeline: &Pipeline,
     server_port: u16,
     records: &[PathBuf],
     since_us: i64,
     limit: Duration,
 ) -> (i64, Instant) {
-    let deadline = Instant::now() + limit;
-    wait_for("a snapshot equal to the truth", limit + MARGIN, || {
-        let snapshots = Snapshots::read(&pipeline.data_dir, server_port);
-        // Read after the snapshots, so every connection they can hold is recorded.
-        let truth = Truth::read(records);
-        let mut report = String::new();
-        for (t, rows) in snapshots.after(since_us) {
-            let verdict = judge(&truth, *t, rows);
-            if verdict.clean() {
-                return Some((*t, Instant::now()));
+    let deadline = Instant::now() + limit + SETTLED;
+    let mut first_seen: BTreeMap<i64, Instant> = BTreeMap::new();
+    wait_for(
+        "snapshots equal to the truth",
+        limit + SETTLED + MARGIN,
+        || {
+            let snapshots = Snapshots::read(&pipeline.data_dir, server_port);
+            // Read after the snapshots, so every connection they can hold is recorded.
+            let truth = Truth::read(records);
+            let (mut run, mut report) = (None, String::new());
+            for (t, rows) in snapshots.after(since_us) {
+                first_seen.entry(*t).or_insert_with(Instant::now);
+                let verdict = judge(&truth, *t, rows);
+                if verdict.clean() {
+                    run.get_or_insert(*t);
+                } else {
+                    run = None;
+                    if report.len() < 4000 {
+                        report += &format!("{t}: {verdict:?}\n");
+                    }
+                }
             }
-            if report.len() < 4000 {
-                report += &format!("{t}: {verdict:?}\n");
+            let newest = snapshots.0.keys().next_back().copied().unwrap_or(i64::MIN);
+            if let Some(t) = run.filter(|t| newest - t >= us(SETTLED)) {
+                return Some((t, first_seen[&t]));
             }
-        }
-        let times: Vec<_> = snapshots.0.keys().rev().take(5).collect();
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot after {since_us} equals the truth within {limit:?}; the newest are \
-             {times:?}:\n{report}\n{}",
-            pipeline.logs()
-        );
-        None
-    })
+            assert!(
+                Instant::now() < deadline,
+                "the snapshots after {since_us} did not settle on the truth within {limit:?} \
+             (newest {newest}, run from {run:?}):\n{report}\n{}",
+                pipeline.logs()
+            );
+            None
+        },
+    )
 }
 
 /// Figures over a run of snapshots: what the workload opened and what the snapshots showed.
