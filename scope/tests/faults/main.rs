@@ -27,11 +27,11 @@ use std::{
 
 use scope_testkit::now_us;
 
-use pipeline::Pipeline;
+use pipeline::{Pipeline, Stop};
 use snapshots::{MARGIN, Snapshots, Tally, WINDOW, converged_after};
 use workload::{Client, Server, Truth};
 
-/// How long a killed stage stays down before its supervisor starts it again.
+/// How long a stopped stage stays down before its supervisor starts it again.
 const DOWNTIME: Duration = Duration::from_secs(2);
 /// From a cold start (the broker's consumer groups, the first full report, the first
 /// render) to a first snapshot equal to the truth, on a loaded machine.
@@ -121,10 +121,13 @@ async fn collector_killed_and_restarted(close: usize) {
     let held = client.open(20);
     let (first, _) = converged_after(&pipeline, server.port, &records, now_us(), START);
 
-    let (killed, restarted, ()) = pipeline.collector.kill9_then_restart(DOWNTIME, || {
-        client.open(10);
-        client.close(&held[..close]);
-    });
+    let (killed, restarted, ()) =
+        pipeline
+            .collector
+            .stop_then_restart(Stop::Kill, DOWNTIME, || {
+                client.open(10);
+                client.close(&held[..close]);
+            });
 
     let limit = WINDOW + MARGIN + Duration::from_secs(10);
     let recovery = recover(&pipeline, &server, &records, restarted, limit);
@@ -139,7 +142,7 @@ async fn collector_killed_and_restarted(close: usize) {
     let (tally, differences) =
         recovery.tally(first, |t, port| t < recovery.converged && blind(port));
     figures(
-        &format!("collector kill -9 and restart, {close} closed while down"),
+        &format!("collector Kill and restart, {close} closed while down"),
         &tally,
         recovery.took,
     );
@@ -152,10 +155,24 @@ async fn collector_killed_and_restarted(close: usize) {
 }
 
 /// The restarted renderer reads back the published views, then consumes `scope.snapshots`
-/// in its consumer group, where the embedded broker leaves it without a partition.
+/// in its consumer group, where the embedded broker leaves it without a partition (as it
+/// does the merger's, below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "issue 23: a renderer restarted after kill -9 renders nothing for over 90 s: the embedded broker's group assigns it no partition"]
 async fn b_renderer_killed_and_restarted_converges_with_no_stale_node_and_no_live_tombstone() {
+    renderer_restarted(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_renderer_stopped_and_restarted_converges_with_no_stale_node_and_no_live_tombstone() {
+    renderer_restarted(Stop::Term).await;
+}
+
+/// With the workload rendered, stops the renderer by `stop`; while it is down, a client and
+/// a process with no connection exit and a new client connects; restarts it: the rendered
+/// processes converge on the live ones with their edges, the exited ones tombstoned, and no
+/// live node is tombstoned on the way.
+async fn renderer_restarted(stop: Stop) {
     let mut pipeline = Pipeline::start().await;
     let server = Server::start();
     let mut stays = Client::start(&server, &pipeline.scratch("stays.record"));
@@ -183,7 +200,7 @@ async fn b_renderer_killed_and_restarted_converges_with_no_stale_node_and_no_liv
         .unwrap_or_else(|e| panic!("{e}: the workload never rendered\n{}", pipeline.logs()));
 
     let scratch = pipeline.scratch("starts.record");
-    let (killed, _, starts) = pipeline.renderer.kill9_then_restart(DOWNTIME, || {
+    let (stopped, _, starts) = pipeline.renderer.stop_then_restart(stop, DOWNTIME, || {
         // While it is down, two processes exit and one starts.
         drop(exits);
         drop(idle);
@@ -208,14 +225,14 @@ async fn b_renderer_killed_and_restarted_converges_with_no_stale_node_and_no_liv
     let live_tombstoned: Vec<_> = view
         .tombstones
         .iter()
-        .filter(|(id, at)| *at > killed && live.contains(&id))
+        .filter(|(id, at)| *at > stopped && live.contains(&id))
         .collect();
     let stale: Vec<_> = [&exits_id, &idle_id]
         .into_iter()
         .filter(|id| view.nodes.contains_key(*id))
         .collect();
     println!(
-        "faults: renderer kill -9 and restart: live nodes 3, live tombstoned {}, stale nodes {}, \
+        "faults: renderer {stop:?} and restart: live nodes 3, live tombstoned {}, stale nodes {}, \
          converged {:.1} s after the restart",
         live_tombstoned.len(),
         stale.len(),
@@ -241,9 +258,26 @@ async fn b_renderer_killed_and_restarted_converges_with_no_stale_node_and_no_liv
 /// The restarted merger joins its consumer group and is assigned no partition (its log says
 /// `assigned input partitions partitions=[]`), with the default session timeout and with
 /// `-X session.timeout.ms=6000` alike, so no snapshot is cut again.
+///
+/// In its log, librdkafka's `debug=cgrp` shows why: the JoinGroup answer names the killed
+/// merger's member id as the leader of the new generation (it has not missed its session
+/// yet), the SyncGroup answer carries an empty assignment instead of waiting for the leader's,
+/// and no rebalance follows once the dead member is expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "issue 23: a merger restarted after kill -9 is assigned no input partition by the embedded broker's group and cuts no snapshot for over 2 min"]
 async fn c_merger_killed_under_load_and_restarted_cuts_the_truth_next() {
+    merger_restarted(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_merger_stopped_under_load_and_restarted_cuts_the_truth_next() {
+    merger_restarted(Stop::Term).await;
+}
+
+/// With 10 connections held and 10 a second opening and closing, stops the merger by
+/// `stop` and restarts it: every snapshot, the first after the restart included, equals the
+/// truth.
+async fn merger_restarted(stop: Stop) {
     let mut pipeline = Pipeline::start().await;
     let server = Server::start();
     let records = vec![pipeline.scratch("client.record")];
@@ -254,7 +288,7 @@ async fn c_merger_killed_under_load_and_restarted_cuts_the_truth_next() {
     client.churn(10, Duration::from_secs(2));
     let (first, _) = converged_after(&pipeline, server.port, &records, now_us(), START);
 
-    let (killed, restarted, ()) = pipeline.merger.kill9_then_restart(DOWNTIME, || ());
+    let (stopped, restarted, ()) = pipeline.merger.stop_then_restart(stop, DOWNTIME, || ());
 
     let recovery = recover(
         &pipeline,
@@ -265,14 +299,14 @@ async fn c_merger_killed_under_load_and_restarted_cuts_the_truth_next() {
     );
     let (tally, differences) = recovery.tally(first, |_, _| false);
     figures(
-        "merger kill -9 under load and restart",
+        &format!("merger {stop:?} under load and restart"),
         &tally,
         recovery.took,
     );
-    let next = recovery.snapshots.after(killed).next().map(|(t, _)| *t);
+    let next = recovery.snapshots.after(stopped).next().map(|(t, _)| *t);
     println!(
-        "faults: merger kill -9: the first snapshot after the kill is {:.1} s after it",
-        next.map_or(f64::NAN, |t| (t - killed) as f64 / 1e6)
+        "faults: merger {stop:?}: the first snapshot after the stop is {:.1} s after it",
+        next.map_or(f64::NAN, |t| (t - stopped) as f64 / 1e6)
     );
     assert!(
         tally.clean(),

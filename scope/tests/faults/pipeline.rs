@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use scope_testkit::{Broker, now_us};
+use scope_testkit::{Broker, now_us, wait_for};
 
 use crate::support::SCOPE;
 
@@ -18,6 +18,16 @@ use crate::support::SCOPE;
 const INPUT_PARTITIONS: i32 = 2;
 /// Lines of each log a failing assertion shows.
 const LOG_TAIL: usize = 30;
+
+/// How a stage is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL, as the OOM killer or a node failure ends it: no flush, no commit, no goodbye
+    /// to the consumer group.
+    Kill,
+    /// SIGTERM, as a supervisor's restart or a rolling deploy ends it: it shuts down in order.
+    Term,
+}
 
 /// One stage's process, killed when dropped. Each start logs to a file of its own, so a
 /// restart's log does not overwrite what the killed process said.
@@ -41,29 +51,46 @@ impl Stage {
         }
     }
 
-    /// SIGKILL, as the OOM killer or a node failure ends it: no flush, no commit, no
-    /// goodbye to the consumer group.
-    pub fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL is delivered");
-        self.child.wait().expect("the killed stage is reaped");
+    /// Stops it by `stop`, and waits for it to be gone.
+    fn stop(&mut self, stop: Stop) {
+        match stop {
+            Stop::Kill => self.child.kill().expect("SIGKILL is delivered"),
+            Stop::Term => {
+                // SAFETY: kill(2) on the pid of a child this stage has not reaped yet.
+                let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+                assert_eq!(sent, 0, "SIGTERM to {}", self.name);
+            }
+        }
+        let status = wait_for(
+            &format!("{} to exit after {stop:?}", self.name),
+            Duration::from_secs(30),
+            || self.child.try_wait().expect("the stage is waited for"),
+        );
+        assert!(
+            stop == Stop::Kill || status.success(),
+            "{} exited with {status} after SIGTERM:\n{}",
+            self.name,
+            self.logs()
+        );
     }
 
-    /// [`Self::kill9`], `during` (what happens while it is down), and [`Self::restart`] once
-    /// it has been down for `downtime`, the fault's length (not a wait for anything): the
-    /// times of the kill and of the restart, in µs, and what `during` returned.
-    pub fn kill9_then_restart<T>(
+    /// Stops it by `stop`, runs `during` (what happens while it is down), and restarts it
+    /// once it has been down for `downtime`, the fault's length (not a wait for anything):
+    /// the times of the stop and of the restart, in µs, and what `during` returned.
+    pub fn stop_then_restart<T>(
         &mut self,
+        stop: Stop,
         downtime: Duration,
         during: impl FnOnce() -> T,
     ) -> (i64, i64, T) {
-        self.kill9();
-        let killed = now_us();
+        self.stop(stop);
+        let stopped = now_us();
         let done = during();
         std::thread::sleep(downtime.saturating_sub(Duration::from_micros(
-            (now_us() - killed).try_into().unwrap_or(0),
+            (now_us() - stopped).try_into().unwrap_or(0),
         )));
         self.restart();
-        (killed, now_us(), done)
+        (stopped, now_us(), done)
     }
 
     /// Starts it again with the same command line, as a supervisor would.
