@@ -9,6 +9,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::SnapshotTables;
 
+/// The pid of the kernel's thread creator, the parent of every kernel thread.
+const KTHREADD: i32 = 2;
+
 impl SnapshotTables {
     /// A digest of every row's identity, names, labels, relations and states: what decides
     /// which nodes and edges each view draws and what they are called. Left out are the
@@ -26,15 +29,13 @@ impl SnapshotTables {
         }
         self.processes.len().hash(&mut h);
         for r in &self.processes {
-            (
-                &r.host_id,
-                r.pid,
-                r.ppid,
-                &r.name,
-                &r.cmdline,
-                &r.container_id,
-            )
-                .hash(&mut h);
+            (&r.host_id, r.pid, r.ppid, &r.cmdline, &r.container_id).hash(&mut h);
+            // Kernel threads (kthreadd's children) rename themselves after the work they pick
+            // up, several times a second (`kworker/1:0-events`, `kworker/1:0-mm_percpu_wq`):
+            // their names move like metrics, and follow at the idle interval.
+            if r.ppid != Some(KTHREADD) {
+                r.name.hash(&mut h);
+            }
         }
         self.containers.len().hash(&mut h);
         for r in &self.containers {
@@ -70,6 +71,7 @@ impl SnapshotTables {
 #[cfg(test)]
 mod tests {
     use scope_schemas::ConnectionEventKind;
+    use scope_schemas::report::keys;
 
     use super::super::State;
     use super::super::fixtures::{S, T0, delta, event, host_node, process_node, refresh, window};
@@ -97,6 +99,21 @@ mod tests {
             second.sockets[0].last_seen_us
         );
         assert_eq!(first.shape(), second.shape());
+
+        // A kernel thread's new name does not; a process's does.
+        let renamed = |state: &mut State, seq: i64, ppid: i32, name: &str| {
+            let ts = T0 + S;
+            let node = process_node("h1", 7, name, ts).with_latest(keys::PPID, ppid, ts);
+            state.apply_report(delta("h1", "kernel", seq, true, ts, vec![node]), Some(ts));
+            state.cut(T0 + 2 * S, &window()).shape()
+        };
+        let kworker = renamed(&mut state, 1, 2, "kworker/1:0-events");
+        assert_eq!(
+            renamed(&mut state, 2, 2, "kworker/1:0-mm_percpu_wq"),
+            kworker
+        );
+        let user = renamed(&mut state, 3, 1, "sleep");
+        assert_ne!(renamed(&mut state, 4, 1, "sleepy"), user);
 
         // A process starting changes it.
         report(&mut state, 3, T0 + 2 * S, 0.75, &[42, 43]);
