@@ -8,6 +8,7 @@
 //! digest per node the delta compares two numbers, and rebuilds only the nodes that changed.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashSet},
     hash::{BuildHasher, Hash, Hasher},
     mem::size_of,
@@ -53,11 +54,14 @@ impl Index {
         }
     }
 
-    /// The index of `view`, when it was computed for these nodes.
-    pub fn view(&self, view: View, nodes: &[RenderedNode]) -> Option<&ViewIndex> {
-        self.views
-            .get(&view)
-            .filter(|index| index.digests.len() == nodes.len())
+    /// The index of `view` in `rendered`: the one the render computed, or, for a snapshot
+    /// put together without it, one computed now.
+    pub fn view(rendered: &Rendered, view: View) -> Cow<'_, ViewIndex> {
+        let nodes = rendered.views.get(&view).map_or(&[][..], Vec::as_slice);
+        match rendered.index.views.get(&view) {
+            Some(index) if index.digests.len() == nodes.len() => Cow::Borrowed(index),
+            _ => Cow::Owned(ViewIndex::of(rendered, view, nodes)),
+        }
     }
 
     /// About how many bytes the snapshot holds: its strings and collections, not the

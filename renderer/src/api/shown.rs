@@ -23,7 +23,7 @@ use super::{
     scope_json::NodeSummary,
     topology::{self, Options},
 };
-use crate::{Error, index::ViewIndex, render::Rendered};
+use crate::{Error, index::Index, render::Rendered};
 
 /// How many bytes of node JSON the cache keeps, over every snapshot, view and options.
 const CACHE_BYTES: usize = 256 << 20;
@@ -270,14 +270,7 @@ fn build(key: Key, rendered: &Rendered, previous: Option<&Shown>) -> Shown {
             .collect()
     } else {
         let all = rendered.views.get(&key.view).map_or(&[][..], Vec::as_slice);
-        let computed;
-        let index = match rendered.index.view(key.view, all) {
-            Some(index) => index,
-            None => {
-                computed = ViewIndex::of(rendered, key.view, all);
-                &computed
-            }
-        };
+        let index = Index::view(rendered, key.view);
         let shown = topology::shown_indices(rendered, key.view, &key.options);
         let is_shown = |id: &str| {
             all.binary_search_by(|n| n.id.as_str().cmp(id))
@@ -417,7 +410,7 @@ mod tests {
     use scope_schemas::RenderedNode;
 
     use super::*;
-    use crate::{index::Index, render::Graph};
+    use crate::render::Graph;
 
     fn node(view: View, id: &str, label: &str, adjacency: &[&str]) -> RenderedNode {
         RenderedNode {

@@ -19,7 +19,7 @@ use super::scope_json::{
     NodeSummaryGroup, OptionGroup, OptionValue, Parent, Sample, TopologyDesc, TopologyStats,
 };
 use crate::{
-    index::{ViewIndex, find, parent_label},
+    index::{Index, find, parent_label},
     render::{Edge, Rendered},
 };
 
@@ -474,19 +474,13 @@ pub fn shown_indices(rendered: &Rendered, view: View, options: &Options) -> Vec<
         return Vec::new();
     };
     // Only `?unconnected=hide` needs to know which nodes have an edge.
-    let computed;
-    let connected = match rendered.index.view(view, nodes) {
-        _ if !options.hide_unconnected => None,
-        Some(index) => Some(&index.connected),
-        None => {
-            computed = ViewIndex::of(rendered, view, nodes).connected;
-            Some(&computed)
-        }
-    };
+    let index = options
+        .hide_unconnected
+        .then(|| Index::view(rendered, view));
     nodes
         .iter()
         .enumerate()
-        .filter(|(i, _)| connected.is_none_or(|connected| connected[*i]))
+        .filter(|(i, _)| index.as_ref().is_none_or(|index| index.connected[*i]))
         .filter(|(_, n)| !options.hide_pseudo || !n.pseudo)
         .filter(|(_, n)| options.shows_container(n))
         .map(|(i, _)| i)
