@@ -3,16 +3,11 @@
 
 use std::{
     sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
-    message::BorrowedMessage,
-};
+use rdkafka::{Message, consumer::StreamConsumer, message::BorrowedMessage};
 use scope_collector::{CollectorArgs, Stats, TrackerChoice};
-use scope_kafka::KafkaArgs;
 use scope_schemas::{
     AddressFamily, ConnectionEvent, ConnectionEventKind, ConnectionEvents, EventSource, Node,
     Record, ReportDelta,
@@ -60,25 +55,6 @@ async fn start_collector(args: CollectorArgs) -> (Running<scope_collector::Error
     })
     .await;
     (collector, stats)
-}
-
-/// A consumer of both collector topics from their start.
-fn subscribe(kafka: &KafkaArgs) -> StreamConsumer {
-    let consumer: StreamConsumer = kafka
-        .client_config(&[
-            (
-                "group.id",
-                &format!("collector-test-{}-{:?}", std::process::id(), Instant::now()),
-            ),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-        ])
-        .create()
-        .unwrap();
-    consumer
-        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
-        .unwrap();
-    consumer
 }
 
 /// Everything of our host read so far.
@@ -188,7 +164,8 @@ async fn reports_real_processes_and_their_connection(tracker: TrackerChoice) {
     args.spy_interval = Duration::from_millis(100);
     args.publish_interval = Duration::from_millis(300);
     args.full_every = 2;
-    let consumer = subscribe(&kafka);
+    let consumer =
+        scope_testkit::consumer_from_start(&kafka, &[topics::CONNECTIONS, topics::REPORTS]);
     // Once the first spy has read what existed, new connections come only from the tracker.
     let (collector, stats) = start_collector(args).await;
 
@@ -402,7 +379,8 @@ async fn lost_kernel_events_are_counted_and_resynced_from_proc() {
             })
             .cloned()
     };
-    let consumer = subscribe(&kafka);
+    let consumer =
+        scope_testkit::consumer_from_start(&kafka, &[topics::CONNECTIONS, topics::REPORTS]);
     let mut seen = Seen::default();
     consume_until(&consumer, &mut seen, &host_id, "the held connection", |s| {
         held_connect(s).is_some()
@@ -472,7 +450,8 @@ async fn a_connection_without_an_owner_at_start_up_is_announced_with_its_owner_l
     // With eBPF the spy runs once a publish: long enough that the socket is received well
     // before the second spy, which the test checks rather than assumes.
     args.publish_interval = Duration::from_secs(2);
-    let consumer = subscribe(&kafka);
+    let consumer =
+        scope_testkit::consumer_from_start(&kafka, &[topics::CONNECTIONS, topics::REPORTS]);
     let (collector, stats) = start_collector(args).await;
     let spies = || stats.spies.load(Ordering::Relaxed);
     holder.write_line("take it");

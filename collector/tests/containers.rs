@@ -4,13 +4,10 @@
 
 use std::{
     sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
-};
+use rdkafka::Message;
 use scope_collector::{CollectorArgs, Stats, TrackerChoice};
 use scope_schemas::{
     Node, Record, ReportDelta,
@@ -84,14 +81,7 @@ async fn processes_in_runtime_cgroups_are_their_containers() {
     })
     .await;
 
-    let consumer: StreamConsumer = kafka
-        .client_config(&[
-            ("group.id", &format!("containers-test-{:?}", Instant::now())),
-            ("auto.offset.reset", "earliest"),
-        ])
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topics::REPORTS]).unwrap();
+    let consumer = scope_testkit::consumer_from_start(&kafka, &[topics::REPORTS]);
     let mut nodes: Vec<Node> = Vec::new();
     let wanted: Vec<String> = cases
         .iter()

@@ -13,12 +13,8 @@ use std::{
 };
 
 use hyper::http::uri::PathAndQuery;
-use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
-};
+use rdkafka::{Message, consumer::StreamConsumer};
 use scope_collector::test_support;
-use scope_kafka::KafkaArgs;
 use scope_schemas::{
     Node, Record, ReportDelta,
     report::{container_node_id, keys, process_node_id},
@@ -479,15 +475,6 @@ impl Drop for Pod {
     }
 }
 
-fn subscribe(kafka: &KafkaArgs, group: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = kafka
-        .client_config(&[("group.id", group), ("auto.offset.reset", "earliest")])
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topics::REPORTS]).unwrap();
-    consumer
-}
-
 /// Reads the reports of `host_id` until `done` holds for the latest version of each node.
 async fn nodes_until(
     consumer: &StreamConsumer,
@@ -587,7 +574,7 @@ async fn a_pod_made_through_the_cri_is_reported_with_its_pod_name_and_image() {
         .arg(dir.path().join("no-docker.sock"));
     let _collector = Process::spawn(command);
 
-    let consumer = subscribe(&kafka, &format!("cri-test-{:?}", Instant::now()));
+    let consumer = scope_testkit::consumer_from_start(&kafka, &[topics::REPORTS]);
     let container = container_node_id(&id);
     let process = process_node_id(&host_id, sleeper);
     let nodes = nodes_until(&consumer, &host_id, "the CRI container's node", |nodes| {
@@ -658,7 +645,7 @@ async fn said_once_about(socket: &Path) -> String {
         .stderr(File::create(&log).unwrap());
     let _collector = Process::spawn(command);
 
-    let consumer = subscribe(&kafka, &format!("cri-test-unusable-{:?}", Instant::now()));
+    let consumer = scope_testkit::consumer_from_start(&kafka, &[topics::REPORTS]);
     let this_test = process_node_id(&host_id, std::process::id() as i32);
     nodes_until(&consumer, &host_id, "this test's process node", |nodes| {
         nodes.contains_key(&this_test)

@@ -7,14 +7,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
-    message::BorrowedMessage,
-};
+use rdkafka::{Message, consumer::StreamConsumer, message::BorrowedMessage};
 use scope_kafka::KafkaArgs;
 use scope_schemas::{
     Node, Record, ReportDelta,
@@ -194,24 +190,6 @@ impl Cluster {
     }
 }
 
-fn subscribe(kafka: &KafkaArgs) -> StreamConsumer {
-    let group = format!(
-        "kubernetes-test-{}-{:?}",
-        std::process::id(),
-        Instant::now()
-    );
-    let consumer: StreamConsumer = kafka
-        .client_config(&[
-            ("group.id", group.as_str()),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-        ])
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topics::REPORTS]).unwrap();
-    consumer
-}
-
 async fn consume_until(
     consumer: &StreamConsumer,
     cluster: &mut Cluster,
@@ -269,7 +247,7 @@ async fn reports_the_cluster_and_follows_its_changes_through_a_relist() {
     populate(&server);
     let dir = tempfile::tempdir().unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let consumer = subscribe(&kafka);
+    let consumer = scope_testkit::consumer_from_start(&kafka, &[topics::REPORTS]);
     let _collector = Process::spawn(cluster_collector(
         &kafka,
         &server.kubeconfig(dir.path()),

@@ -3,18 +3,9 @@
 //! reports connections: those of another user's process too, whose `/proc` entries only the
 //! kept capabilities open.
 
-use std::{
-    os::unix::process::CommandExt,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
-use rdkafka::{
-    Message,
-    consumer::{Consumer, StreamConsumer},
-    message::BorrowedMessage,
-};
-use scope_kafka::KafkaArgs;
+use rdkafka::{Message, consumer::StreamConsumer, message::BorrowedMessage};
 use scope_schemas::{
     ConnectionEvent, ConnectionEventKind, ConnectionEvents, Record, ReportDelta,
     report::{host_node_id, keys},
@@ -75,7 +66,8 @@ async fn with_procfs_only_the_documented_capabilities_are_kept() {
 
 async fn keeps_only_the_documented_capabilities(tracker: &str) {
     let (_broker, kafka) = Broker::start_with_topics(1).await;
-    let consumer = subscribe(&kafka);
+    let consumer =
+        scope_testkit::consumer_from_start(&kafka, &[topics::CONNECTIONS, topics::REPORTS]);
     let host_id = format!("privileges-test-{}-{tracker}", std::process::id());
     let mut command = Command::new(env!("CARGO_BIN_EXE_scope-collector"));
     command
@@ -159,7 +151,8 @@ async fn the_cluster_role_keeps_no_capability() {
         return;
     }
     let (_broker, kafka) = Broker::start_with_topics(1).await;
-    let consumer = subscribe(&kafka);
+    let consumer =
+        scope_testkit::consumer_from_start(&kafka, &[topics::CONNECTIONS, topics::REPORTS]);
     // An API server that is away: the collector retries it and publishes the cluster meanwhile.
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig =
@@ -175,23 +168,6 @@ async fn the_cluster_role_keeps_no_capability() {
     let mut seen = Seen::default();
     consume(&consumer, &mut seen, "", "a report delta", |s| s.deltas > 0).await;
     every_thread_keeps_only(collector.pid(), 0);
-}
-
-/// A consumer of both collector topics from their start.
-fn subscribe(kafka: &KafkaArgs) -> StreamConsumer {
-    let group = format!(
-        "privileges-test-{}-{:?}",
-        std::process::id(),
-        Instant::now()
-    );
-    let consumer: StreamConsumer = kafka
-        .client_config(&[("group.id", &group), ("auto.offset.reset", "earliest")])
-        .create()
-        .unwrap();
-    consumer
-        .subscribe(&[topics::CONNECTIONS, topics::REPORTS])
-        .unwrap();
-    consumer
 }
 
 /// Every thread of `pid` has `documented` (of what this test holds, which bounds what the

@@ -45,4 +45,4 @@ pub use scope_api::{http_request, scope_api_file, scope_api_script};
 /// The clock of the pipeline's records, for test data that must look recent (the merger's
 /// window and the renderer's retention drop what is old).
 pub use scope_schemas::time::now_us;
-pub use wait::{TimedOut, consume_until, wait_for, wait_for_async};
+pub use wait::{TimedOut, consume_until, consumer_from_start, wait_for, wait_for_async};

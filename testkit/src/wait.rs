@@ -6,7 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::{consumer::StreamConsumer, message::BorrowedMessage};
+use rdkafka::{
+    consumer::{Consumer as _, StreamConsumer},
+    message::BorrowedMessage,
+};
+use scope_kafka::KafkaArgs;
 
 /// A wait that ran out, for callers that fail with what they saw so far: the state a
 /// [`consume_until`] folded is borrowed by it until it returns.
@@ -19,6 +23,18 @@ impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "timed out after {:?}", self.limit)
     }
+}
+
+/// A consumer of `topics` from their first message, in a group of its own, for
+/// [`consume_until`].
+pub fn consumer_from_start(kafka: &KafkaArgs, topics: &[&str]) -> StreamConsumer {
+    let group = format!("test-{}-{:?}", std::process::id(), Instant::now());
+    let consumer: StreamConsumer = kafka
+        .client_config(&[("group.id", &group), ("auto.offset.reset", "earliest")])
+        .create()
+        .expect("a consumer of the test's broker");
+    consumer.subscribe(topics).expect("subscribing");
+    consumer
 }
 
 /// Reads `consumer`, folding each message into `state`, until `done(state)` holds or `limit`
