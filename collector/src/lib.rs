@@ -55,6 +55,10 @@ mod tcp;
 // Public because `collector/tests` name `tracker::TrackerChoice`.
 mod tracker;
 mod worker;
+/// Replays the fuzz corpus of the socket table parser (`fuzz/`, target `proc_files`).
+#[cfg(test)]
+#[path = "../../fuzz/harness/proc_files.rs"]
+mod fuzz_corpus;
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -352,7 +356,12 @@ impl Collector {
             self.publisher.send_delta(delta);
         }
         if publish.full {
-            let refresh = self.endpoints.run(|endpoints| endpoints.refresh()).await?;
+            // Taken before the table: every event published so far is older.
+            let taken_us = scope_schemas::time::now_us();
+            let refresh = self
+                .endpoints
+                .run(move |endpoints| endpoints.refresh(taken_us))
+                .await?;
             self.publisher.send_events(&refresh);
             let metrics = self.stats.metrics();
             tracing::debug!(?metrics, "collector counters");

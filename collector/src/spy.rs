@@ -193,9 +193,14 @@ mod tests {
             ["host", "process", "container"]
         );
         assert!(publish.deltas[0].seq < publish.deltas[1].seq);
-        let refresh = endpoints.refresh();
+        let refresh = endpoints.refresh(scope_schemas::time::now_us());
         assert!(has(&refresh, Connect, client_port, server_port));
         assert!(refresh.iter().all(|e| e.refresh));
+        assert!(
+            refresh
+                .last()
+                .is_some_and(ConnectionEvent::is_full_report_end)
+        );
         let me = process_node_id_of_self();
         assert!(publish.deltas[1].upserts.iter().any(|n| n.id == me));
         let next = spy.publish();

@@ -24,6 +24,39 @@ pub struct ConnectionEvent {
 }
 avro_record!(ConnectionEvent, "connection_event", released: [1]);
 
+impl ConnectionEvent {
+    /// The event that ends a full report's refreshes: the host's connection table, taken at
+    /// `taken_us`, listed every connection open in it. A consumer closes, as of `taken_us`,
+    /// each connection of the host that it learnt before and that neither the list nor
+    /// anything since confirmed: one that closed unseen, e.g. while the collector was down.
+    ///
+    /// In the schema's terms a `close` flagged `refresh` (no refresh is otherwise a close),
+    /// on an address no connection has, so a consumer that predates it ignores a close of an
+    /// unknown connection.
+    pub fn full_report_end(host_id: &str, taken_us: i64) -> Self {
+        ConnectionEvent {
+            host_id: host_id.to_owned(),
+            kind: ConnectionEventKind::Close,
+            timestamp_us: taken_us,
+            refresh: true,
+            netns: 0,
+            pid: None,
+            process_name: None,
+            family: AddressFamily::Ipv4,
+            local_addr: "0.0.0.0".to_owned(),
+            local_port: 0,
+            remote_addr: "0.0.0.0".to_owned(),
+            remote_port: 0,
+            source: EventSource::Procfs,
+        }
+    }
+
+    /// Whether this is a [`Self::full_report_end`].
+    pub fn is_full_report_end(&self) -> bool {
+        self.refresh && self.kind == ConnectionEventKind::Close
+    }
+}
+
 /// One host's connection events in the order they happened, as one record: what collectors
 /// publish on `scope.connections`, so that the producer, the broker, the consumer and the
 /// decoder pay their per-record costs once per batch rather than once per event.

@@ -67,6 +67,9 @@ pub struct EndpointReporter {
     open: BTreeMap<ConnKey, Conn>,
     /// Connections seen once without an owning process, not announced yet.
     pending: HashMap<ConnKey, Conn>,
+    /// Whether a scan has filled the table. Before, it lacks connections that a previous run
+    /// of the collector announced and that are still open, which a full report must not close.
+    scanned: bool,
     nat: Option<Conntrack>,
     nat_translations: u64,
 }
@@ -77,6 +80,7 @@ impl EndpointReporter {
             host_id: host_id.into(),
             open: BTreeMap::new(),
             pending: HashMap::new(),
+            scanned: false,
             nat: None,
             nat_translations: 0,
         }
@@ -168,6 +172,7 @@ impl EndpointReporter {
 
     /// Diffs `now` against the previous table. Closes come first, then new connections.
     pub fn apply(&mut self, now: Observed, timestamp_us: i64) -> Vec<ConnectionEvent> {
+        self.scanned = true;
         let mut events = Vec::new();
         let closed: Vec<ConnKey> = self
             .open
@@ -218,11 +223,19 @@ impl EndpointReporter {
 
     /// Every open connection again, flagged `refresh`, with its first-seen time: sent with
     /// each full report so a consumer that starts late learns the long-lived connections.
-    pub fn refresh(&self) -> Vec<ConnectionEvent> {
-        self.open
+    /// Once a scan filled the table, the list ends with
+    /// [`ConnectionEvent::full_report_end`] as of `taken_us`, so that mergers close the
+    /// connections it leaves out, which closed while nobody watched (the collector was down).
+    pub fn refresh(&self, taken_us: i64) -> Vec<ConnectionEvent> {
+        let mut events: Vec<_> = self
+            .open
             .iter()
             .map(|(key, conn)| self.event(key, conn, conn.kind, conn.first_seen_us, true))
-            .collect()
+            .collect();
+        if self.scanned {
+            events.push(ConnectionEvent::full_report_end(&self.host_id, taken_us));
+        }
+        events
     }
 
     fn close_event(&self, key: &ConnKey, conn: &Conn, timestamp_us: i64) -> ConnectionEvent {
@@ -401,16 +414,18 @@ mod tests {
         assert_eq!(kinds(&events), [(Close, 50000, 3_000)]);
         assert_eq!(events[0].pid, Some(10));
 
-        // Refresh re-announces what is open with its first-seen time.
-        let refresh = reporter.refresh();
-        assert_eq!(kinds(&refresh), [(Accept, 8080, 1_000)]);
-        assert!(refresh[0].refresh);
+        // Refresh re-announces what is open with its first-seen time, then ends the report.
+        let refresh = reporter.refresh(3_500);
+        assert_eq!(kinds(&refresh), [(Accept, 8080, 1_000), (Close, 0, 3_500)]);
+        assert!(refresh.iter().all(|e| e.refresh));
+        assert!(refresh[1].is_full_report_end());
 
         assert_eq!(
             kinds(&reporter.apply(Observed::new(), 4_000)),
             [(Close, 8080, 4_000)]
         );
-        assert!(reporter.refresh().is_empty());
+        // Nothing open is news too: whatever a merger holds open of this host is closed.
+        assert_eq!(kinds(&reporter.refresh(4_500)), [(Close, 0, 4_500)]);
     }
 
     #[test]
@@ -513,7 +528,8 @@ mod tests {
             events.iter().map(|e| (e.kind, e.pid)).collect::<Vec<_>>(),
             [(Accept, Some(20)), (Close, Some(20))]
         );
-        assert!(reporter.refresh().is_empty());
+        // Until a scan filled the table, a full report does not claim to list everything open.
+        assert!(reporter.refresh(1_000).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::hash_map::Entry;
 
 use scope_schemas::{ConnectionEvent, ConnectionEventKind, ReportDelta};
 
-use super::host::Socket;
+use super::host::{Host, Socket};
 use super::{Direction, Input, SocketKey, State};
 
 /// What applying one message did.
@@ -31,7 +31,14 @@ impl State {
     /// - connect/accept of a closed socket with a time after the close is a new connection on
     ///   the same addresses (it reopens); otherwise it is a replay and ignored;
     /// - close of an open socket closes it; of a closed one, keeps the later close time; of
-    ///   an unknown one is ignored (no direction or open time to report).
+    ///   an unknown one is ignored (no direction or open time to report);
+    /// - the end of a full report ([`ConnectionEvent::is_full_report_end`]) closes, as of when
+    ///   the host took its table, every open socket of the host that the report did not
+    ///   announce again and that no message confirmed since: it closed while nobody watched.
+    ///   Confirmations after the report (sockets opened after it, when a replay brings the
+    ///   report back) keep theirs open, so applying it again closes nothing new; and since
+    ///   that close is an inference, a later announcement of the same connection (confirmed
+    ///   after the close) reopens it.
     ///
     /// A reopened socket remembers when its predecessor closed, so replayed events of the
     /// predecessor are recognised; the predecessor stays in the window as a closed connection
@@ -59,9 +66,13 @@ impl State {
     ) -> Applied {
         let ts = ev.timestamp_us;
         let seen = msg_ts_us.map_or(ts, |m| m.max(ts));
+        let full_report_end = ev.is_full_report_end();
         let host = self.hosts.entry(ev.host_id).or_default();
         if partition.is_some() {
             host.partitions[Input::Connections.index()] = partition;
+        }
+        if full_report_end {
+            return end_full_report(host, ts);
         }
         let key = SocketKey {
             netns: ev.netns,
@@ -83,9 +94,7 @@ impl State {
                     _ if replay => Applied::Duplicate,
                     Some(closed) if ts <= closed => Applied::Duplicate,
                     _ => {
-                        let closed = ts.max(s.first_seen_us);
-                        s.closed_at_us = Some(closed);
-                        s.last_seen_us = s.last_seen_us.max(closed);
+                        s.close(ts);
                         Applied::Changed
                     }
                 };
@@ -100,6 +109,8 @@ impl State {
             closed_at_us: None,
             prev_closed_at_us: None,
             source: ev.source,
+            listed: ev.refresh,
+            closed_unseen: false,
         };
         match host.sockets.entry(key) {
             Entry::Vacant(slot) => {
@@ -121,6 +132,13 @@ impl State {
                         host.predecessors.push((key, predecessor));
                         Applied::Changed
                     }
+                    Some(closed) if s.closed_unseen && seen > closed => {
+                        s.closed_at_us = None;
+                        s.closed_unseen = false;
+                        s.last_seen_us = seen;
+                        s.listed = fresh.listed;
+                        Applied::Changed
+                    }
                     Some(_) => Applied::Duplicate,
                     None if s.prev_closed_at_us.is_some_and(|prev| ts <= prev) => {
                         Applied::Duplicate
@@ -131,6 +149,7 @@ impl State {
                         s.last_seen_us = s.last_seen_us.max(seen);
                         s.direction = direction;
                         s.source = fresh.source;
+                        s.listed |= fresh.listed;
                         if fresh.pid.is_some() {
                             s.pid = fresh.pid;
                         }
@@ -225,6 +244,31 @@ impl State {
             host.reported() || host.has_sockets()
         });
         affected
+    }
+}
+
+/// Ends a full report of `host` taken at `taken_us` (see [`State::apply_connection`]).
+fn end_full_report(host: &mut Host, taken_us: i64) -> Applied {
+    let mut applied = Applied::Duplicate;
+    for s in host.sockets.values_mut() {
+        let listed = std::mem::take(&mut s.listed);
+        if !listed && s.closed_at_us.is_none() && s.last_seen_us < taken_us {
+            s.close(taken_us);
+            s.closed_unseen = true;
+            applied = Applied::Changed;
+        }
+    }
+    applied
+}
+
+impl Socket {
+    /// Closes it at `at_us`, or when it opened if that is later; a close the host saw
+    /// replaces one inferred.
+    fn close(&mut self, at_us: i64) {
+        let closed = at_us.max(self.first_seen_us);
+        self.closed_at_us = Some(closed);
+        self.last_seen_us = self.last_seen_us.max(closed);
+        self.closed_unseen = false;
     }
 }
 
@@ -396,6 +440,118 @@ mod tests {
         // The state still knows the first one closed: its replayed open is not a third.
         assert_eq!(
             state.apply_connection(open(T0), Some(after_first)),
+            Applied::Duplicate
+        );
+    }
+
+    /// Connections on ports 40000 (stays open) and 40001 (closes while its collector is
+    /// down), then the restarted collector's announcement of 40000 and full report at `t`.
+    fn restart_with_one_closed_unseen(t: i64) -> Vec<(ConnectionEvent, i64)> {
+        vec![
+            (open(T0), T0),
+            (event(ConnectionEventKind::Connect, T0, 40001), T0),
+            (open(t - S), t - S),
+            (refresh(T0), t),
+            (ConnectionEvent::full_report_end("h1", t), t),
+        ]
+    }
+
+    #[test]
+    fn a_full_report_closes_the_connections_it_left_out_as_of_when_it_was_taken() {
+        let t = T0 + 20 * S;
+        let mut state = State::new();
+        let stream = restart_with_one_closed_unseen(t);
+        for (ev, msg_ts) in stream.clone() {
+            state.apply_connection(ev, Some(msg_ts));
+        }
+        let expected = vec![(40000, "open", T0, None), (40001, "closed", T0, Some(t))];
+        assert_eq!(sockets_summary(&state.cut(t + S, &window())), expected);
+
+        // Opened after the report: a replay of the report leaves it open and closes nothing.
+        state.apply_connection(
+            event(ConnectionEventKind::Connect, t + S, 40002),
+            Some(t + S),
+        );
+        for (i, (ev, msg_ts)) in stream.into_iter().enumerate() {
+            let outcome = state.apply_connection(ev, Some(msg_ts));
+            assert_ne!(
+                outcome,
+                Applied::Changed,
+                "replay of message {i} changed the state"
+            );
+        }
+        let mut with_later = expected;
+        with_later.push((40002, "open", t + S, None));
+        assert_eq!(
+            sockets_summary(&state.cut(t + 2 * S, &window())),
+            with_later
+        );
+    }
+
+    #[test]
+    fn a_full_report_keeps_what_was_confirmed_after_it_was_taken() {
+        let t = T0 + 20 * S;
+        let mut state = State::new();
+        state.apply_connection(open(T0), Some(T0));
+        // Announced after the table was taken (a kernel event queued meanwhile), but before
+        // the report reached the broker.
+        state.apply_connection(event(ConnectionEventKind::Accept, t - S, 8080), Some(t + 1));
+        assert_eq!(
+            state.apply_connection(ConnectionEvent::full_report_end("h1", t), Some(t + 2)),
+            Applied::Changed
+        );
+        assert_eq!(
+            sockets_summary(&state.cut(t + S, &window())),
+            vec![(8080, "open", t - S, None), (40000, "closed", T0, Some(t))]
+        );
+        // A report that lists everything open closes nothing.
+        state.apply_connection(refresh(t - S), Some(t + 15 * S));
+        state.apply_connection(
+            ConnectionEvent {
+                refresh: true,
+                ..event(ConnectionEventKind::Accept, t - S, 8080)
+            },
+            Some(t + 15 * S),
+        );
+        assert_eq!(
+            state.apply_connection(
+                ConnectionEvent::full_report_end("h1", t + 15 * S),
+                Some(t + 15 * S)
+            ),
+            Applied::Duplicate
+        );
+    }
+
+    #[test]
+    fn a_connection_a_full_report_left_out_reopens_when_announced_again() {
+        let t = T0 + 20 * S;
+        let mut state = State::new();
+        for (ev, msg_ts) in restart_with_one_closed_unseen(t) {
+            state.apply_connection(ev, Some(msg_ts));
+        }
+        let late = event(ConnectionEventKind::Connect, T0, 40001);
+        // Older than the report: a replay, which changes nothing.
+        assert_eq!(
+            state.apply_connection(late.clone(), Some(T0)),
+            Applied::Duplicate
+        );
+        // Announced after it (it waited a scan for its owner): open after all, the same
+        // connection as before.
+        assert_eq!(
+            state.apply_connection(late.clone(), Some(t + S)),
+            Applied::Changed
+        );
+        assert_eq!(
+            sockets_summary(&state.cut(t + 2 * S, &window())),
+            vec![(40000, "open", T0, None), (40001, "open", T0, None)]
+        );
+        // A close the host saw is never undone that way.
+        state.apply_connection(
+            event(ConnectionEventKind::Close, t + 2 * S, 40001),
+            Some(t + 2 * S),
+        );
+        assert_eq!(
+            state.apply_connection(late, Some(t + 3 * S)),
             Applied::Duplicate
         );
     }

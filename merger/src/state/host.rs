@@ -19,6 +19,11 @@ pub(super) struct Socket {
     /// them: events up to then belong to that one, and are replays here.
     pub(super) prev_closed_at_us: Option<i64>,
     pub(super) source: EventSource,
+    /// Announced again by the host's full report under way: its end leaves this one open.
+    pub(super) listed: bool,
+    /// Closed by a full report that left it out, not by a close the host saw: an inference,
+    /// which a later announcement of the same connection overrides.
+    pub(super) closed_unseen: bool,
 }
 
 #[derive(Debug, Default)]

@@ -9,7 +9,10 @@
 //!   one of its (host, reporter) changes nothing;
 //! - a [`ConnectionEvent`](scope_schemas::ConnectionEvent) only moves a socket's times
 //!   outwards (`first_seen` down, `last_seen` up), or closes or reopens it, so applying it
-//!   twice is the same as once.
+//!   twice is the same as once;
+//! - the end of a host's full report closes the open sockets it did not list that no message
+//!   confirmed since it was taken, which leaves, when it is applied again, only sockets it
+//!   closed already.
 //!
 //! # Layout
 //! - `input`: [`Input`], the two input topics.
