@@ -55,10 +55,6 @@ mod tcp;
 // Public because `collector/tests` name `tracker::TrackerChoice`.
 mod tracker;
 mod worker;
-/// Replays the fuzz corpus of the socket table parser (`fuzz/`, target `proc_files`).
-#[cfg(test)]
-#[path = "../../fuzz/harness/proc_files.rs"]
-mod fuzz_corpus;
 
 use std::{io, sync::Arc, time::Duration};
 
