@@ -122,7 +122,7 @@ pub fn record_batches(
         text_opt(c.iter().map(|r| r.pod_name.as_deref()).collect()),
         text_opt(c.iter().map(|r| r.pod_namespace.as_deref()).collect()),
         text_opt(c.iter().map(|r| r.pod_uid.as_deref()).collect()),
-        tables::labels_column(c.iter().map(|r| r.labels.as_slice()))
+        tables::labels_column(c.iter().map(|r| r.labels.iter().map(|(k, v)| (k, v))))
             .map_err(map_error(table::CONTAINERS))?,
         tables::text_list_column(c.iter().map(|r| r.ips.as_slice())),
         tables::text_list_column(c.iter().map(|r| r.ports.as_slice())),
@@ -147,9 +147,9 @@ pub fn record_batches(
         text_opt(k.iter().map(|r| r.cluster_ip.as_deref()).collect()),
         text_opt(k.iter().map(|r| r.state.as_deref()).collect()),
         text_opt(k.iter().map(|r| r.created_at.as_deref()).collect()),
-        tables::labels_column(k.iter().map(|r| r.labels.as_slice()))
+        tables::labels_column(k.iter().map(|r| r.labels.iter().map(|(k, v)| (k, v))))
             .map_err(map_error(table::KUBERNETES_OBJECTS))?,
-        tables::labels_column(k.iter().map(|r| r.selector.as_slice()))
+        tables::labels_column(k.iter().map(|r| r.selector.iter().map(|(k, v)| (k, v))))
             .map_err(map_error(table::KUBERNETES_OBJECTS))?,
         tables::text_list_column(k.iter().map(|r| r.ports.as_slice())),
         tables::text_list_column(k.iter().map(|r| r.container_ids.as_slice())),

@@ -71,6 +71,10 @@ pub enum Error {
     /// filled or failed underneath the writer; free space, and the next snapshot retries.
     #[error("writing Parquet file {path}: {source}")]
     WriteParquet { path: PathBuf, source: ParquetError },
+    /// Reading a rendered file back (time travel) failed: retention removed it meanwhile, or
+    /// permissions. The API renders that moment from its merged files instead.
+    #[error("reading Parquet file {path}: {source}")]
+    ReadParquet { path: PathBuf, source: ParquetError },
     /// The retention sweep could not remove a rendered file or stale temporary file (a file
     /// another process already removed is fine): fix permissions on `--data-dir`.
     #[error("deleting {path}: {source}")]
@@ -141,6 +145,7 @@ impl Error {
             Error::ReadDir { .. }
             | Error::WriteFile { .. }
             | Error::WriteParquet { .. }
+            | Error::ReadParquet { .. }
             | Error::Delete { .. } => true,
             // A port held by a process that is stopping frees up.
             Error::Listen { .. } => true,

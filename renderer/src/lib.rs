@@ -14,6 +14,8 @@
 //!   edges), computed by the render.
 //! - [`render`]: one snapshot time in (all writers' Parquet files), rendered tables and
 //!   [`scope_schemas::RenderedNode`]s out.
+//! - `graph_tables`: a rendered snapshot as its `graph_nodes` and `graph_edges` files, and
+//!   read back from them (time travel without rendering again).
 //! - [`publish`]: diffs each view against what was published and produces the changes and
 //!   tombstones to `scope.rendered.<view>`.
 //! - [`sql`]: read-only SQL over the data dir for `scope sql` (latest snapshot and `history.*`).
@@ -27,6 +29,7 @@
 mod announcements;
 pub mod api;
 mod error;
+mod graph_tables;
 pub mod index;
 pub mod network;
 pub mod postgres;

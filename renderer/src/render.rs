@@ -36,7 +36,7 @@ use datafusion::{
 use ip_network::IpNetwork;
 use scope_schemas::{RenderedNode, View, snapshot::table, tables};
 
-use crate::{Error, index::Index, network, store, view};
+use crate::{Error, graph_tables, index::Index, network, store, view};
 
 /// The result of rendering one snapshot.
 #[derive(Clone, Debug)]
@@ -203,14 +203,17 @@ async fn compute_tables(
 
         let edges = conform(&edges_raw, &tables::GRAPH_EDGES, table::GRAPH_EDGES)?;
         let all_nodes: Vec<RecordBatch> = nodes_raw.iter().chain(&pseudo_raw).cloned().collect();
-        let nodes = conform(&all_nodes, &tables::GRAPH_NODES, table::GRAPH_NODES)?;
-        views.insert(
+        let nodes = rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?;
+        let graph = graph(&all_nodes, &edges)?;
+        graph_nodes.push(graph_tables::nodes_batch(
             view,
-            rendered_nodes(view, snapshot_time_us, &all_nodes, &edges)?,
-        );
-        graphs.insert(view, graph(&all_nodes, &edges_raw)?);
-        graph_nodes.extend(nodes);
+            snapshot_time_us,
+            &nodes,
+            &graph,
+        )?);
         graph_edges.extend(edges);
+        views.insert(view, nodes);
+        graphs.insert(view, graph);
     }
 
     let mut rendered = Rendered {
@@ -431,8 +434,8 @@ pub(crate) fn conform(
 }
 
 /// A `MAP(VARCHAR, VARCHAR)` column of a node query whose entries become metadata
-/// `<prefix><key>` ([`view::META_MAP_SUFFIX`]).
-struct MetaMap {
+/// `<prefix><key>` ([`view::META_MAP_SUFFIX`]), or of `graph_nodes` (no prefix).
+pub(crate) struct MetaMap {
     prefix: String,
     map: MapArray,
     /// Every row's keys and values, as plain strings whatever string type the plan produced.
@@ -441,7 +444,12 @@ struct MetaMap {
 }
 
 impl MetaMap {
-    fn new(batch: &RecordBatch, name: &str, prefix: &str, table: &str) -> Result<Self, Error> {
+    pub(crate) fn new(
+        batch: &RecordBatch,
+        name: &str,
+        prefix: &str,
+        table: &str,
+    ) -> Result<Self, Error> {
         let schema_error = |message: String| Error::Schema {
             table: table.to_owned(),
             source: ArrowError::SchemaError(message),
@@ -464,15 +472,18 @@ impl MetaMap {
         })
     }
 
+    /// The indices of row `row`'s entries in any map column's keys and values.
+    pub(crate) fn range(map: &MapArray, row: usize) -> std::ops::Range<usize> {
+        if map.is_null(row) {
+            return 0..0;
+        }
+        let offsets = map.value_offsets();
+        offsets[row] as usize..offsets[row + 1] as usize
+    }
+
     /// Row `row`'s entries with a value, as metadata.
-    fn entries(&self, row: usize) -> impl Iterator<Item = (String, String)> + '_ {
-        let offsets = self.map.value_offsets();
-        let range = if self.map.is_null(row) {
-            0..0
-        } else {
-            offsets[row] as usize..offsets[row + 1] as usize
-        };
-        range
+    pub(crate) fn entries(&self, row: usize) -> impl Iterator<Item = (String, String)> + '_ {
+        Self::range(&self.map, row)
             .filter(|&i| !self.keys.is_null(i) && !self.values.is_null(i))
             .map(|i| {
                 let key = format!("{}{}", self.prefix, self.keys.value(i));
@@ -595,10 +606,8 @@ fn rendered_nodes(
     Ok(out.into_values().collect())
 }
 
-/// A view's edges (from its conformed `graph_edges` batches), and the metrics and parents of
-/// its nodes (from the node queries' `metric_` and `parent_` columns).
 /// `80:3,443:1` (edges.sql's `ports`) as `[(80, 3), (443, 1)]`.
-fn parse_ports(text: &str) -> Vec<(u16, i64)> {
+pub(crate) fn parse_ports(text: &str) -> Vec<(u16, i64)> {
     text.split(',')
         .filter_map(|pair| {
             let (port, count) = pair.split_once(':')?;
@@ -607,6 +616,8 @@ fn parse_ports(text: &str) -> Vec<(u16, i64)> {
         .collect()
 }
 
+/// A view's edges (from its conformed `graph_edges` batches), and the metrics and parents of
+/// its nodes (from the node queries' `metric_` and `parent_` columns).
 fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
     let mut graph = Graph::default();
     for batch in edges {

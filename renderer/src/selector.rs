@@ -115,15 +115,7 @@ mod tests {
     use crate::network::invoke;
 
     fn maps(rows: &[&[(&str, &str)]]) -> ArrayRef {
-        let owned: Vec<Vec<(String, String)>> = rows
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect();
-        labels_column(owned.iter().map(Vec::as_slice)).unwrap()
+        labels_column(rows.iter().map(|r| r.iter().copied())).unwrap()
     }
 
     #[test]

@@ -585,11 +585,47 @@ pub fn format(batches: &[RecordBatch], format: Format) -> Result<String, Error> 
                 .with_header(true)
                 .build(Vec::new());
             for batch in batches {
-                writer.write(batch).map_err(Error::Format)?;
+                writer
+                    .write(&nested_as_text(batch)?)
+                    .map_err(Error::Format)?;
             }
             Ok(String::from_utf8_lossy(&writer.into_inner()).into_owned())
         }
     }
+}
+
+/// `batch` with every map, list and struct column as text (`{app: web}`, `[80, 443]`), as
+/// a table shows it: CSV has no nested values, and Arrow's CSV writer refuses them.
+fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch, Error> {
+    use arrow::{
+        array::{Array, StringArray},
+        datatypes::{DataType, Field, Schema},
+        util::display::{ArrayFormatter, FormatOptions},
+    };
+    if !batch.columns().iter().any(|c| c.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !column.data_type().is_nested() {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(column));
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column, &options).map_err(Error::Format)?;
+        let text: StringArray = (0..column.len())
+            .map(|row| {
+                column
+                    .is_valid(row)
+                    .then(|| formatter.value(row).to_string())
+            })
+            .collect();
+        fields.push(Arc::new(Field::new(field.name(), DataType::Utf8, true)));
+        columns.push(Arc::new(text) as _);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::Format)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The snapshot store as the renderer uses it: [`scope_store`]'s listing and durable write,
 //! its errors as the renderer's [`Error`] variants, and the renderer's writer name.
 
-pub use scope_store::{TableFile, files_at, list, write};
+pub use scope_store::{TableFile, files_at, list, read, rows, write};
 
 use crate::Error;
 
@@ -16,6 +16,7 @@ impl From<scope_store::Error> for Error {
             scope_store::Error::WriteParquet { path, source } => {
                 Error::WriteParquet { path, source }
             }
+            scope_store::Error::ReadParquet { path, source } => Error::ReadParquet { path, source },
             scope_store::Error::Delete { path, source } => Error::Delete { path, source },
         }
     }

@@ -619,3 +619,77 @@ async fn golden_tables() {
         assert_eq!(actual, expected, "{name} differs from {}", path.display());
     }
 }
+
+/// Time travel reads what the renderer wrote: with the merged tables gone, a past moment
+/// still shows exactly what was rendered then (nodes with their metadata and adjacency, edges
+/// with their ports, metrics, parents). A `graph_nodes` file of an older build, without those
+/// columns, is rendered again from the merged tables instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_past_moment_is_read_back_from_the_rendered_files() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(dir.path());
+    Snapshot::new(T1)
+        .host("h3", "h3")
+        .container("h3", "c0ffee0123456789", "web", "nginx:1.27")
+        .label("app", "web")
+        .in_pod("pod-1")
+        .kube("pod", "pod-1", "default", "web-1", None, &["app=web"])
+        .contained("h3", 600, "nginx", "c0ffee0123456789")
+        .write(dir.path(), "m3");
+    let rendered = render(dir.path(), T1, &[]).await.unwrap();
+    let graphs = &rendered.graphs[&View::Processes];
+    assert!(!graphs.metrics.is_empty() && !graphs.parents.is_empty());
+    assert!(
+        rendered.views[&View::Containers]
+            .iter()
+            .any(|n| !n.metadata.is_empty())
+    );
+
+    let merged = tempfile::tempdir().unwrap();
+    for name in table::MERGED {
+        if dir.path().join(name).exists() {
+            std::fs::rename(dir.path().join(name), merged.path().join(name)).unwrap();
+        }
+    }
+    let read = scope_renderer::api::Snapshots::new(dir.path().to_path_buf(), &[])
+        .at(Some(T1))
+        .await
+        .unwrap()
+        .expect("the rendered moment");
+    assert_eq!(read.views, rendered.views);
+    assert_eq!(read.graphs, rendered.graphs);
+    assert_eq!(read.connections, rendered.connections);
+
+    // As an older build wrote it: the same nodes, none of the columns the API needs.
+    let path = &rendered.files[2];
+    let old: Vec<_> = scope_store::read(path)
+        .unwrap()
+        .iter()
+        .map(|b| b.project(&[0, 1, 2, 3, 4, 5, 6, 7]).unwrap())
+        .collect();
+    let schema = old[0].schema();
+    std::fs::remove_file(path).unwrap();
+    scope_store::write(
+        dir.path(),
+        table::GRAPH_NODES,
+        T1,
+        "renderer",
+        &schema,
+        &old,
+    )
+    .unwrap();
+    let snapshots = scope_renderer::api::Snapshots::new(dir.path().to_path_buf(), &[]);
+    let error = snapshots.at(Some(T1)).await.expect_err("rendered again");
+    assert!(
+        matches!(error, scope_renderer::Error::SnapshotMissing { .. }),
+        "{error}"
+    );
+    for name in table::MERGED {
+        if merged.path().join(name).exists() {
+            std::fs::rename(merged.path().join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    let again = snapshots.at(Some(T1)).await.unwrap().unwrap();
+    assert_eq!(again.views, rendered.views);
+    assert_eq!(again.graphs, rendered.graphs);
+}

@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
+use arrow::array::{
+    ArrayRef, Float64Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
@@ -40,12 +42,21 @@ fn float64(name: &str) -> Field {
 /// A `key -> value` map of text, never null (empty instead): the field names are
 /// [`MapBuilder`]'s, so [`labels_column`] builds it.
 fn labels_map(name: &str) -> Field {
+    map_field(name, DataType::Utf8)
+}
+
+/// A `key -> number` map, never null (empty instead); [`numbers_column`] builds it.
+fn numbers_map(name: &str) -> Field {
+    map_field(name, DataType::Float64)
+}
+
+fn map_field(name: &str, values: DataType) -> Field {
     let entries = Field::new(
         "entries",
         DataType::Struct(
             vec![
                 Field::new("keys", DataType::Utf8, false),
-                Field::new("values", DataType::Utf8, true),
+                Field::new("values", values, true),
             ]
             .into(),
         ),
@@ -64,15 +75,17 @@ fn list_item() -> Field {
 }
 
 /// A labels column (see `containers.labels`): one map per row of `(key, value)` pairs.
-pub fn labels_column<'a>(
-    rows: impl Iterator<Item = &'a [(String, String)]>,
-) -> Result<ArrayRef, ArrowError> {
-    let names = MapFieldNames {
-        entry: "entries".into(),
-        key: "keys".into(),
-        value: "values".into(),
-    };
-    let mut builder = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+pub fn labels_column<R, K, V>(rows: impl Iterator<Item = R>) -> Result<ArrayRef, ArrowError>
+where
+    R: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut builder = MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     for labels in rows {
         for (key, value) in labels {
             builder.keys().append_value(key);
@@ -81,6 +94,35 @@ pub fn labels_column<'a>(
         builder.append(true)?;
     }
     Ok(Arc::new(builder.finish()))
+}
+
+/// A numbers column (see `graph_nodes.metrics`): one map per row of `(key, number)` pairs.
+pub fn numbers_column<R, K>(rows: impl Iterator<Item = R>) -> Result<ArrayRef, ArrowError>
+where
+    R: IntoIterator<Item = (K, f64)>,
+    K: AsRef<str>,
+{
+    let mut builder = MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        Float64Builder::new(),
+    );
+    for numbers in rows {
+        for (key, value) in numbers {
+            builder.keys().append_value(key);
+            builder.values().append_value(value);
+        }
+        builder.append(true)?;
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+fn map_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    }
 }
 
 /// A list-of-text column (see `containers.ips`), one list per row.
@@ -243,7 +285,10 @@ pub static CONNECTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
-/// `graph_nodes`: the nodes of every rendered view.
+/// `graph_nodes`: the nodes of every rendered view, one row per node and view, with what the
+/// HTTP API shows of them: `metadata` (the published node's), `metrics` (by Weave Scope's
+/// metric id, in the view's order) and `parents` (by view, the parent node's id). Files
+/// written before those three existed lack them.
 pub static GRAPH_NODES: LazyLock<SchemaRef> = LazyLock::new(|| {
     with_snapshot_time(vec![
         utf8("view", false),
@@ -253,17 +298,22 @@ pub static GRAPH_NODES: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("rank", false),
         utf8("shape", false),
         Field::new("pseudo", DataType::Boolean, false),
+        labels_map("metadata"),
+        numbers_map("metrics"),
+        labels_map("parents"),
     ])
 });
 
 /// `graph_edges`: the edges of every rendered view, `src` to `dst` by node id, with the number
-/// of connections behind each.
+/// of connections behind each and those by server port (`80:3,443:1`; null in files written
+/// before it existed).
 pub static GRAPH_EDGES: LazyLock<SchemaRef> = LazyLock::new(|| {
     with_snapshot_time(vec![
         utf8("view", false),
         utf8("src", false),
         utf8("dst", false),
         int64("connections", false),
+        utf8("ports", true),
     ])
 });
 

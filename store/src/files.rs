@@ -1,4 +1,4 @@
-//! File names, listing, and the durable write.
+//! File names, listing, the durable write and reading back.
 //!
 //! A name that does not have exactly the shape of [`file_path`] is not a snapshot file:
 //! temporary files (`.<name>.tmp-<pid>`) and anything else in a table directory are never
@@ -12,8 +12,9 @@ use std::{
 
 use arrow::{datatypes::SchemaRef, record_batch::RecordBatch};
 use parquet::{
-    arrow::ArrowWriter,
+    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
     basic::{Compression, ZstdLevel},
+    errors::ParquetError,
     file::properties::WriterProperties,
 };
 
@@ -145,6 +146,36 @@ pub fn write(
     Ok(Written { path, bytes })
 }
 
+/// Every row of a file [`write`] made, in the order written.
+pub fn read(path: &Path) -> Result<Vec<RecordBatch>, Error> {
+    reader(path)?
+        .build()
+        .and_then(|batches| {
+            batches
+                .collect::<Result<_, _>>()
+                .map_err(ParquetError::from)
+        })
+        .map_err(read_error(path))
+}
+
+/// The number of rows of a file [`write`] made, from its footer alone.
+pub fn rows(path: &Path) -> Result<usize, Error> {
+    let rows = reader(path)?.metadata().file_metadata().num_rows();
+    Ok(usize::try_from(rows).unwrap_or(0))
+}
+
+fn reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, Error> {
+    File::open(path)
+        .map_err(|e| ParquetError::External(Box::new(e)))
+        .and_then(ParquetRecordBatchReaderBuilder::try_new)
+        .map_err(read_error(path))
+}
+
+fn read_error(path: &Path) -> impl FnOnce(ParquetError) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::ReadParquet { path, source }
+}
+
 /// Writes and fsyncs the temporary file; returns its length.
 fn write_temp(tmp: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<u64, Error> {
     let parquet_error = |source| Error::WriteParquet {
@@ -171,13 +202,11 @@ fn write_temp(tmp: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use arrow::{
-        array::{Int64Array, StringArray},
+        array::{AsArray, Int64Array, StringArray},
         datatypes::{DataType, Field, Schema},
     };
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-    use super::*;
 
     #[test]
     fn file_names_sort_by_time_and_parse_back() {
@@ -227,14 +256,13 @@ mod tests {
         let written = write(dir.path(), "t", 42, "w1", &schema, &[batch(2), batch(3)]).unwrap();
         assert_eq!(written.path, dir.path().join(file_path("t", 42, "w1")));
         assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
-        let rows: usize =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&written.path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap().num_rows())
-                .sum();
-        assert_eq!(rows, 5);
+        let batches = read(&written.path).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
+        let n = batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(n.values(), &[0, 1, 0, 1, 2], "in the order written");
+        assert_eq!(rows(&written.path).unwrap(), 5);
+        let missing = dir.path().join("missing.parquet");
+        assert!(matches!(read(&missing), Err(Error::ReadParquet { .. })));
 
         // An empty table still gets its file, so a reader can tell "no rows" from "not yet".
         write(dir.path(), "t", 42, "w0", &schema, &[]).unwrap();

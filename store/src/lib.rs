@@ -1,6 +1,7 @@
 //! The one owner of the snapshot data dir: where it is and how long files stay
 //! ([`StorageArgs`]), how files are named ([`file_path`], [`parse_file_name`]), finding them
-//! ([`list`], [`files_at`]), writing one durably ([`write`]) and deleting them past retention
+//! ([`list`], [`files_at`]), writing one durably ([`write`]), reading one back ([`read`],
+//! [`rows`]) and deleting them past retention
 //! ([`sweep`]). The mergers, the renderer, its API and Postgres endpoint and `scope sql` all go
 //! through here, so they agree on the layout:
 //! `<data_dir>/<table>/<snapshot_time_us, 20 digits>-<writer>.parquet`.
@@ -17,7 +18,7 @@ use parquet::errors::ParquetError;
 
 pub use args::{StorageArgs, default_data_dir};
 pub use files::{
-    TableFile, Written, file_path, files_at, is_temp_file, list, parse_file_name, write,
+    TableFile, Written, file_path, files_at, is_temp_file, list, parse_file_name, read, rows, write,
 };
 pub use retention::{Swept, sweep};
 
@@ -36,6 +37,10 @@ pub enum Error {
     /// filled or failed underneath the writer (or a batch does not match the schema given).
     #[error("writing Parquet file {path}: {source}")]
     WriteParquet { path: PathBuf, source: ParquetError },
+    /// Opening or decoding a Parquet file failed: it was removed by retention meanwhile,
+    /// permissions, or a file that is not what its name says (written by something else).
+    #[error("reading Parquet file {path}: {source}")]
+    ReadParquet { path: PathBuf, source: ParquetError },
     /// Retention could not remove an old file or stale temporary file (one another process
     /// already removed is fine): fix permissions on `--data-dir`.
     #[error("deleting {path}: {source}")]

@@ -3,10 +3,11 @@
 //! The API reads what the renderers wrote to the data dir, not what this process rendered:
 //! several renderers (one of which renders at a time) can serve the same map, and a request
 //! for a past moment (`?timestamp=`) names a snapshot this process may never have held. A
-//! snapshot time is rendered once its `graph_nodes` file exists (written last); it is
-//! recomputed from its files on first use ([`crate::render::compute`], the same pure function
-//! the renderer ran), and the renderer of this process hands over what it rendered, so the
-//! live map costs no second render.
+//! snapshot time is rendered once its `graph_nodes` file exists (written last); on first use
+//! it is read back from the rendered files (`graph_tables`), or, where an older build wrote
+//! them, recomputed from the merged files ([`crate::render::compute`], the same pure function
+//! the renderer ran). The renderer of this process hands over what it rendered, so the live
+//! map costs no read.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +19,9 @@ use std::{
 use ip_network::IpNetwork;
 use scope_schemas::snapshot::table;
 
-use crate::{Error, render::Rendered, store};
+use tracing::warn;
+
+use crate::{Error, graph_tables, render::Rendered, store};
 
 /// Bytes of rendered snapshots kept in memory beyond the newest two (the live one, and the
 /// one before it that websockets diff against) and the moment of time travel asked for last,
@@ -100,10 +103,25 @@ impl Snapshots {
         if let Some(hit) = self.cached(t, travelling) {
             return Ok(Some(hit));
         }
-        let rendered =
-            Arc::new(crate::render::compute(&self.data_dir, t, &self.local_networks).await?);
+        let rendered = Arc::new(self.load(t).await?);
         self.insert(Arc::clone(&rendered));
         Ok(Some(rendered))
+    }
+
+    /// Snapshot `t` as the renderer wrote it, or rendered again from its merged files where
+    /// those say less than the API shows (written by an older build, or unreadable).
+    async fn load(&self, t: i64) -> Result<Rendered, Error> {
+        let dir = self.data_dir.clone();
+        let read = tokio::task::spawn_blocking(move || graph_tables::read(&dir, t)).await;
+        match read {
+            Ok(Ok(Some(rendered))) => return Ok(rendered),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                warn!(snapshot_time_us = t, %error, "rendering a past snapshot again")
+            }
+            Err(error) => warn!(snapshot_time_us = t, %error, "rendering a past snapshot again"),
+        }
+        crate::render::compute(&self.data_dir, t, &self.local_networks).await
     }
 
     /// The rendered snapshot times, oldest first. Listed again only when the directory

@@ -345,7 +345,8 @@ impl Snapshot {
                 strs(vec![None; n]),
                 strs(vec![None; n]),
                 strs(c.iter().map(|c| c.pod_uid.clone()).collect()),
-                tables::labels_column(c.iter().map(|c| c.labels.as_slice())).unwrap(),
+                tables::labels_column(c.iter().map(|c| c.labels.iter().map(|(k, v)| (k, v))))
+                    .unwrap(),
                 tables::text_list_column(c.iter().map(|_| &[] as &[String])),
                 tables::text_list_column(c.iter().map(|_| &[] as &[String])),
                 Arc::new(Float64Array::from(vec![Some(2.5); n])),
@@ -386,8 +387,10 @@ impl Snapshot {
                 strs(vec![None; n]),
                 strs(vec![some("Running"); n]),
                 strs(vec![None; n]),
-                tables::labels_column(k.iter().map(|k| k.labels.as_slice())).unwrap(),
-                tables::labels_column(k.iter().map(|k| k.selector.as_slice())).unwrap(),
+                tables::labels_column(k.iter().map(|k| k.labels.iter().map(|(k, v)| (k, v))))
+                    .unwrap(),
+                tables::labels_column(k.iter().map(|k| k.selector.iter().map(|(k, v)| (k, v))))
+                    .unwrap(),
                 tables::text_list_column(k.iter().map(|_| &[] as &[String])),
                 tables::text_list_column(k.iter().map(|_| &[] as &[String])),
                 ts(n, t),
