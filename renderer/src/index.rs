@@ -9,7 +9,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     hash::{BuildHasher, Hash, Hasher},
     mem::size_of,
 };
@@ -79,20 +79,20 @@ impl ViewIndex {
             .iter()
             .map(|node| digest(rendered, graph, node))
             .collect();
-        let has_edge: HashSet<&str> = nodes
-            .iter()
-            .filter(|n| !n.adjacency.is_empty())
-            .flat_map(|n| {
-                n.adjacency
-                    .iter()
-                    .map(String::as_str)
-                    .chain([n.id.as_str()])
-            })
-            .collect();
-        let connected = nodes
-            .iter()
-            .map(|n| has_edge.contains(n.id.as_str()))
-            .collect();
+        // The nodes are sorted by id: an edge's destination is found by a binary search,
+        // with no set of ids to hash and allocate.
+        let mut connected = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            if node.adjacency.is_empty() {
+                continue;
+            }
+            connected[i] = true;
+            for dst in &node.adjacency {
+                if let Ok(j) = nodes.binary_search_by(|n| n.id.as_str().cmp(dst)) {
+                    connected[j] = true;
+                }
+            }
+        }
         ViewIndex { digests, connected }
     }
 }
