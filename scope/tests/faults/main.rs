@@ -100,11 +100,10 @@ async fn a_collector_killed_and_restarted_leaves_no_gap_and_no_duplicate() {
 }
 
 /// A connection closed while its collector is down is never reported closed: the restarted
-/// collector does not know it, and its first full report (every open connection) does not
-/// close what it leaves out, so the merger keeps it open until it expires unconfirmed
-/// (2 x window + full interval after the last full report before the kill).
+/// collector does not know it. Its first full report (every open connection) closes what it
+/// leaves out, so the connection leaves with the window, not when it would expire
+/// unconfirmed (2 x window + full interval after the last full report before the kill).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 23: connections closed while the collector is down stay open in the snapshots for up to 45 s after the restart"]
 async fn a_connections_closed_while_the_collector_is_down_leave_with_the_window() {
     collector_killed_and_restarted(5).await;
 }
