@@ -11,6 +11,10 @@
 //! byte of an ApiVersions response, passes through unchanged; large frames (fetches) are
 //! streamed, never buffered whole.
 //!
+//! The same proxy keeps tansu's group coordinator from forming a consumer group with no
+//! assignment after a member died without leaving ([`sync_group`]): SyncGroup requests,
+//! small, are read whole and an empty assignment list is passed on as a null one.
+//!
 //! A frame this proxy cannot parse is forwarded as it came: the client then sees exactly
 //! what the broker wrote, and the proxy logs why it did not rewrite it.
 //!
@@ -42,11 +46,16 @@ use scope_runtime::{
     throttle::{LOG_EVERY, Throttle},
 };
 
+// Beside this file in both the crate and the fuzz target, which compiles this file alone.
+#[path = "sync_group.rs"]
+mod sync_group;
+
 const API_VERSIONS: i16 = 18;
 /// The first ApiVersions version with a flexible (tagged-field) body.
 const FIRST_FLEXIBLE: i16 = 3;
-/// Bigger than any ApiVersions response (tansu's is under 300 bytes); a bigger one is
-/// streamed through unchanged instead of being buffered.
+/// Bigger than any ApiVersions response (tansu's is under 300 bytes) or SyncGroup request
+/// (a few hundred bytes a member); a bigger one is streamed through unchanged instead of
+/// being buffered.
 const MAX_REWRITTEN: u32 = 64 * 1024;
 const BUFFER: usize = 64 * 1024;
 
@@ -158,7 +167,8 @@ async fn relay(client: TcpStream, broker: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies requests to the broker, noting the version of each ApiVersions request.
+/// Copies requests to the broker, noting the version of each ApiVersions request and
+/// passing SyncGroup requests through [`sync_group::null_empty_assignments`].
 async fn requests(
     mut from: impl AsyncBufRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
@@ -176,10 +186,32 @@ async fn requests(
         let mut head = [0u8; 12];
         head[..4].copy_from_slice(&len.to_be_bytes());
         from.read_exact(&mut head[4..]).await?;
-        if i16::from_be_bytes([head[4], head[5]]) == API_VERSIONS {
+        let api_key = i16::from_be_bytes([head[4], head[5]]);
+        if api_key == API_VERSIONS {
             let version = i16::from_be_bytes([head[6], head[7]]);
             let correlation = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
             lock(&pending).insert(correlation, version);
+        }
+        if api_key == sync_group::API_KEY && len <= MAX_REWRITTEN {
+            let mut frame = head.to_vec();
+            frame.resize(4 + len as usize, 0);
+            from.read_exact(&mut frame[12..]).await?;
+            match sync_group::null_empty_assignments(&mut frame[4..]) {
+                Ok(sync_group::Outcome::Nulled) => {
+                    tracing::debug!("SyncGroup with no assignments passed on with a null list")
+                }
+                Ok(sync_group::Outcome::Unchanged) => {}
+                // The broker answers it as it would have: nothing to add at warn level
+                // about a client's malformed request.
+                Err(reason) => {
+                    tracing::debug!(
+                        reason,
+                        "SyncGroup request not understood; forwarded unchanged"
+                    )
+                }
+            }
+            to.write_all(&frame).await?;
+            continue;
         }
         to.write_all(&head).await?;
         copy_exact(&mut from, &mut to, u64::from(len) - 8).await?;
@@ -318,6 +350,33 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn i16(&mut self, what: &'static str) -> Result<i16, &'static str> {
+        let b = self.take(2, what)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self, what: &'static str) -> Result<i32, &'static str> {
+        let b = self.take(4, what)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A STRING or NULLABLE_STRING: an int16 length (-1 for null), then the bytes.
+    fn skip_string(&mut self, what: &'static str) -> Result<(), &'static str> {
+        match self.i16(what)? {
+            -1 => Ok(()),
+            n => self.skip(usize::try_from(n).map_err(|_| what)?, what),
+        }
+    }
+
+    /// A COMPACT_(NULLABLE_)STRING: an unsigned varint length plus one (0 for null), then
+    /// the bytes.
+    fn skip_compact(&mut self, what: &'static str) -> Result<(), &'static str> {
+        match self.uvarint(what)? {
+            0 => Ok(()),
+            n => self.skip(n as usize - 1, what),
+        }
+    }
+
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], &'static str> {
         let end = self.at.checked_add(n).filter(|&end| end <= self.buf.len());
         let bytes = end.map(|end| &self.buf[self.at..end]).ok_or(what)?;
