@@ -9,7 +9,9 @@
 //! - `embedded` (feature `embedded`): an in-process Kafka-protocol broker (tansu, memory
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
 //!   and loses messages under load. `api_versions` is the framing proxy in front of it that
-//!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read.
+//!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read, and
+//!   (`sync_group`) keeps tansu from forming a group with no assignment after a member died.
+//! - [`GROUP_SESSION_TIMEOUT_MS`]: how soon a killed stage's partitions go to another.
 
 #[cfg(feature = "embedded")]
 mod api_versions;
@@ -72,6 +74,14 @@ impl KafkaArgs {
         config
     }
 }
+
+/// `session.timeout.ms` of Scope's consumer groups (the merger's, the renderer's): how long a
+/// member killed without leaving keeps its partitions before the group hands them to a
+/// restarted or surviving member, on any broker. 10 s, Kafka's default before 3.0, instead of
+/// librdkafka's 45 s, so a stage restarted after `kill -9` works again within seconds; its
+/// heartbeats (every 3 s, from librdkafka's own thread) do not wait on the stage's work.
+/// `-X session.timeout.ms=...` overrides it.
+pub const GROUP_SESSION_TIMEOUT_MS: &str = "10000";
 
 /// Why the Kafka plumbing failed: creating topics, or starting the embedded broker. The merger
 /// and renderer only warn when topics cannot be made; `scope up` stops.

@@ -13,26 +13,27 @@ use std::{
 };
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use scope_kafka::{EmbeddedBroker, KafkaArgs, ensure_topics};
+use scope_kafka::{EmbeddedBroker, GROUP_SESSION_TIMEOUT_MS, KafkaArgs, ensure_topics};
 use scope_schemas::topics::{Cleanup, TopicSpec};
 
 /// Set in the child's environment to `bootstrap group topic`: the child joins and consumes.
 const MEMBER: &str = "SCOPE_KAFKA_TEST_GROUP_MEMBER";
 const PARTITIONS: usize = 4;
-/// Shorter than librdkafka's 45 s default only to keep the test short.
-const SESSION: Duration = Duration::from_secs(10);
 /// From the kill to the new member's start: longer than tansu's 3 s pause between a
 /// follower's JoinGroup and its answer, so the dead member's session lapses while the new
 /// member is alive and waiting for it. That is the moment tansu 0.6 formed the group with no
 /// assignment at all, when the new member's SyncGroup came first.
 const DOWNTIME: Duration = Duration::from_secs(4);
-/// The dead member's session, tansu's pause, and a rejoin.
+/// The dead member's session (the stages' [`GROUP_SESSION_TIMEOUT_MS`], 10 s), tansu's
+/// pause, and a rejoin.
 const TAKEOVER: Duration = Duration::from_secs(25);
 
 fn consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
-    let session = SESSION.as_millis().to_string();
     let consumer: BaseConsumer = KafkaArgs::new(bootstrap)
-        .client_config(&[("group.id", group), ("session.timeout.ms", &session)])
+        .client_config(&[
+            ("group.id", group),
+            ("session.timeout.ms", GROUP_SESSION_TIMEOUT_MS),
+        ])
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribed");
@@ -146,7 +147,7 @@ async fn killed_member_is_replaced_once_its_session_lapses() {
     });
     println!(
         "group: a member killed, another started {DOWNTIME:?} later: it holds every partition \
-         {:.1} s after the kill (session {SESSION:?})",
+         {:.1} s after the kill (session {GROUP_SESSION_TIMEOUT_MS} ms)",
         took.as_secs_f64()
     );
 }

@@ -308,6 +308,7 @@ pub(crate) fn subscribe(
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            ("session.timeout.ms", scope_kafka::GROUP_SESSION_TIMEOUT_MS),
         ])
         .create_with_context(MergerContext::new(rewind_us))
         .map_err(Error::CreateConsumer)?;

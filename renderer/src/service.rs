@@ -110,6 +110,7 @@ pub async fn run(args: RendererArgs, shutdown: CancellationToken) -> Result<(), 
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "latest"),
+            ("session.timeout.ms", scope_kafka::GROUP_SESSION_TIMEOUT_MS),
         ])
         .create()
         .map_err(|source| Error::CreateClient {
