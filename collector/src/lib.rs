@@ -56,6 +56,11 @@ mod tcp;
 mod tracker;
 mod worker;
 
+/// Replays the fuzz corpus of the socket table parser (`fuzz/`, target `proc_files`).
+#[cfg(test)]
+#[path = "../../fuzz/harness/proc_files.rs"]
+mod fuzz_corpus;
+
 use std::{io, sync::Arc, time::Duration};
 
 use tokio::time::MissedTickBehavior;

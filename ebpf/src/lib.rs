@@ -23,6 +23,10 @@
 //! ```
 
 mod event;
+/// Replays the fuzz corpus of the record decoder (`fuzz/`, target `ebpf_records`).
+#[cfg(test)]
+#[path = "../../fuzz/harness/ebpf_records.rs"]
+mod fuzz_corpus;
 #[doc(hidden)]
 pub mod test_support;
 

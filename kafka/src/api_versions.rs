@@ -102,7 +102,7 @@ impl std::error::Error for Rejected {}
 /// ApiVersions requests in flight on one connection: correlation id → request version.
 /// Keyed by correlation id, not kept in order, because some requests (produce with
 /// `acks=0`) get no response.
-type Pending = Arc<Mutex<HashMap<i32, i16>>>;
+pub(crate) type Pending = Arc<Mutex<HashMap<i32, i16>>>;
 
 /// Accepts clients on `listener` and relays each to `broker`, until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, broker: SocketAddr) {
@@ -169,7 +169,7 @@ async fn relay(client: TcpStream, broker: SocketAddr) -> io::Result<()> {
 
 /// Copies requests to the broker, noting the version of each ApiVersions request and
 /// passing SyncGroup requests through [`sync_group::null_empty_assignments`].
-async fn requests(
+pub(crate) async fn requests(
     mut from: impl AsyncBufRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     pending: Pending,
@@ -220,7 +220,7 @@ async fn requests(
 }
 
 /// Copies responses to the client, rewriting those answering a flexible ApiVersions request.
-async fn responses(
+pub(crate) async fn responses(
     mut from: impl AsyncBufRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     pending: Pending,

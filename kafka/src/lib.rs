@@ -17,6 +17,10 @@
 mod api_versions;
 #[cfg(feature = "embedded")]
 mod embedded;
+/// Replays the fuzz corpus of the proxy's readers (`fuzz/`, target `kafka_frames`).
+#[cfg(all(test, feature = "embedded"))]
+#[path = "../../fuzz/harness/kafka_frames.rs"]
+mod fuzz_corpus;
 
 use std::time::Duration;
 

@@ -30,6 +30,11 @@ mod settings;
 mod show;
 mod vectors;
 
+/// Replays the fuzz corpus of the wire readers (`fuzz/`, target `postgres_wire`).
+#[cfg(test)]
+#[path = "../../fuzz/harness/postgres_wire.rs"]
+mod fuzz_corpus;
+
 use std::{fmt, io, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use async_trait::async_trait;

@@ -30,6 +30,11 @@ mod netlink;
 #[cfg(test)]
 mod tests;
 
+/// Replays the fuzz corpus of the reply decoder (`fuzz/`, target `conntrack_replies`).
+#[cfg(test)]
+#[path = "../../../fuzz/harness/conntrack_replies.rs"]
+mod fuzz_corpus;
+
 use std::{
     collections::{HashMap, HashSet},
     io,
