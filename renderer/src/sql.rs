@@ -485,8 +485,95 @@ impl QueryMemory {
     }
 }
 
-/// Refuses anything but a single query.
+/// Operators one statement may hold. sqlparser parses a chain of them (`1+1+…`,
+/// `a = 1 OR a = 2 OR …`) in a loop, within its recursion limit, but DataFusion plans and
+/// evaluates the chain by recursion, a few stack frames a link: 3,000 overflowed a worker's
+/// stack and aborted the whole process. 1,000 plan in the debug build, whose frames are the
+/// largest. Postgres refuses what exceeds its stack with the same SQLSTATE, 54001.
+pub(crate) const MAX_OPERATORS: usize = 1_000;
+
+/// Refuses a statement with more than [`MAX_OPERATORS`] operators, counted on its tokens
+/// (the tokenizer does not recurse), before anything parses or plans it. Text that does not
+/// tokenize is left for the parser to refuse.
+pub(crate) fn check_operators(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::{
+        dialect::GenericDialect,
+        keywords::Keyword,
+        tokenizer::{Token, Tokenizer},
+    };
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(());
+    };
+    let operators = tokens
+        .iter()
+        .filter(|token| match token {
+            Token::Word(word) => matches!(
+                word.keyword,
+                Keyword::AND
+                    | Keyword::OR
+                    | Keyword::NOT
+                    | Keyword::IS
+                    | Keyword::LIKE
+                    | Keyword::ILIKE
+                    | Keyword::SIMILAR
+                    | Keyword::BETWEEN
+                    | Keyword::IN
+                    | Keyword::COLLATE
+                    | Keyword::AT
+            ),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::DuckIntDiv
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::DoubleColon
+            | Token::LBracket
+            | Token::Caret
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Tilde
+            | Token::Sharp
+            | Token::ShiftLeft
+            | Token::ShiftRight
+            | Token::Arrow
+            | Token::LongArrow
+            | Token::HashArrow
+            | Token::HashLongArrow
+            | Token::AtArrow
+            | Token::ArrowAt
+            | Token::TildeEqual
+            | Token::ExclamationMarkTilde
+            | Token::DoubleTilde
+            | Token::DoubleTildeAsterisk
+            | Token::ExclamationMarkDoubleTilde
+            | Token::ExclamationMarkDoubleTildeAsterisk
+            | Token::TildeAsterisk
+            | Token::ExclamationMarkTildeAsterisk => true,
+            _ => false,
+        })
+        .count();
+    if operators <= MAX_OPERATORS {
+        return Ok(());
+    }
+    Err(format!(
+        "statement too complex: {operators} operators, at most {MAX_OPERATORS} (a chain of \
+         them is planned by recursion); split it, or list values with IN (...)"
+    ))
+}
+
+/// Refuses anything but a single query, and a statement too complex to plan.
 fn check_read_only(sql: &str) -> Result<(), Error> {
+    check_operators(sql).map_err(|message| Error::Sql(DataFusionError::Plan(message)))?;
     let statements = DFParser::parse_sql(sql).map_err(Error::Sql)?;
     if statements.len() != 1 {
         return Err(Error::ReadOnly(format!(

@@ -418,6 +418,28 @@ async fn the_websocket_sends_the_view_then_what_changed() {
     );
 }
 
+/// A chain of 3,000 additions overflowed the planner's stack and aborted the process: the
+/// longest chain allowed (1,000 operators) answers, one more is refused, and the server
+/// answers after both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_operators_too_long_to_plan_is_refused_not_fatal() {
+    let (_dir, served) = serve_connected().await;
+    let url = format!("{}/api/sql", served.base);
+    let chain = |operators: usize| format!("SELECT 1{} AS n", "+1".repeat(operators));
+    let (status, body) = request("POST", &url, &[], Some(&chain(1_000)));
+    assert_eq!((status, body.as_str()), (200, "[{\"n\":1001}]\n"));
+    let (status, body) = request("POST", &url, &[], Some(&chain(1_001)));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("statement too complex: 1001 operators"),
+        "{body}"
+    );
+    let (status, _) = request("POST", &url, &[], Some(&chain(50_000)));
+    assert_eq!(status, 400);
+    let (status, body) = request("GET", &format!("{}/api", served.base), &[], None);
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sql_over_http_is_read_only() {
     let (_dir, served) = serve_connected().await;
