@@ -1,0 +1,3 @@
+pub mod sql {
+    pub use sqlparser;
+}
