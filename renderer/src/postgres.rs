@@ -64,6 +64,7 @@ use datafusion_postgres::{
     pgwire::{
         api::{
             ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers,
+            Type,
             auth::{
                 AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
                 noop::NoopStartupHandler,
@@ -75,8 +76,9 @@ use datafusion_postgres::{
             cancel::{CancelHandler, DefaultCancelHandler},
             portal::{Format, Portal},
             query::{ExtendedQueryHandler, SimpleQueryHandler},
+            results::FieldInfo,
             results::Response,
-            stmt::StoredStatement,
+            stmt::{QueryParser, StoredStatement},
             store::PortalStore,
         },
         error::{ErrorInfo, PgWireError, PgWireResult},
@@ -119,6 +121,7 @@ mod sqlstate {
     pub const UNDEFINED_FUNCTION: &str = "42883";
     pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: &str = "42000";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
     pub const INSUFFICIENT_RESOURCES: &str = "53000";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
@@ -507,7 +510,7 @@ fn user_error(code: &str, message: String) -> PgWireError {
 
 /// The handlers of one connection.
 struct Handlers {
-    simple: Arc<DfSessionService>,
+    simple: Arc<Simple>,
     extended: Arc<Extended>,
     startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
@@ -563,8 +566,11 @@ impl Handlers {
             }
         };
         Ok(Handlers {
-            simple: Arc::clone(&service),
+            simple: Arc::new(Simple {
+                inner: Arc::clone(&service),
+            }),
             extended: Arc::new(Extended {
+                parser: Arc::new(Bounded(service.query_parser())),
                 inner: service,
                 tables,
             }),
@@ -753,10 +759,78 @@ fn is_session_setting(set: &Set) -> bool {
     }
 }
 
+/// A statement with more operators than [`sql::MAX_OPERATORS`], refused as Postgres refuses
+/// one that would exceed its stack.
+fn too_complex(message: String) -> PgWireError {
+    user_error(sqlstate::STATEMENT_TOO_COMPLEX, message)
+}
+
+/// The simple protocol's handler: datafusion-postgres's, once the query's text is known not
+/// to be too complex to plan ([`sql::check_operators`]).
+struct Simple {
+    inner: Arc<DfSessionService>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Simple {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Err(message) = sql::check_operators(query) {
+            return Ok(vec![Response::Error(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                sqlstate::STATEMENT_TOO_COMPLEX.into(),
+                message,
+            )))]);
+        }
+        SimpleQueryHandler::do_query(&*self.inner, client, query).await
+    }
+}
+
+/// The extended protocol's parser: datafusion-postgres's, after the same check as [`Simple`].
+struct Bounded<P>(P);
+
+#[async_trait]
+impl<P: QueryParser + Send + Sync> QueryParser for Bounded<P> {
+    type Statement = P::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        sql::check_operators(sql).map_err(too_complex)?;
+        self.0.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.0.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.0.get_result_schema(statement, format)
+    }
+}
+
+type DfQueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+
 /// The extended protocol's handler: datafusion-postgres's, planning a query again when it is
 /// executed, over the tables of then (see the module docs).
 struct Extended {
     inner: Arc<DfSessionService>,
+    parser: Arc<Bounded<Arc<DfQueryParser>>>,
     tables: Arc<Tables>,
 }
 
@@ -765,10 +839,10 @@ type DfPortalStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
 #[async_trait]
 impl ExtendedQueryHandler for Extended {
     type Statement = DfPortalStatement;
-    type QueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+    type QueryParser = Bounded<Arc<DfQueryParser>>;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        Arc::clone(&self.parser)
     }
 
     async fn do_query<C>(

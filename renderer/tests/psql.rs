@@ -502,6 +502,8 @@ def run(label, step):
         print(label, "error", getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None), flush=True)
     except (psycopg.Error, psycopg2.Error) as e:
         print(label, "error", getattr(e, "sqlstate", None) or getattr(e, "pgcode", None), flush=True)
+    except Exception as e:
+        print(label, "exception", type(e).__name__, e, flush=True)
 
 def version():
     with engine.connect():
@@ -529,9 +531,42 @@ def old(sql, *params):
         return cur.fetchall()[0][0]
     finally:
         con.close()
+def chain(operators):
+    sql = "SELECT 1" + "+1" * (operators - 1) + " AS n WHERE 1 = :one"
+    with engine.connect() as con:
+        return con.execute(sa.text(sql), {"one": 1}).scalar()
+run("longest_chain", lambda: chain(1000))
+run("too_long_chain", lambda: chain(1001))
 run("psycopg2", lambda: old("SELECT name FROM processes WHERE pid = %s", 101))
 run("psycopg2_insert", lambda: old("INSERT INTO hosts (host_id) VALUES (%s)", "x"))
 "#;
+
+/// A chain of 3,000 additions overflowed the planner's stack and aborted the process: over
+/// the simple protocol, one of more than 1,000 operators is refused, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_operators_too_long_to_plan_is_refused_not_fatal() {
+    if !psql_found() {
+        return;
+    }
+    let dir = data_dir().await;
+    let endpoint = Endpoint::start(dir.path(), None).await;
+    let chain = format!("SELECT 1{} AS n", "+1".repeat(3_000));
+    let out = psql_as(
+        endpoint.addr,
+        "scope",
+        None,
+        &["\\set VERBOSITY verbose", &chain],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("54001") && stderr.contains("statement too complex: 3000 operators"),
+        "{stderr}"
+    );
+    let answer = psql(endpoint.addr, &["SELECT 1+1 AS n"]).await;
+    assert!(answer.contains('2'), "{answer}");
+    endpoint.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analysts_connect_with_pandas_sqlalchemy_and_psycopg() {
@@ -558,6 +593,9 @@ async fn analysts_connect_with_pandas_sqlalchemy_and_psycopg() {
         "savepoint ok 2".to_owned(),
         "sa_drop error 25006".to_owned(),
         "sa_into error 25006".to_owned(),
+        // Parsed by the extended protocol: too complex to plan past 1,000 operators.
+        "longest_chain ok 1000".to_owned(),
+        "too_long_chain error 54001".to_owned(),
         "psycopg2 ok wget".to_owned(),
         "psycopg2_insert error 25006".to_owned(),
     ] {
