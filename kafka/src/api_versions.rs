@@ -1,4 +1,5 @@
-//! A framing proxy in front of the embedded broker that rewrites only ApiVersions responses.
+//! A framing proxy in front of the embedded broker: it rewrites ApiVersions responses, and
+//! follows consumer groups where tansu's coordinator would strand their partitions.
 //!
 //! Why it exists: tansu 0.6 ends every ApiVersions v3+ response with four tagged fields
 //! written even at their default values (SupportedFeatures, FinalizedFeaturesEpoch = -1,
@@ -11,9 +12,11 @@
 //! byte of an ApiVersions response, passes through unchanged; large frames (fetches) are
 //! streamed, never buffered whole.
 //!
-//! The same proxy keeps tansu's group coordinator from forming a consumer group with no
-//! assignment after a member died without leaving ([`sync_group`]): SyncGroup requests,
-//! small, are read whole and an empty assignment list is passed on as a null one.
+//! The same proxy keeps tansu 0.6's group coordinator from stranding a dead member's
+//! partitions: an empty SyncGroup assignment list is passed on as a null one
+//! ([`sync_group`]), and a member whose connections closed without a LeaveGroup is made to
+//! leave ([`members`]). Group requests and their answers, small, are read whole (and
+//! forwarded unchanged but for that list).
 //!
 //! A frame this proxy cannot parse is forwarded as it came: the client then sees exactly
 //! what the broker wrote, and the proxy logs why it did not rewrite it.
@@ -26,7 +29,6 @@
 //! [`LOG_EVERY`] with the number held back.
 
 use std::{
-    collections::HashMap,
     fmt, io,
     net::SocketAddr,
     sync::{
@@ -47,6 +49,8 @@ use scope_runtime::{
 };
 
 // Beside this file in both the crate and the fuzz target, which compiles this file alone.
+#[path = "members.rs"]
+mod members;
 #[path = "sync_group.rs"]
 mod sync_group;
 
@@ -77,6 +81,12 @@ pub(crate) fn write_metrics(out: &mut Families) {
          negative length, or one below a request header or above the maximum (100 MiB).",
         REJECTED_FRAMES.load(Ordering::Relaxed),
     );
+    out.counter(
+        "scope_broker_departed_members_total",
+        "Consumer group members the embedded broker made leave their group because their \
+         connections closed without a LeaveGroup (a killed client).",
+        members::DEPARTED.load(Ordering::Relaxed),
+    );
 }
 
 /// A request frame whose declared length is out of bounds: the connection is closed.
@@ -99,18 +109,19 @@ impl fmt::Display for Rejected {
 
 impl std::error::Error for Rejected {}
 
-/// ApiVersions requests in flight on one connection: correlation id → request version.
-/// Keyed by correlation id, not kept in order, because some requests (produce with
-/// `acks=0`) get no response.
-pub(crate) type Pending = Arc<Mutex<HashMap<i32, i16>>>;
+/// What the proxy follows of one connection: the requests whose answers it reads, the group
+/// members heard from on it.
+pub(crate) type Pending = Arc<Mutex<members::Connection>>;
 
 /// Accepts clients on `listener` and relays each to `broker`, until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, broker: SocketAddr) {
+    let groups = members::Groups::default();
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {
+                let groups = groups.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = relay(client, broker).await {
+                    if let Err(error) = relay(client, broker, groups).await {
                         ended(peer, &error);
                     }
                 });
@@ -145,14 +156,14 @@ fn ended(peer: SocketAddr, error: &io::Error) {
     }
 }
 
-async fn relay(client: TcpStream, broker: SocketAddr) -> io::Result<()> {
+async fn relay(client: TcpStream, broker: SocketAddr, groups: members::Groups) -> io::Result<()> {
     client.set_nodelay(true)?;
     let upstream = TcpStream::connect(broker).await?;
     upstream.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (broker_read, broker_write) = upstream.into_split();
-    let pending = Pending::default();
-    tokio::try_join!(
+    let pending = Pending::new(Mutex::new(members::Connection::new(groups.clone())));
+    let relayed = tokio::try_join!(
         requests(
             BufReader::with_capacity(BUFFER, client_read),
             broker_write,
@@ -161,14 +172,20 @@ async fn relay(client: TcpStream, broker: SocketAddr) -> io::Result<()> {
         responses(
             BufReader::with_capacity(BUFFER, broker_read),
             client_write,
-            pending
+            pending.clone()
         ),
-    )?;
-    Ok(())
+    );
+    // Both directions have ended, however: the members heard from here may be gone.
+    let gone = lock(&pending).closed();
+    if !gone.is_empty() {
+        tokio::spawn(members::depart(groups, broker, gone));
+    }
+    relayed.map(drop)
 }
 
-/// Copies requests to the broker, noting the version of each ApiVersions request and
-/// passing SyncGroup requests through [`sync_group::null_empty_assignments`].
+/// Copies requests to the broker, noting the version of each ApiVersions request, the group
+/// requests [`members`] follows, and passing SyncGroup requests through
+/// [`sync_group::null_empty_assignments`].
 pub(crate) async fn requests(
     mut from: impl AsyncBufRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
@@ -190,25 +207,42 @@ pub(crate) async fn requests(
         if api_key == API_VERSIONS {
             let version = i16::from_be_bytes([head[6], head[7]]);
             let correlation = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
-            lock(&pending).insert(correlation, version);
+            lock(&pending).api_versions(correlation, version);
         }
-        if api_key == sync_group::API_KEY && len <= MAX_REWRITTEN {
+        let group_request = [
+            members::JOIN_GROUP,
+            members::HEARTBEAT,
+            members::LEAVE_GROUP,
+            members::SYNC_GROUP,
+        ]
+        .contains(&api_key);
+        if group_request && len <= MAX_REWRITTEN {
             let mut frame = head.to_vec();
             frame.resize(4 + len as usize, 0);
             from.read_exact(&mut frame[12..]).await?;
-            match sync_group::null_empty_assignments(&mut frame[4..]) {
-                Ok(sync_group::Outcome::Nulled) => {
-                    tracing::debug!("SyncGroup with no assignments passed on with a null list")
+            let request = &mut frame[4..];
+            if api_key == sync_group::API_KEY {
+                match sync_group::null_empty_assignments(request) {
+                    Ok(sync_group::Outcome::Nulled) => {
+                        tracing::debug!("SyncGroup with no assignments passed on with a null list")
+                    }
+                    Ok(sync_group::Outcome::Unchanged) => {}
+                    // The broker answers it as it would have: nothing to add at warn level
+                    // about a client's malformed request.
+                    Err(reason) => {
+                        tracing::debug!(
+                            reason,
+                            "SyncGroup request not understood; forwarded unchanged"
+                        )
+                    }
                 }
-                Ok(sync_group::Outcome::Unchanged) => {}
-                // The broker answers it as it would have: nothing to add at warn level
-                // about a client's malformed request.
-                Err(reason) => {
-                    tracing::debug!(
-                        reason,
-                        "SyncGroup request not understood; forwarded unchanged"
-                    )
-                }
+            }
+            if let Err(reason) = lock(&pending).request(api_key, request) {
+                tracing::debug!(
+                    api_key,
+                    reason,
+                    "group request not understood; forwarded unchanged"
+                );
             }
             to.write_all(&frame).await?;
             continue;
@@ -231,13 +265,15 @@ pub(crate) async fn responses(
         head[..4].copy_from_slice(&len.to_be_bytes());
         let n = len.min(4) as usize;
         from.read_exact(&mut head[4..4 + n]).await?;
-        let version = (n == 4)
+        let answered = (n == 4)
             .then(|| {
-                lock(&pending).remove(&i32::from_be_bytes([head[4], head[5], head[6], head[7]]))
+                lock(&pending).answered(i32::from_be_bytes([head[4], head[5], head[6], head[7]]))
             })
             .flatten();
-        match version {
-            Some(version) if version >= FIRST_FLEXIBLE && len <= MAX_REWRITTEN => {
+        match answered {
+            Some(members::InFlight::ApiVersions(version))
+                if version >= FIRST_FLEXIBLE && len <= MAX_REWRITTEN =>
+            {
                 let mut body = vec![0; len as usize - 4];
                 from.read_exact(&mut body).await?;
                 let body = match without_default_tags(&body) {
@@ -257,6 +293,21 @@ pub(crate) async fn responses(
                 frame.extend_from_slice(&body);
                 to.write_all(&frame).await?;
             }
+            Some(
+                group @ (members::InFlight::JoinGroup { .. } | members::InFlight::SyncGroup { .. }),
+            ) if len <= MAX_REWRITTEN => {
+                let mut frame = head.to_vec();
+                frame.resize(4 + len as usize, 0);
+                from.read_exact(&mut frame[8..]).await?;
+                if let Err(reason) = lock(&pending).answer(&group, &frame[8..]) {
+                    tracing::warn!(
+                        ?group,
+                        reason,
+                        "group answer not understood; forwarded unchanged"
+                    );
+                }
+                to.write_all(&frame).await?;
+            }
             _ => {
                 to.write_all(&head[..4 + n]).await?;
                 copy_exact(&mut from, &mut to, u64::from(len) - n as u64).await?;
@@ -266,7 +317,7 @@ pub(crate) async fn responses(
     to.shutdown().await
 }
 
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<i32, i16>> {
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, members::Connection> {
     // The map is left consistent by every holder, so a poisoned lock is still usable.
     pending
         .lock()
@@ -304,7 +355,7 @@ async fn copy_exact(
 /// An ApiVersions v3+ response body (after the correlation id) without the top-level tagged
 /// fields that hold their default values. Fields with other values, and unknown tags, stay.
 pub(crate) fn without_default_tags(body: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut r = Reader { buf: body, at: 0 };
+    let mut r = Reader::new(body);
     r.skip(2, "error_code")?;
     let entries = r.uvarint("api_keys length")?;
     for _ in 1..entries {
@@ -350,6 +401,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, at: 0 }
+    }
+
     fn i16(&mut self, what: &'static str) -> Result<i16, &'static str> {
         let b = self.take(2, what)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
@@ -360,21 +415,26 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// A STRING or NULLABLE_STRING: an int16 length (-1 for null), then the bytes.
-    fn skip_string(&mut self, what: &'static str) -> Result<(), &'static str> {
-        match self.i16(what)? {
-            -1 => Ok(()),
-            n => self.skip(usize::try_from(n).map_err(|_| what)?, what),
-        }
-    }
-
-    /// A COMPACT_(NULLABLE_)STRING: an unsigned varint length plus one (0 for null), then
-    /// the bytes.
-    fn skip_compact(&mut self, what: &'static str) -> Result<(), &'static str> {
-        match self.uvarint(what)? {
-            0 => Ok(()),
-            n => self.skip(n as usize - 1, what),
-        }
+    /// A (NULLABLE_)STRING, or in flexible versions a COMPACT_(NULLABLE_)STRING: an int16
+    /// length (-1 for null) or an unsigned varint length plus one (0 for null), then the
+    /// bytes. `None` for null.
+    fn string(
+        &mut self,
+        compact: bool,
+        what: &'static str,
+    ) -> Result<Option<&'a [u8]>, &'static str> {
+        let len = if compact {
+            match self.uvarint(what)? {
+                0 => return Ok(None),
+                n => n as usize - 1,
+            }
+        } else {
+            match self.i16(what)? {
+                -1 => return Ok(None),
+                n => usize::try_from(n).map_err(|_| what)?,
+            }
+        };
+        self.take(len, what).map(Some)
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], &'static str> {

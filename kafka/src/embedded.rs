@@ -1,6 +1,7 @@
 //! An in-process Kafka-protocol broker: tansu with memory storage, behind a small proxy
 //! ([`crate::api_versions`]) that makes its ApiVersions responses readable by older clients
-//! (Debian's kcat and librdkafka 2.0.2).
+//! (Debian's kcat and librdkafka 2.0.2) and a dead group member's partitions reach the
+//! others.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -10,7 +10,8 @@
 //!   storage) for `scope up` and for tests. librdkafka's mock cluster is not used: it stalls
 //!   and loses messages under load. `api_versions` is the framing proxy in front of it that
 //!   drops the default-valued tagged fields older clients (Debian's kcat) cannot read, and
-//!   (`sync_group`) keeps tansu from forming a group with no assignment after a member died.
+//!   keeps tansu's group coordinator from stranding a dead member's partitions (`sync_group`,
+//!   `members`).
 //! - [`GROUP_SESSION_TIMEOUT_MS`]: how soon a killed stage's partitions go to another.
 
 #[cfg(feature = "embedded")]

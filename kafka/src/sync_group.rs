@@ -39,10 +39,7 @@ pub(super) enum Outcome {
 /// body) in place when its assignment list is empty. An error says what could not be read;
 /// the request is then left as it came.
 pub(super) fn null_empty_assignments(request: &mut [u8]) -> Result<Outcome, &'static str> {
-    let mut r = Reader {
-        buf: request,
-        at: 0,
-    };
+    let mut r = Reader::new(request);
     if r.i16("api_key")? != API_KEY {
         return Err("not a SyncGroup request");
     }
@@ -53,17 +50,11 @@ pub(super) fn null_empty_assignments(request: &mut [u8]) -> Result<Outcome, &'st
     let flexible = version >= FIRST_FLEXIBLE;
     r.skip(4, "correlation_id")?;
     // The header's client id is a nullable int16-length string in every header version.
-    r.skip_string("client_id")?;
+    r.string(false, "client_id")?;
     if flexible {
         r.tagged_fields()?;
     }
-    let string = |r: &mut Reader<'_>, what| {
-        if flexible {
-            r.skip_compact(what)
-        } else {
-            r.skip_string(what)
-        }
-    };
+    let string = |r: &mut Reader<'_>, what| r.string(flexible, what).map(drop);
     string(&mut r, "group_id")?;
     r.skip(4, "generation_id")?;
     string(&mut r, "member_id")?;

@@ -1,9 +1,11 @@
 //! Consumer groups on the embedded broker when a member dies without leaving the group, as a
-//! merger or renderer does under `kill -9`: the member started in its place must be assigned
-//! the partitions once the dead one's session has lapsed, as Apache Kafka assigns them.
+//! merger or renderer does under `kill -9`: its partitions must go to a member started in its
+//! place, or to a surviving one, as Apache Kafka gives them.
 //!
 //! The dead member is a real librdkafka consumer in a child process (this test binary run
-//! again with [`MEMBER`] set), so SIGKILL ends it with no LeaveGroup and no more heartbeats.
+//! again with [`MEMBER`] set). SIGKILL ends it with no LeaveGroup and no more heartbeats,
+//! and its kernel closes its connections, which the broker's proxy notices; SIGSTOP silences
+//! it with its connections open, so only its session lapsing can tell the broker.
 
 use std::{
     io::{BufRead, BufReader},
@@ -23,14 +25,17 @@ use scope_schemas::topics::{Cleanup, TopicSpec};
 /// Set in the child's environment to `bootstrap group topic`: the child joins and consumes.
 const MEMBER: &str = "SCOPE_KAFKA_TEST_GROUP_MEMBER";
 const PARTITIONS: usize = 4;
-/// From the kill to the new member's start: longer than tansu's 3 s pause between a
-/// follower's JoinGroup and its answer, so the dead member's session lapses while the new
-/// member is alive and waiting for it. That is the moment tansu 0.6 formed the group with no
-/// assignment at all, when the new member's SyncGroup came first.
+/// From the first member's end to the new member's start: longer than tansu's 3 s pause
+/// between a follower's JoinGroup and its answer, so the silenced member's session lapses
+/// while the new member is alive and waiting for it. That is the moment tansu 0.6 formed the
+/// group with no assignment at all, when the new member's SyncGroup came first.
 const DOWNTIME: Duration = Duration::from_secs(4);
-/// The dead member's session (the stages' [`GROUP_SESSION_TIMEOUT_MS`], 10 s), tansu's
+/// The silenced member's session (the stages' [`GROUP_SESSION_TIMEOUT_MS`], 10 s), tansu's
 /// pause, and a rejoin.
 const TAKEOVER: Duration = Duration::from_secs(25);
+/// A killed member's partitions are given again without waiting for its session: the
+/// proxy's grace (1 s), a heartbeat (3 s) and a rejoin.
+const AT_ONCE: Duration = Duration::from_secs(8);
 
 fn consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = KafkaArgs::new(bootstrap)
@@ -118,10 +123,20 @@ impl Member {
         member
     }
 
-    /// SIGKILL: no LeaveGroup, no more heartbeats.
-    fn kill(mut self) -> Instant {
+    /// SIGKILL: no LeaveGroup, no more heartbeats, its connections closed.
+    fn kill(&mut self) -> Instant {
         self.0.kill().expect("SIGKILL is delivered");
         self.0.wait().expect("the killed member is reaped");
+        Instant::now()
+    }
+
+    /// SIGSTOP: no more heartbeats, its connections open. Killed when dropped.
+    fn freeze(&self) -> Instant {
+        let stopped = Command::new("kill")
+            .args(["-STOP", &self.0.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(stopped.success(), "SIGSTOP is delivered");
         Instant::now()
     }
 }
@@ -146,45 +161,89 @@ async fn broker_with_topic(topic: &str) -> EmbeddedBroker {
     broker
 }
 
+/// A member silenced with its connections open is replaced once its session lapses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_member_is_replaced_once_its_session_lapses() {
+async fn silenced_member_is_replaced_once_its_session_lapses() {
+    let (topic, group) = ("group.silenced", "group.silenced");
+    let broker = broker_with_topic(topic).await;
+    let bootstrap = broker.bootstrap();
+    let first = Member::assigned(&bootstrap, group, topic).await;
+    let stopped = first.freeze();
+    tokio::time::sleep(DOWNTIME).await;
+    let took = replaced(&bootstrap, group, topic, stopped, TAKEOVER).await;
+    println!(
+        "group: a member stopped, another started {DOWNTIME:?} later: it holds every partition \
+         {:.1} s after the stop (session {GROUP_SESSION_TIMEOUT_MS} ms)",
+        took.as_secs_f64()
+    );
+}
+
+/// A killed member is replaced without waiting for its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_member_is_replaced_at_once() {
     let (topic, group) = ("group.killed", "group.killed");
     let broker = broker_with_topic(topic).await;
     let bootstrap = broker.bootstrap();
     let killed = Member::assigned(&bootstrap, group, topic).await.kill();
     tokio::time::sleep(DOWNTIME).await;
+    let took = replaced(&bootstrap, group, topic, killed, AT_ONCE).await;
+    println!(
+        "group: a member killed, another started {DOWNTIME:?} later: it holds every partition \
+         {:.1} s after the kill",
+        took.as_secs_f64()
+    );
+}
 
-    let took = tokio::task::spawn_blocking(move || {
+/// Starts a member now and waits until it holds every partition: how long after `ended`.
+async fn replaced(
+    bootstrap: &str,
+    group: &'static str,
+    topic: &'static str,
+    ended: Instant,
+    deadline: Duration,
+) -> Duration {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || {
         let second = consumer(&bootstrap, group, topic);
-        until_assigned_all(&second, TAKEOVER).map(|_| killed.elapsed())
+        until_assigned_all(&second, deadline).map(|_| ended.elapsed())
     })
     .await
     .expect("the second member")
     .unwrap_or_else(|n| {
         panic!(
-            "the member started {DOWNTIME:?} after the first was killed holds {n} of \
-             {PARTITIONS} partitions after {TAKEOVER:?}"
+            "the member started {DOWNTIME:?} after the first ended holds {n} of {PARTITIONS} \
+             partitions after {deadline:?}"
         )
-    });
-    println!(
-        "group: a member killed, another started {DOWNTIME:?} later: it holds every partition \
-         {:.1} s after the kill (session {GROUP_SESSION_TIMEOUT_MS} ms)",
-        took.as_secs_f64()
-    );
+    })
 }
 
-/// Pins a second fault of tansu 0.6's group coordinator, not yet worked around: when a
-/// surviving member's heartbeat is what finds the dead member's session lapsed, tansu drops
-/// the dead member but keeps the group formed in the same generation, with the old
-/// assignment. The survivor is told to rejoin, is answered with that same generation, and
-/// SyncGroup gives it back its old partitions only (tansu ignores the leader's new
-/// assignment in a formed group): the dead member's partitions are read by no one. Apache
-/// Kafka would rebalance and give them to the survivor. This is one of two mergers (or
-/// renderers) in a group, one killed for good.
+/// One of two mergers (or renderers) in a group killed for good: the survivor takes its
+/// partitions. Left to tansu 0.6, it never would: the survivor's heartbeat finds the dead
+/// member's session lapsed, tansu drops that member but keeps the group formed in the same
+/// generation with the old assignment, and gives the survivor its old partitions back
+/// whatever it assigns. The proxy makes the killed member leave instead, and tansu then
+/// rebalances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6: a killed member's partitions are never given to the surviving member"]
 async fn survivor_takes_over_a_killed_members_partitions() {
-    let (topic, group) = ("group.survivor", "group.survivor");
+    survivor_takes_over("group.survivor.killed", |m| m.kill(), AT_ONCE).await;
+}
+
+/// The same with the other member silenced, its connections open: nothing tells the proxy,
+/// and tansu's own expiry strands the partitions as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6: a silenced member's partitions are never given to the surviving member"]
+async fn survivor_takes_over_a_silenced_members_partitions() {
+    survivor_takes_over("group.survivor.silenced", |m| m.freeze(), TAKEOVER).await;
+}
+
+/// A survivor alone, then sharing with a member in a child process, which `end` ends: the
+/// survivor must hold every partition within `deadline`.
+async fn survivor_takes_over(
+    topic: &'static str,
+    end: fn(&mut Member) -> Instant,
+    deadline: Duration,
+) {
+    let group = topic;
     let broker = broker_with_topic(topic).await;
     let bootstrap = broker.bootstrap();
     let held = Arc::new(AtomicUsize::new(0));
@@ -214,14 +273,15 @@ async fn survivor_takes_over_a_killed_members_partitions() {
         }
     };
     holds("alone", |n| n == PARTITIONS, TAKEOVER).await;
-    let other = Member::assigned(&bootstrap, group, topic).await;
+    let mut other = Member::assigned(&bootstrap, group, topic).await;
     holds("shared", |n| n < PARTITIONS, TAKEOVER).await;
-    other.kill();
-    let took = holds("after the kill", |n| n == PARTITIONS, TAKEOVER).await;
+    let ended = end(&mut other);
+    holds("after the other ended", |n| n == PARTITIONS, deadline).await;
     stop.store(true, Ordering::Relaxed);
     survivor.join().expect("the survivor");
     println!(
-        "group: of two members one killed, the other holds every partition {:.1} s after",
-        took.as_secs_f64()
+        "group: of two members one ended ({topic}), the other holds every partition {:.1} s \
+         after",
+        ended.elapsed().as_secs_f64()
     );
 }
