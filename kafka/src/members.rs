@@ -196,13 +196,13 @@ impl Connection {
                 }
                 if instance.is_none() && !member.is_empty() {
                     let members = &mut state.groups.entry(group.clone()).or_default().members;
-                    let known = self.members.insert((group, member.clone()));
+                    let first_here = self.members.insert((group, member.clone()));
                     let m = members.entry(member).or_insert(Member {
                         connections: 0,
                         last_seen: Instant::now(),
                     });
                     m.last_seen = Instant::now();
-                    if known {
+                    if first_here {
                         m.connections += 1;
                     }
                 }
@@ -219,7 +219,7 @@ impl Connection {
             InFlight::ApiVersions(_) => {}
             InFlight::JoinGroup { version, group } => {
                 let group = state.groups.entry(group.clone()).or_default();
-                // Unknown until this answer is read: a member that may lead stays.
+                // Unknown if this answer cannot be read: then any member may lead.
                 group.leader = None;
                 if let Some(leader) = join_leader(*version, body)? {
                     group.leader = Some(leader);
