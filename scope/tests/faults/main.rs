@@ -154,10 +154,8 @@ async fn collector_killed_and_restarted(close: usize) {
 }
 
 /// The restarted renderer reads back the published views, then consumes `scope.snapshots`
-/// in its consumer group, where the embedded broker leaves it without a partition (as it
-/// does the merger's, below).
+/// in its consumer group, which its killed predecessor never left (see the merger's, below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 23: a renderer restarted after kill -9 renders nothing for over 90 s: the embedded broker's group assigns it no partition"]
 async fn b_renderer_killed_and_restarted_converges_with_no_stale_node_and_no_live_tombstone() {
     renderer_restarted(Stop::Kill).await;
 }
@@ -254,16 +252,12 @@ async fn renderer_restarted(stop: Stop) {
     });
 }
 
-/// The restarted merger joins its consumer group and is assigned no partition (its log says
-/// `assigned input partitions partitions=[]`), with the default session timeout and with
-/// `-X session.timeout.ms=6000` alike, so no snapshot is cut again.
-///
-/// In its log, librdkafka's `debug=cgrp` shows why: the JoinGroup answer names the killed
-/// merger's member id as the leader of the new generation (it has not missed its session
-/// yet), the SyncGroup answer carries an empty assignment instead of waiting for the leader's,
-/// and no rebalance follows once the dead member is expired.
+/// The restarted merger joins the consumer group its killed predecessor never left. tansu
+/// 0.6 formed the group with no assignment when the dead leader's session lapsed between the
+/// JoinGroup and the SyncGroup, and cut nothing again; the embedded broker's proxy now makes a
+/// member whose connections closed without a LeaveGroup leave (`kafka/src/members.rs`), and
+/// passes an empty SyncGroup assignment on as a null one (`kafka/src/sync_group.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 23: a merger restarted after kill -9 is assigned no input partition by the embedded broker's group and cuts no snapshot for over 2 min"]
 async fn c_merger_killed_under_load_and_restarted_cuts_the_truth_next() {
     merger_restarted(Stop::Kill).await;
 }
