@@ -211,9 +211,10 @@ pub(crate) fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
                 .ok()
         })
     };
-    let total = kib("MemTotal:")?;
-    let available = kib("MemAvailable:")?;
-    Some((total * 1024, total.saturating_sub(available) * 1024))
+    // Checked: sizes no machine has are a malformed file, not an overflow.
+    let total = kib("MemTotal:")?.checked_mul(1024)?;
+    let available = kib("MemAvailable:")?.saturating_mul(1024);
+    Some((total, total.saturating_sub(available)))
 }
 
 /// (total, idle) jiffies from the aggregate `cpu` line of `/proc/stat`. Guest time is
@@ -230,7 +231,9 @@ pub(crate) fn parse_cpu_line(text: &str) -> Option<(u64, u64)> {
     if values.len() < 5 {
         return None;
     }
-    Some((values.iter().sum(), values[3] + values[4]))
+    // Checked: counts that overflow a u64 are a malformed line, not a panic.
+    let total = values.iter().try_fold(0u64, |sum, &v| sum.checked_add(v))?;
+    Some((total, values[3].checked_add(values[4])?))
 }
 
 pub(crate) fn cpu_percent(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
@@ -268,6 +271,14 @@ mod tests {
         let stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n";
         assert_eq!(parse_cpu_line(stat), Some((1000, 850)));
         assert_eq!(parse_cpu_line("cpu0 1 2 3\n"), None);
+        // Values no kernel writes, which overflowed (a panic in debug builds).
+        let max = u64::MAX;
+        assert_eq!(parse_cpu_line(&format!("cpu  {max} 0 0 {max} 1\n")), None);
+        assert_eq!(parse_cpu_line(&format!("cpu  0 0 0 {max} 1\n")), None);
+        assert_eq!(
+            parse_meminfo(&format!("MemTotal: {max} kB\nMemAvailable: 1 kB\n")),
+            None
+        );
         assert_eq!(cpu_percent((1000, 850), (1200, 950)), Some(50.0));
         assert_eq!(cpu_percent((1000, 850), (1000, 850)), None);
     }
