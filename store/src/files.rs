@@ -258,7 +258,9 @@ mod tests {
         assert_eq!(written.bytes, fs::metadata(&written.path).unwrap().len());
         let batches = read(&written.path).unwrap();
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
-        let n = batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let n = batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(n.values(), &[0, 1, 0, 1, 2], "in the order written");
         assert_eq!(rows(&written.path).unwrap(), 5);
         let missing = dir.path().join("missing.parquet");
