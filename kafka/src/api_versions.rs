@@ -395,6 +395,19 @@ fn is_default(tag: u32, value: &[u8]) -> bool {
     }
 }
 
+/// A string as [`Reader::string`] reads it (compact lengths under 127 only): how the tests
+/// of the group-protocol readers build their requests.
+#[cfg(test)]
+fn encode_string(compact: bool, s: &str) -> Vec<u8> {
+    let mut out = if compact {
+        vec![s.len() as u8 + 1]
+    } else {
+        (s.len() as i16).to_be_bytes().to_vec()
+    };
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,

@@ -408,16 +408,7 @@ fn sync_error(version: i16, body: &[u8]) -> Result<i16, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn string(flexible: bool, s: &str) -> Vec<u8> {
-        let mut out = if flexible {
-            vec![s.len() as u8 + 1]
-        } else {
-            (s.len() as i16).to_be_bytes().to_vec()
-        };
-        out.extend_from_slice(s.as_bytes());
-        out
-    }
+    use crate::api_versions::encode_string as string;
 
     /// A request header of `api_key` and `version`, correlation id 7, client "c".
     fn header(api_key: i16, version: i16) -> Vec<u8> {

@@ -98,15 +98,7 @@ mod tests {
     /// "c", instance "i" (v3+), protocol "consumer"/"range" (v5+), then `assignments`.
     fn request(version: i16, assignments: &[u8]) -> Vec<u8> {
         let flexible = version >= FIRST_FLEXIBLE;
-        let string = |s: &str| -> Vec<u8> {
-            let mut out = if flexible {
-                vec![s.len() as u8 + 1]
-            } else {
-                (s.len() as i16).to_be_bytes().to_vec()
-            };
-            out.extend_from_slice(s.as_bytes());
-            out
-        };
+        let string = |s: &str| crate::api_versions::encode_string(flexible, s);
         let mut r = API_KEY.to_be_bytes().to_vec();
         r.extend_from_slice(&version.to_be_bytes());
         r.extend_from_slice(&42i32.to_be_bytes());
