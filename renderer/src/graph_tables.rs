@@ -15,8 +15,7 @@ use std::{
 
 use arrow::{
     array::{
-        Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
-        TimestampMicrosecondArray,
+        Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
     },
     compute::cast,
     datatypes::{DataType, Float64Type},
@@ -28,7 +27,7 @@ use scope_store::file_path;
 use crate::{
     Error,
     index::Index,
-    render::{Edge, Graph, MetaMap, Rendered, parse_ports, typed_column},
+    render::{Graph, MetaMap, Rendered, edge_rows, sort_edges, typed_column},
     store,
 };
 
@@ -112,34 +111,20 @@ fn view_named(name: &str) -> Option<View> {
 /// Each view's graph with its edges (sorted) and nothing else yet; `None` without `ports`.
 fn read_edges(batches: &[RecordBatch]) -> Result<Option<Graphs>, Error> {
     let mut graphs: Graphs = View::ALL.map(|v| (v, Graph::default())).into();
-    let t = table::GRAPH_EDGES;
     for batch in batches {
         if batch.column_by_name("ports").is_none() {
             return Ok(None);
         }
-        let text = |name| typed_column::<StringArray>(batch, name, t, DataType::Utf8);
-        let (view, src, dst, ports) = (text("view")?, text("src")?, text("dst")?, text("ports")?);
-        let connections = typed_column::<Int64Array>(batch, "connections", t, DataType::Int64)?;
-        for row in 0..batch.num_rows() {
+        let view = typed_column::<StringArray>(batch, "view", table::GRAPH_EDGES, DataType::Utf8)?;
+        for (row, edge) in edge_rows(batch)? {
             let Some(graph) = view_named(view.value(row)).and_then(|v| graphs.get_mut(&v)) else {
                 return Ok(None);
             };
-            graph.edges.push(Edge {
-                src: src.value(row).to_owned(),
-                dst: dst.value(row).to_owned(),
-                connections: connections.value(row),
-                ports: if ports.is_null(row) {
-                    Vec::new()
-                } else {
-                    parse_ports(ports.value(row))
-                },
-            });
+            graph.edges.push(edge);
         }
     }
     for graph in graphs.values_mut() {
-        graph
-            .edges
-            .sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+        sort_edges(&mut graph.edges);
     }
     Ok(Some(graphs))
 }

@@ -501,11 +501,11 @@ fn session_error(error: &Error) -> PgWireError {
 }
 
 fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        code.into(),
-        message,
-    )))
+    PgWireError::UserError(error_info(code, message))
+}
+
+fn error_info(code: &str, message: String) -> Box<ErrorInfo> {
+    Box::new(ErrorInfo::new("ERROR".into(), code.into(), message))
 }
 
 /// The handlers of one connection.
@@ -759,12 +759,6 @@ fn is_session_setting(set: &Set) -> bool {
     }
 }
 
-/// A statement with more operators than [`sql::MAX_OPERATORS`], refused as Postgres refuses
-/// one that would exceed its stack.
-fn too_complex(message: String) -> PgWireError {
-    user_error(sqlstate::STATEMENT_TOO_COMPLEX, message)
-}
-
 /// The simple protocol's handler: datafusion-postgres's, once the query's text is known not
 /// to be too complex to plan ([`sql::check_operators`]).
 struct Simple {
@@ -781,11 +775,9 @@ impl SimpleQueryHandler for Simple {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Err(message) = sql::check_operators(query) {
-            return Ok(vec![Response::Error(Box::new(ErrorInfo::new(
-                "ERROR".into(),
-                sqlstate::STATEMENT_TOO_COMPLEX.into(),
-                message,
-            )))]);
+            // As Postgres refuses a statement that would exceed its stack.
+            let refused = error_info(sqlstate::STATEMENT_TOO_COMPLEX, message);
+            return Ok(vec![Response::Error(refused)]);
         }
         SimpleQueryHandler::do_query(&*self.inner, client, query).await
     }
@@ -807,7 +799,8 @@ impl<P: QueryParser + Send + Sync> QueryParser for Bounded<P> {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        sql::check_operators(sql).map_err(too_complex)?;
+        sql::check_operators(sql)
+            .map_err(|message| user_error(sqlstate::STATEMENT_TOO_COMPLEX, message))?;
         self.0.parse_sql(client, sql, types).await
     }
 

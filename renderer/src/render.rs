@@ -606,8 +606,43 @@ fn rendered_nodes(
     Ok(out.into_values().collect())
 }
 
+/// The edges of a batch with `graph_edges`' columns, each with its row; a row without both
+/// ends is left out. What a render computed, and what it wrote read back.
+pub(crate) fn edge_rows(batch: &RecordBatch) -> Result<Vec<(usize, Edge)>, Error> {
+    let t = table::GRAPH_EDGES;
+    let src = string_column(batch, "src", t)?;
+    let dst = string_column(batch, "dst", t)?;
+    let connections = typed_column::<Int64Array>(batch, "connections", t, DataType::Int64)?;
+    let ports = string_column(batch, "ports", t)?;
+    Ok((0..batch.num_rows())
+        .filter(|&row| !src.is_null(row) && !dst.is_null(row))
+        .map(|row| {
+            let edge = Edge {
+                src: src.value(row).to_owned(),
+                dst: dst.value(row).to_owned(),
+                connections: if connections.is_null(row) {
+                    0
+                } else {
+                    connections.value(row)
+                },
+                ports: if ports.is_null(row) {
+                    Vec::new()
+                } else {
+                    parse_ports(ports.value(row))
+                },
+            };
+            (row, edge)
+        })
+        .collect())
+}
+
+/// [`Graph::edges`]' order: by source, then destination.
+pub(crate) fn sort_edges(edges: &mut [Edge]) {
+    edges.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+}
+
 /// `80:3,443:1` (edges.sql's `ports`) as `[(80, 3), (443, 1)]`.
-pub(crate) fn parse_ports(text: &str) -> Vec<(u16, i64)> {
+fn parse_ports(text: &str) -> Vec<(u16, i64)> {
     text.split(',')
         .filter_map(|pair| {
             let (port, count) = pair.split_once(':')?;
@@ -621,34 +656,11 @@ pub(crate) fn parse_ports(text: &str) -> Vec<(u16, i64)> {
 fn graph(nodes: &[RecordBatch], edges: &[RecordBatch]) -> Result<Graph, Error> {
     let mut graph = Graph::default();
     for batch in edges {
-        let t = table::GRAPH_EDGES;
-        let src = string_column(batch, "src", t)?;
-        let dst = string_column(batch, "dst", t)?;
-        let connections = typed_column::<Int64Array>(batch, "connections", t, DataType::Int64)?;
-        let ports = string_column(batch, "ports", t)?;
-        for row in 0..batch.num_rows() {
-            if src.is_null(row) || dst.is_null(row) {
-                continue;
-            }
-            graph.edges.push(Edge {
-                src: src.value(row).to_owned(),
-                dst: dst.value(row).to_owned(),
-                connections: if connections.is_null(row) {
-                    0
-                } else {
-                    connections.value(row)
-                },
-                ports: if ports.is_null(row) {
-                    Vec::new()
-                } else {
-                    parse_ports(ports.value(row))
-                },
-            });
-        }
+        graph
+            .edges
+            .extend(edge_rows(batch)?.into_iter().map(|(_, edge)| edge));
     }
-    graph
-        .edges
-        .sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+    sort_edges(&mut graph.edges);
     for batch in nodes {
         let t = table::GRAPH_NODES;
         let id = string_column(batch, "id", t)?;

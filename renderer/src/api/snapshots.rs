@@ -112,13 +112,16 @@ impl Snapshots {
     /// those say less than the API shows (written by an older build, or unreadable).
     async fn load(&self, t: i64) -> Result<Rendered, Error> {
         let dir = self.data_dir.clone();
-        let read = tokio::task::spawn_blocking(move || graph_tables::read(&dir, t)).await;
+        let read = tokio::task::spawn_blocking(move || graph_tables::read(&dir, t))
+            .await
+            .map_err(|source| Error::Task {
+                what: "reading a past snapshot",
+                source,
+            })
+            .and_then(|read| read);
         match read {
-            Ok(Ok(Some(rendered))) => return Ok(rendered),
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => {
-                warn!(snapshot_time_us = t, %error, "rendering a past snapshot again")
-            }
+            Ok(Some(rendered)) => return Ok(rendered),
+            Ok(None) => {}
             Err(error) => warn!(snapshot_time_us = t, %error, "rendering a past snapshot again"),
         }
         crate::render::compute(&self.data_dir, t, &self.local_networks).await
